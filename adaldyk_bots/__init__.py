@@ -1,0 +1,3 @@
+"""Adaldyk core: domain, storage, intake, workflow, outbox, scheduler, web and CLI."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,221 @@
+"""The `adaldyk` command: serve, web, worker, migrate, sandbox, user/token administration, replay."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import secrets
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from adaldyk_bots import __version__
+from adaldyk_bots.runtime import Runtime
+from adaldyk_bots.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("adaldyk")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"adaldyk: configuration error: {exc}", file=sys.stderr)
+        return 2
+    from adaldyk_bots.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.secret_values())
+    try:
+        return int(args.handler(settings, args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except _Refused as exc:
+        print(f"adaldyk: {exc}", file=sys.stderr)
+        return 1
+
+
+class _Refused(Exception):
+    """A command cannot go on; the message says why and what to do."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adaldyk",
+        description="Citizens' appeals from social networks: intake, deadlines and answers. "
+        "Settings come from ADALDYK_* environment variables and a .env file (see config/.env.example).",
+    )
+    parser.add_argument("--version", action="version", version=f"adaldyk {__version__}")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    def command(
+        name: str, handler: Callable[[Settings, argparse.Namespace], int | None], help_: str
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(handler=handler)
+        return p
+
+    command("serve", _serve, "Web, pollers and scheduled jobs in one process (the single-machine default).")
+    command("web", _web, "Only the web server: webhooks, JSON API, health.")
+    command("worker", _worker, "Only pollers and scheduled jobs (outbox dispatch, overdue sweep).")
+    command("migrate", _migrate, "Bring the database schema to this version and load config/org.toml.")
+    sandbox = command(
+        "sandbox",
+        _sandbox,
+        "Fake Telegram on loopback, simulated citizens writing in Kazakh and Russian, and the full "
+        "service against them: watch the whole flow without any token.",
+    )
+    sandbox.add_argument("--citizens", type=int, default=4, help="how many simulated citizens (default 4)")
+    sandbox.add_argument(
+        "--duration", type=float, default=0, help="stop after this many seconds (0: run until Ctrl+C)"
+    )
+
+    user = sub.add_parser("user", help="Staff accounts.").add_subparsers(metavar="ACTION")
+    create = user.add_parser("create", help="Create a staff account (asks for the password).")
+    create.set_defaults(handler=_user_create)
+    create.add_argument("username")
+    create.add_argument("--full-name", default="")
+    create.add_argument("--role", choices=["admin", "moderator", "officer"], default="moderator")
+    create.add_argument("--unit", help="unit code (officers see only their unit's appeals)")
+    create.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+
+    token = sub.add_parser("token", help="API tokens for the JSON API.").add_subparsers(metavar="ACTION")
+    tcreate = token.add_parser("create", help="Create a bearer token for /api/v1 and print it once.")
+    tcreate.set_defaults(handler=_token_create)
+    tcreate.add_argument("name", help="who or what uses the token, e.g. 'crm-sync'")
+
+    replay = command("replay", _replay, "Process quarantined events again with the current code.")
+    replay.add_argument("--id", type=int, help="only this raw event")
+    replay.add_argument("--body-file", type=Path, help="a corrected payload for --id (the original is kept)")
+    return parser
+
+
+def _runtime(settings: Settings, *, auto_migrate: bool) -> Runtime:
+    from adaldyk_bots.storage.schema import ensure_schema
+
+    runtime = Runtime.build(settings)
+    try:
+        ensure_schema(runtime.engine, auto_migrate=auto_migrate)
+    except RuntimeError as exc:
+        raise _Refused(str(exc)) from None
+    if auto_migrate:
+        _load_org(settings, runtime)
+    return runtime
+
+
+def _load_org(settings: Settings, runtime: Runtime) -> int:
+    from adaldyk_bots.org import ORG_FILE, sync_units
+    from adaldyk_bots.storage.db import unit_of_work
+
+    with unit_of_work(runtime.engine) as s:
+        return sync_units(s, settings.config_dir / ORG_FILE)
+
+
+def _run_service(settings: Settings, *, web: bool, worker: bool) -> int:
+    from adaldyk_bots.runtime import Service
+
+    runtime = _runtime(settings, auto_migrate=settings.is_sqlite)
+    asyncio.run(Service(runtime, web=web, worker=worker).run())
+    return 0
+
+
+def _serve(settings: Settings, _args: argparse.Namespace) -> int:
+    return _run_service(settings, web=True, worker=True)
+
+
+def _web(settings: Settings, _args: argparse.Namespace) -> int:
+    return _run_service(settings, web=True, worker=False)
+
+
+def _worker(settings: Settings, _args: argparse.Namespace) -> int:
+    return _run_service(settings, web=False, worker=True)
+
+
+def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from adaldyk_bots.storage.schema import current_and_head
+
+    runtime = _runtime(settings, auto_migrate=True)
+    current, _head = current_and_head(runtime.engine)
+    units = _load_org(settings, runtime)
+    print(f"database at revision {current}; {units} units loaded from config/org.toml")
+    return 0
+
+
+def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
+    from adaldyk_bots.sandbox import run_sandbox
+
+    return run_sandbox(settings, citizens=args.citizens, duration=args.duration)
+
+
+def _user_create(settings: Settings, args: argparse.Namespace) -> int:
+    from argon2 import PasswordHasher
+    from sqlmodel import select
+
+    from adaldyk_bots.storage.db import unit_of_work, utcnow
+    from adaldyk_bots.storage.models import StaffUser, Unit
+
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
+    if len(password) < 10:
+        raise _Refused("the password must have at least 10 characters")
+    runtime = _runtime(settings, auto_migrate=settings.is_sqlite)
+    with unit_of_work(runtime.engine) as s:
+        if s.exec(select(StaffUser).where(StaffUser.username == args.username)).first():
+            raise _Refused(f"user {args.username} already exists")
+        unit_id = None
+        if args.unit:
+            unit = s.exec(select(Unit).where(Unit.code == args.unit)).first()
+            if unit is None:
+                raise _Refused(f"unknown unit {args.unit!r} (see config/org.toml, then `adaldyk migrate`)")
+            unit_id = unit.id
+        s.add(
+            StaffUser(
+                username=args.username,
+                full_name=args.full_name,
+                role=args.role,
+                unit_id=unit_id,
+                password_hash=PasswordHasher().hash(password),
+                created_at=utcnow(),
+            )
+        )
+    print(f"user {args.username} created ({args.role})")
+    return 0
+
+
+def _token_create(settings: Settings, args: argparse.Namespace) -> int:
+    from adaldyk_bots.storage.db import unit_of_work, utcnow
+    from adaldyk_bots.storage.models import ApiToken
+    from adaldyk_bots.web.api import token_digest
+
+    runtime = _runtime(settings, auto_migrate=settings.is_sqlite)
+    token = "adk_" + secrets.token_urlsafe(32)
+    with unit_of_work(runtime.engine) as s:
+        s.add(ApiToken(name=args.name, token_sha256=token_digest(token), created_at=utcnow()))
+    print(token)
+    print(
+        f"token {args.name!r} created; it is shown only once. Use: Authorization: Bearer <token>",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    runtime = _runtime(settings, auto_migrate=settings.is_sqlite)
+    if args.body_file and args.id is None:
+        raise _Refused("--body-file needs --id: a correction belongs to one event")
+    corrected = args.body_file.read_bytes() if args.body_file else None
+    parsers = {
+        name: (lambda _account, payload, c=c: c.parse_payload(payload))
+        for name, c in runtime.connectors.items()
+    }
+    report = runtime.intake.replay(parsers=parsers, event_id=args.id, corrected_payload=corrected)
+    for raw_id, state, reason in report:
+        print(f"event {raw_id}: {state}" + (f" ({reason})" if reason else ""))
+    if not report:
+        print("no quarantined events")
+    return 0 if all(state != "quarantined" for _id, state, _r in report) else 1

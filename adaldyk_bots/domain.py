@@ -1,0 +1,128 @@
+"""Plain typed data shared by the core and the connectors: no SDK, ORM or web type lives here."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class Language(enum.StrEnum):
+    KK = "kk"
+    RU = "ru"
+    EN = "en"
+
+
+class Category(enum.StrEnum):
+    """Appeal kinds after the Administrative Procedural and Process Code, Art. 4 (R11)."""
+
+    COMPLAINT = "complaint"
+    PROPOSAL = "proposal"
+    REQUEST = "request"
+    APPLICATION = "application"
+    CORRUPTION_REPORT = "corruption_report"
+    GRATITUDE = "gratitude"
+    OTHER = "other"
+
+
+class AppealStatus(enum.StrEnum):
+    RECEIVED = "received"  # signal taken in, awaiting a moderator
+    IN_PROGRESS = "in_progress"
+    FORWARDED = "forwarded"  # sent to the competent body (R5)
+    EXTENDED = "extended"  # term extended by the head's reasoned decision (R4)
+    ANSWERED = "answered"
+    CLOSED = "closed"
+    REJECTED = "rejected"  # spam or not an appeal
+
+    @property
+    def is_open(self) -> bool:
+        return self not in _FINISHED
+
+
+_FINISHED = {AppealStatus.ANSWERED, AppealStatus.CLOSED, AppealStatus.REJECTED}
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file or structured item a citizen sent. Files are kept by the platform's id."""
+
+    kind: str  # photo, document, voice, audio, video, video_note, sticker, location, contact, ...
+    file_id: str | None = None
+    file_unique_id: str | None = None
+    name: str | None = None
+    mime_type: str | None = None
+    size: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)  # e.g. {"latitude": .., "longitude": ..}
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """One citizen message (or a new version of one) as a connector understood it."""
+
+    channel: str  # "telegram", "vk", ...
+    account: str  # our side: bot id, community id
+    chat_id: str  # where a reply goes
+    message_key: str  # the platform's id of the message inside the chat
+    sender_id: str
+    sent_at: datetime  # UTC
+    text: str = ""  # text or caption, exactly as written
+    sender_name: str | None = None
+    sender_username: str | None = None
+    language_hint: str | None = None  # e.g. the client's interface language
+    attachments: tuple[Attachment, ...] = ()
+    edited_at: datetime | None = None  # set when this is a new version of an earlier message
+    reply_to_key: str | None = None
+    group_key: str | None = None  # album / media group
+    kind: str = "message"  # "message" (private dialog) or "comment" (public comment under a post)
+
+    @property
+    def is_edit(self) -> bool:
+        return self.edited_at is not None
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """An authentic event we deliberately do not turn into a message (policy or irrelevant type)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """An authentic event we could not understand; kept for `adaldyk replay`."""
+
+    reason: str
+
+
+ParseOutcome = InboundMessage | Ignored | Quarantined
+
+
+@dataclass(frozen=True)
+class ReplyTarget:
+    channel: str
+    account: str
+    chat_id: str
+    reply_to_key: str | None = None
+    kind: str = "message"
+
+
+@dataclass(frozen=True)
+class Delivered:
+    platform_message_id: str
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    code: str  # stable, e.g. "telegram.rate_limited", "telegram.network"
+    detail: str
+    after_seconds: float | None = None  # the platform's hint (retry_after), if it gave one
+
+
+@dataclass(frozen=True)
+class Failed:
+    code: str  # stable, e.g. "telegram.blocked", "telegram.bad_request"
+    detail: str
+
+
+SendResult = Delivered | RetryLater | Failed

@@ -1,0 +1,87 @@
+"""The boundary between the core and the channel connectors (loaded by entry point, never by name)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from adaldyk_bots.domain import ParseOutcome, ReplyTarget, SendResult
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+    from adaldyk_bots.intake import Intake
+    from adaldyk_bots.settings import Settings
+
+CONNECTOR_GROUP = "adaldyk.connectors"
+
+
+@dataclass(frozen=True)
+class RawEvent:
+    """One authentic item from a platform, before it touches the database."""
+
+    dedup_key: str  # unique per (channel, account), e.g. "update:123456"
+    payload: bytes  # the exact bytes the platform sent us
+    outcomes: Sequence[ParseOutcome]  # usually one; a batch envelope may carry several
+
+
+@dataclass(frozen=True)
+class RateScope:
+    """A token bucket the dispatcher must respect before a send: `limit` sends per `per_seconds`."""
+
+    key: str
+    limit: int
+    per_seconds: int = 1
+
+
+@dataclass
+class ChannelHealth:
+    state: str = "starting"  # starting | ok | degraded | broken | off
+    detail: str = ""
+    last_event_at: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Connector(Protocol):
+    name: ClassVar[str]
+    text_limit: ClassVar[int]  # in the unit `measure_text` counts
+
+    @property
+    def account(self) -> str: ...
+
+    @property
+    def health(self) -> ChannelHealth: ...
+
+    def measure_text(self, text: str) -> int: ...
+
+    def rate_scopes(self, target: ReplyTarget) -> list[RateScope]:
+        """Budgets a send to `target` draws on, broadest first (bot, then chat); the last one is paused
+        when the platform answers with a retry-after hint."""
+        ...
+
+    def parse_payload(self, payload: bytes) -> RawEvent:
+        """Pure: turn the exact bytes of one event into a RawEvent (used by intake and replay)."""
+        ...
+
+    def webhook_router(self, intake: Intake) -> APIRouter | None: ...
+
+    async def start(self, intake: Intake, *, receive: bool = True) -> None:
+        """Check credentials and, when `receive`, begin receiving (poll task or webhook registration).
+        Must not raise on bad credentials: report them through `health`, so other channels keep running."""
+        ...
+
+    async def stop(self) -> None: ...
+
+    async def send(self, target: ReplyTarget, text: str, *, idempotency_key: str) -> SendResult: ...
+
+
+class ConnectorFactory(Protocol):
+    def from_settings(self, settings: Settings) -> Connector | None:
+        """Build the connector, or return None when its credentials are not configured (channel off)."""
+        ...
+
+
+def load_connector_factories() -> dict[str, ConnectorFactory]:
+    return {ep.name: ep.load() for ep in entry_points(group=CONNECTOR_GROUP)}

@@ -1,0 +1,160 @@
+"""Wiring: build the parts once from settings, then run web, pollers and scheduled jobs in one loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+
+import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import Engine
+
+from adaldyk_bots.calendar import OVERRIDES_FILE, CalendarOverrides, WorkingCalendar
+from adaldyk_bots.dispatcher import Dispatcher
+from adaldyk_bots.intake import Intake
+from adaldyk_bots.ports import Connector, load_connector_factories
+from adaldyk_bots.settings import Settings
+from adaldyk_bots.storage.db import make_engine, unit_of_work
+from adaldyk_bots.texts import Texts
+from adaldyk_bots.workflow import Workflow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    workflow: Workflow
+    intake: Intake
+    connectors: dict[str, Connector] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, settings: Settings, *, engine: Engine | None = None) -> Runtime:
+        engine = engine or make_engine(settings.database_url)
+        calendar = WorkingCalendar(
+            tz=settings.tz,
+            work_start=settings.working_hours_start,
+            work_end=settings.working_hours_end,
+            overrides=CalendarOverrides.load(settings.config_dir / OVERRIDES_FILE),
+        )
+        texts = Texts.load(settings.config_dir / "templates", settings.tz)
+        workflow = Workflow(
+            calendar=calendar,
+            texts=texts,
+            term_days=settings.answer_term_working_days,
+            number_prefix=settings.appeal_number_prefix,
+        )
+        connectors: dict[str, Connector] = {}
+        for name, factory in sorted(load_connector_factories().items()):
+            connector = factory.from_settings(settings)
+            if connector is None:
+                log.info("channel %s is off (no credentials configured)", name)
+            else:
+                connectors[name] = connector
+        return cls(
+            settings=settings,
+            engine=engine,
+            workflow=workflow,
+            intake=Intake(engine, workflow),
+            connectors=connectors,
+        )
+
+    def dispatcher(self) -> Dispatcher:
+        s = self.settings
+        return Dispatcher(
+            engine=self.engine,
+            connectors=self.connectors,
+            lease_seconds=s.outbox_lease_seconds,
+            max_attempts=s.outbox_max_attempts,
+            send_timeout=s.send_timeout_seconds,
+        )
+
+    def mark_overdue(self) -> int:
+        with unit_of_work(self.engine) as s:
+            return self.workflow.mark_overdue(s)
+
+
+class Service:
+    """The long-running part: connectors receiving, the scheduler sending, optionally the web server."""
+
+    def __init__(self, runtime: Runtime, *, web: bool, worker: bool) -> None:
+        self.runtime = runtime
+        self.web = web
+        self.worker = worker
+        self.dispatcher = runtime.dispatcher()
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self._stop = asyncio.Event()
+        self._server: uvicorn.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def run(self) -> None:
+        rt = self.runtime
+        self._loop = asyncio.get_running_loop()
+        for connector in rt.connectors.values():
+            # A web-only process serves webhooks but leaves polling and registration to the worker.
+            await connector.start(rt.intake, receive=self.worker)
+        if self.worker:
+            self.scheduler.add_job(
+                self.dispatcher.dispatch_due,
+                "interval",
+                seconds=rt.settings.dispatch_interval_seconds,
+                id="dispatch_due_outbox",
+                max_instances=1,
+                coalesce=True,
+            )
+            self.scheduler.add_job(
+                rt.mark_overdue,
+                "interval",
+                seconds=60,
+                id="mark_overdue_appeals",
+                max_instances=1,
+                coalesce=True,
+            )
+            self.scheduler.start()
+        try:
+            if self.web:
+                await self._serve_web()
+            else:
+                self._install_signal_handlers()
+                await self._stop.wait()
+        finally:
+            if self.worker:
+                self.scheduler.shutdown(wait=False)
+            for connector in rt.connectors.values():
+                await connector.stop()
+            log.info("stopped cleanly")
+
+    async def _serve_web(self) -> None:
+        from adaldyk_bots.web.app import create_app  # the worker alone never needs the web stack
+
+        s = self.runtime.settings
+        config = uvicorn.Config(
+            create_app(self.runtime),
+            host=s.host,
+            port=s.port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+        server = self._server = uvicorn.Server(config)
+        log.info("web listening on http://%s:%s", s.host, s.port)
+        await server.serve()  # uvicorn handles SIGINT/SIGTERM and returns after a graceful stop
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._stop.set)
+
+    def stop(self) -> None:
+        """Ask the service to stop; safe to call from another thread (tests, the sandbox)."""
+        if self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._stop_now)
+
+    def _stop_now(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.should_exit = True

@@ -1,0 +1,221 @@
+"""Database tables (SQLModel). Times are aware UTC; text shown to people converts them to the local zone."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def _json_column() -> Any:
+    return Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class RawEvent(SQLModel, table=True):
+    """Every authentic item a platform sent, exactly as sent; the dedup key makes redelivery harmless."""
+
+    __tablename__ = "raw_event"
+    __table_args__ = (UniqueConstraint("channel", "account", "dedup_key", name="uq_raw_event_dedup"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    account: str = Field(max_length=64)
+    dedup_key: str = Field(max_length=200)
+    payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    received_at: datetime
+    state: str = Field(max_length=16, index=True)  # processed | ignored | quarantined
+    reason: str | None = Field(default=None, sa_column=Column(Text))
+    # An operator's correction of a quarantined payload; the original bytes are never overwritten.
+    corrected_payload: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    processed_at: datetime | None = None
+
+
+class ChannelCursor(SQLModel, table=True):
+    """A poller's position (Telegram offset, VK ts); written only in the batch's own transaction."""
+
+    __tablename__ = "channel_cursor"
+    channel: str = Field(primary_key=True, max_length=32)
+    account: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=200)
+    updated_at: datetime
+
+
+class Contact(SQLModel, table=True):
+    __tablename__ = "contact"
+    id: int | None = Field(default=None, primary_key=True)
+    display_name: str | None = Field(default=None, max_length=200)
+    language: str | None = Field(default=None, max_length=2)  # chosen by the citizen (/lang)
+    created_at: datetime
+
+
+class ChannelIdentity(SQLModel, table=True):
+    __tablename__ = "channel_identity"
+    __table_args__ = (UniqueConstraint("channel", "account", "external_id", name="uq_identity"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contact.id", index=True)
+    channel: str = Field(max_length=32)
+    account: str = Field(max_length=64)
+    external_id: str = Field(max_length=100)
+    username: str | None = Field(default=None, max_length=100)
+
+
+class Conversation(SQLModel, table=True):
+    """Where replies go, and when the citizen last wrote (reply windows are measured from it)."""
+
+    __tablename__ = "conversation"
+    __table_args__ = (UniqueConstraint("channel", "account", "chat_id", name="uq_conversation"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: int = Field(foreign_key="contact.id", index=True)
+    channel: str = Field(max_length=32)
+    account: str = Field(max_length=64)
+    chat_id: str = Field(max_length=100)
+    kind: str = Field(default="message", max_length=16)
+    last_inbound_at: datetime
+    created_at: datetime
+
+
+class Unit(SQLModel, table=True):
+    """The org tree: ministry, committees, territorial departments, subordinate organizations."""
+
+    __tablename__ = "unit"
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=64, unique=True)
+    parent_id: int | None = Field(default=None, foreign_key="unit.id")
+    name_ru: str = Field(max_length=300)
+    name_kk: str = Field(max_length=300)
+    head_name: str | None = Field(default=None, max_length=200)
+
+
+class AppealCounter(SQLModel, table=True):
+    """The last public number used per year; bumped with an upsert inside the appeal's transaction."""
+
+    __tablename__ = "appeal_counter"
+    year: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    last: int = 0
+
+
+class Appeal(SQLModel, table=True):
+    __tablename__ = "appeal"
+    __table_args__ = (
+        Index("ix_appeal_conversation_open", "conversation_id", "status"),
+        Index("ix_appeal_status_due", "status", "due_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(max_length=32, unique=True)
+    contact_id: int = Field(foreign_key="contact.id", index=True)
+    conversation_id: int = Field(foreign_key="conversation.id")
+    channel: str = Field(max_length=32, index=True)
+    language: str = Field(max_length=2)
+    category: str = Field(default="other", max_length=32)
+    status: str = Field(default="received", max_length=16)
+    unit_id: int | None = Field(default=None, foreign_key="unit.id", index=True)
+    summary: str = Field(default="", sa_column=Column(Text, nullable=False))
+    received_at: datetime
+    registered_at: datetime
+    due_at: datetime
+    overdue: bool = False
+    answered_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Message(SQLModel, table=True):
+    """A message in a conversation. `text` is the original as first received and is never changed."""
+
+    __tablename__ = "message"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "direction", "external_key", name="uq_message_external"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id", index=True)
+    appeal_id: int | None = Field(default=None, foreign_key="appeal.id", index=True)
+    raw_event_id: int | None = Field(default=None, foreign_key="raw_event.id")
+    direction: str = Field(max_length=3)  # in | out
+    external_key: str = Field(max_length=100)  # the platform's message id (outbound: outbox key)
+    text: str = Field(default="", sa_column=Column(Text, nullable=False))
+    attachments: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    sent_at: datetime
+    created_at: datetime
+
+
+class MessageVersion(SQLModel, table=True):
+    """Later versions of an inbound message (edits); the original stays in Message.text."""
+
+    __tablename__ = "message_version"
+    __table_args__ = (UniqueConstraint("message_id", "edited_at", name="uq_message_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="message.id", index=True)
+    raw_event_id: int | None = Field(default=None, foreign_key="raw_event.id")
+    text: str = Field(default="", sa_column=Column(Text, nullable=False))
+    attachments: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    edited_at: datetime
+    created_at: datetime
+
+
+class AppealEvent(SQLModel, table=True):
+    """Append-only history of an appeal: who did what, when, and what the citizen was told."""
+
+    __tablename__ = "appeal_event"
+    id: int | None = Field(default=None, primary_key=True)
+    appeal_id: int = Field(foreign_key="appeal.id", index=True)
+    kind: str = Field(max_length=32)  # created, message, status, unit, reply, delivery
+    actor: str = Field(max_length=100)  # "citizen", "system", "token:<name>"
+    detail: dict[str, Any] = _json_column()
+    created_at: datetime
+
+
+class OutboxItem(SQLModel, table=True):
+    """A message we owe someone. Written in the same transaction as its cause; the key makes it unique."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=200, unique=True)  # ack:<appeal>, status:<event>, reply:<event>, ...
+    channel: str = Field(max_length=32)
+    account: str = Field(max_length=64)
+    chat_id: str = Field(max_length=100)
+    target_kind: str = Field(default="message", max_length=16)
+    reply_to_key: str | None = Field(default=None, max_length=100)
+    appeal_id: int | None = Field(default=None, foreign_key="appeal.id", index=True)
+    purpose: str = Field(max_length=32)  # ack, status, reply, status_query, info
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    # pending -> sending -> sent | retrying -> ... | failed
+    state: str = Field(default="pending", max_length=16)
+    attempts: int = 0
+    parts_sent: int = 0  # long texts go out in parts; a retry resumes at the first unsent part
+    platform_message_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    next_attempt_at: datetime
+    lease_until: datetime | None = None
+    last_error_code: str | None = Field(default=None, max_length=64)
+    last_error_detail: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime
+    sent_at: datetime | None = None
+
+
+class ApiToken(SQLModel, table=True):
+    __tablename__ = "api_token"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    token_sha256: str = Field(max_length=64, unique=True)
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class StaffUser(SQLModel, table=True):
+    __tablename__ = "staff_user"
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=100, unique=True)
+    full_name: str = Field(default="", max_length=200)
+    password_hash: str = Field(max_length=200)
+    role: str = Field(default="moderator", max_length=32)  # admin | moderator | officer
+    unit_id: int | None = Field(default=None, foreign_key="unit.id")
+    created_at: datetime

@@ -1,0 +1,64 @@
+"""Citizen-facing texts in kk, ru and en, loaded from config/templates/<lang>.toml."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from adaldyk_bots.domain import AppealStatus, Language
+
+REQUIRED_KEYS = (
+    "welcome",
+    "ack",
+    "status_query",
+    "status_none",
+    "status_not_found",
+    "lang_set",
+    "lang_unknown",
+    "status_changed",
+    "status_changed_note",
+    "reply",
+)
+
+
+class TemplateError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Texts:
+    by_language: dict[Language, dict[str, Any]]
+    tz: ZoneInfo
+
+    @classmethod
+    def load(cls, directory: Path, tz: ZoneInfo) -> Texts:
+        by_language: dict[Language, dict[str, Any]] = {}
+        for language in Language:
+            path = directory / f"{language.value}.toml"
+            try:
+                with path.open("rb") as fh:
+                    data = tomllib.load(fh)
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise TemplateError(f"{path}: {exc}") from exc
+            missing = [k for k in REQUIRED_KEYS if k not in data]
+            missing += [f"status.{s}" for s in AppealStatus if s.value not in data.get("status", {})]
+            if missing:
+                raise TemplateError(f"{path}: missing {', '.join(missing)}")
+            by_language[language] = data
+        return cls(by_language=by_language, tz=tz)
+
+    def render(self, language: Language | str, key: str, **fields: Any) -> str:
+        template: str = self.by_language[Language(language)][key]
+        return template.format(**{k: self._show(v) for k, v in fields.items()})
+
+    def status_name(self, language: Language | str, status: AppealStatus | str) -> str:
+        return str(self.by_language[Language(language)]["status"][str(status)])
+
+    def _show(self, value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.astimezone(self.tz).strftime("%d.%m.%Y")
+        return value

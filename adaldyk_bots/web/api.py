@@ -1,0 +1,273 @@
+"""JSON API /api/v1 for staff tools: appeals, their messages and history, status changes and replies."""
+# No `from __future__ import annotations` here: FastAPI reads the dependency aliases defined inside
+# build_api_router at run time, and string annotations could not see those local names.
+
+import hashlib
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine, or_
+from sqlmodel import Session, col, func, select
+
+from adaldyk_bots.runtime import Runtime
+from adaldyk_bots.storage.db import unit_of_work, utcnow
+from adaldyk_bots.storage.models import (
+    ApiToken,
+    Appeal,
+    AppealEvent,
+    Message,
+    MessageVersion,
+    OutboxItem,
+    Unit,
+)
+from adaldyk_bots.workflow import Workflow, WorkflowError
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def token_digest(token: str) -> str:
+    # API tokens are 256-bit random strings, so a plain SHA-256 is enough to keep them out of the
+    # database; a slow password hash would only add latency to every request.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class AppealOut(BaseModel):
+    number: str
+    channel: str
+    language: str
+    category: str
+    status: str
+    unit: str | None
+    summary: str
+    received_at: datetime
+    registered_at: datetime
+    due_at: datetime
+    overdue: bool
+    answered_at: datetime | None
+
+
+class MessageVersionOut(BaseModel):
+    text: str
+    attachments: list[dict[str, Any]]
+    edited_at: datetime
+
+
+class MessageOut(BaseModel):
+    id: int
+    direction: str
+    text: str
+    attachments: list[dict[str, Any]]
+    sent_at: datetime
+    versions: list[MessageVersionOut] = Field(description="later edits; `text` stays the original")
+
+
+class EventOut(BaseModel):
+    kind: str
+    actor: str
+    detail: dict[str, Any]
+    created_at: datetime
+
+
+class DeliveryOut(BaseModel):
+    key: str
+    purpose: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_error_code: str | None
+    last_error_detail: str | None
+    sent_at: datetime | None
+    platform_message_ids: list[str]
+
+
+class AppealDetailOut(AppealOut):
+    messages: list[MessageOut]
+    history: list[EventOut]
+    deliveries: list[DeliveryOut]
+
+
+class AppealPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[AppealOut]
+
+
+class StatusChange(BaseModel):
+    status: str = Field(examples=["in_progress"])
+    note: str | None = Field(default=None, max_length=4000, description="shown to the citizen")
+
+
+class ReplyIn(BaseModel):
+    text: str = Field(min_length=1, max_length=20000)
+    status: str | None = Field(default=None, description="optionally change the status in the same step")
+
+
+class UnitChange(BaseModel):
+    unit: str = Field(description="unit code from config/org.toml")
+
+
+class ActionOut(BaseModel):
+    appeal: AppealOut
+    event: EventOut
+
+
+def build_api_router(runtime: Runtime) -> APIRouter:
+    engine: Engine = runtime.engine
+    workflow: Workflow = runtime.workflow
+
+    def session() -> Iterator[Session]:
+        with Session(engine, expire_on_commit=False) as s:
+            yield s
+
+    def caller(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> str:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+        with unit_of_work(engine) as s:
+            token = s.exec(
+                select(ApiToken).where(ApiToken.token_sha256 == token_digest(credentials.credentials))
+            ).first()
+            if token is None or token.revoked_at is not None:
+                raise HTTPException(401, "invalid or revoked token", headers={"WWW-Authenticate": "Bearer"})
+            token.last_used_at = utcnow()
+            s.add(token)
+            return f"token:{token.name}"
+
+    Caller = Annotated[str, Depends(caller)]
+    Db = Annotated[Session, Depends(session)]
+    router = APIRouter(tags=["appeals"])
+
+    @router.get("/appeals", response_model=AppealPage)
+    def list_appeals(
+        _who: Caller,
+        s: Db,
+        status: str | None = None,
+        channel: str | None = None,
+        unit: str | None = None,
+        overdue: bool | None = None,
+        q: Annotated[str | None, Query(max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> AppealPage:
+        query = select(Appeal)
+        if status:
+            query = query.where(Appeal.status == status)
+        if channel:
+            query = query.where(Appeal.channel == channel)
+        if unit:
+            query = query.join(Unit, col(Unit.id) == Appeal.unit_id).where(Unit.code == unit)
+        if overdue is not None:
+            query = query.where(Appeal.overdue == overdue)
+        if q:
+            like = f"%{q}%"
+            query = query.where(or_(col(Appeal.summary).ilike(like), col(Appeal.number).ilike(like)))
+        total = s.exec(select(func.count()).select_from(query.subquery())).one()
+        rows = s.exec(query.order_by(col(Appeal.id).desc()).offset(offset).limit(limit)).all()
+        return AppealPage(total=total, limit=limit, offset=offset, items=[_appeal_out(s, a) for a in rows])
+
+    @router.get("/appeals/{number}", response_model=AppealDetailOut)
+    def get_appeal(number: str, _who: Caller, s: Db) -> AppealDetailOut:
+        appeal = _find(s, workflow, number)
+        messages = s.exec(
+            select(Message).where(Message.appeal_id == appeal.id).order_by(col(Message.id))
+        ).all()
+        versions = s.exec(
+            select(MessageVersion)
+            .where(col(MessageVersion.message_id).in_([m.id for m in messages]))
+            .order_by(col(MessageVersion.edited_at))
+        ).all()
+        events = s.exec(
+            select(AppealEvent).where(AppealEvent.appeal_id == appeal.id).order_by(col(AppealEvent.id))
+        ).all()
+        deliveries = s.exec(
+            select(OutboxItem).where(OutboxItem.appeal_id == appeal.id).order_by(col(OutboxItem.id))
+        ).all()
+        return AppealDetailOut(
+            **_appeal_out(s, appeal).model_dump(),
+            messages=[
+                MessageOut(
+                    id=m.id or 0,
+                    direction=m.direction,
+                    text=m.text,
+                    attachments=m.attachments,
+                    sent_at=m.sent_at,
+                    versions=[
+                        MessageVersionOut(text=v.text, attachments=v.attachments, edited_at=v.edited_at)
+                        for v in versions
+                        if v.message_id == m.id
+                    ],
+                )
+                for m in messages
+            ],
+            history=[_event_out(e) for e in events],
+            deliveries=[DeliveryOut.model_validate(d, from_attributes=True) for d in deliveries],
+        )
+
+    @router.post("/appeals/{number}/status", response_model=ActionOut)
+    def change_status(number: str, body: StatusChange, who: Caller) -> ActionOut:
+        with unit_of_work(engine) as s:
+            appeal = _find(s, workflow, number)
+            event = _refusing(
+                lambda: workflow.change_status(s, appeal, body.status, actor=who, note=body.note)
+            )
+            return ActionOut(appeal=_appeal_out(s, appeal), event=_event_out(event))
+
+    @router.post("/appeals/{number}/reply", response_model=ActionOut)
+    def reply(number: str, body: ReplyIn, who: Caller) -> ActionOut:
+        with unit_of_work(engine) as s:
+            appeal = _find(s, workflow, number)
+            event = _refusing(lambda: workflow.reply(s, appeal, body.text, actor=who))
+            if body.status and body.status != appeal.status:
+                _refusing(lambda: workflow.change_status(s, appeal, body.status or "", actor=who))
+            return ActionOut(appeal=_appeal_out(s, appeal), event=_event_out(event))
+
+    @router.post("/appeals/{number}/unit", response_model=ActionOut)
+    def change_unit(number: str, body: UnitChange, who: Caller) -> ActionOut:
+        with unit_of_work(engine) as s:
+            appeal = _find(s, workflow, number)
+            event = _refusing(lambda: workflow.assign_unit(s, appeal, body.unit, actor=who))
+            return ActionOut(appeal=_appeal_out(s, appeal), event=_event_out(event))
+
+    return router
+
+
+def _find(s: Session, workflow: Workflow, number: str) -> Appeal:
+    try:
+        return workflow.appeal_by_number(s, number)
+    except WorkflowError as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+def _refusing(action: Any) -> Any:
+    try:
+        return action()
+    except WorkflowError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+def _appeal_out(s: Session, appeal: Appeal) -> AppealOut:
+    unit = s.get(Unit, appeal.unit_id) if appeal.unit_id else None
+    return AppealOut(
+        number=appeal.number,
+        channel=appeal.channel,
+        language=appeal.language,
+        category=appeal.category,
+        status=appeal.status,
+        unit=unit.code if unit else None,
+        summary=appeal.summary,
+        received_at=appeal.received_at,
+        registered_at=appeal.registered_at,
+        due_at=appeal.due_at,
+        overdue=appeal.overdue,
+        answered_at=appeal.answered_at,
+    )
+
+
+def _event_out(event: AppealEvent) -> EventOut:
+    return EventOut(kind=event.kind, actor=event.actor, detail=event.detail, created_at=event.created_at)

@@ -1,0 +1,63 @@
+"""The ASGI application: health, platform webhooks and the JSON API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, func, select
+
+from adaldyk_bots import __version__
+from adaldyk_bots.runtime import Runtime
+from adaldyk_bots.storage.models import OutboxItem, RawEvent
+from adaldyk_bots.web.api import build_api_router
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    app = FastAPI(
+        title="Adaldyk",
+        version=__version__,
+        description="Citizens' appeals from social networks: intake, deadlines and answers.",
+    )
+    app.state.runtime = runtime
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> JSONResponse:
+        body: dict[str, Any] = {"status": "ok", "version": __version__, "channels": {}}
+        try:
+            with Session(runtime.engine) as s:
+                s.exec(text("SELECT 1"))  # type: ignore[call-overload]
+                body["database"] = {
+                    "state": "ok",
+                    "quarantined_events": s.exec(
+                        select(func.count()).select_from(RawEvent).where(RawEvent.state == "quarantined")
+                    ).one(),
+                    "failed_sends": s.exec(
+                        select(func.count()).select_from(OutboxItem).where(OutboxItem.state == "failed")
+                    ).one(),
+                }
+        except SQLAlchemyError as exc:
+            body["status"] = "degraded"
+            body["database"] = {"state": "down", "detail": type(exc).__name__}
+        for name, connector in runtime.connectors.items():
+            h = connector.health
+            body["channels"][name] = {
+                "state": h.state,
+                "detail": h.detail,
+                "last_event_at": h.last_event_at,
+                **h.extra,
+            }
+            if h.state in ("broken", "degraded"):
+                body["status"] = "degraded"
+        code = 503 if body["database"]["state"] != "ok" else 200
+        return JSONResponse(body, status_code=code)
+
+    for connector in runtime.connectors.values():
+        router = connector.webhook_router(runtime.intake)
+        if router is not None:
+            app.include_router(router)
+    app.include_router(build_api_router(runtime), prefix="/api/v1")
+    return app

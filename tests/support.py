@@ -1,0 +1,105 @@
+"""Helpers for tests that run the real service: in a thread, or as a separate `adaldyk` process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from adaldyk_bots.runtime import Runtime, Service
+from adaldyk_bots.settings import Settings
+from adaldyk_bots.storage.db import unit_of_work, utcnow
+from adaldyk_bots.storage.models import ApiToken
+from adaldyk_bots.web.api import token_digest
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Callable[[], T], *, timeout: float = 20.0, interval: float = 0.05, what: str = "") -> T:
+    """Poll until `check()` returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
+        time.sleep(interval)
+
+
+class ServiceThread:
+    """The real Service (web + worker) on its own event loop in a background thread."""
+
+    def __init__(self, settings: Settings, *, web: bool = True, worker: bool = True) -> None:
+        self.runtime = Runtime.build(settings)
+        self.service = Service(self.runtime, web=web, worker=worker)
+        self.settings = settings
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self.service.run())
+        except BaseException as exc:  # surfaced by stop()
+            self.error = exc
+
+    def __enter__(self) -> ServiceThread:
+        self._thread.start()
+        if self.service.web:
+            wait_until(self._listening, timeout=15, what="the web server to listen")
+        return self
+
+    def _listening(self) -> bool:
+        try:
+            with socket.create_connection((self.settings.host, self.settings.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.port}"
+
+    def __exit__(self, *exc: Any) -> None:
+        wait_until(lambda: self.service._loop is not None, timeout=5, what="service loop")
+        self.service.stop()
+        self._thread.join(timeout=15)
+        self.runtime.engine.dispose()
+        assert not self._thread.is_alive(), "service did not stop within 15 s"
+        if self.error is not None:
+            raise self.error
+
+
+def create_api_token(settings: Settings, name: str = "tests") -> str:
+    from adaldyk_bots.storage.db import make_engine
+
+    token = f"adk_test_{name}_0123456789abcdef"
+    engine = make_engine(settings.database_url)
+    with unit_of_work(engine) as s:
+        s.add(ApiToken(name=name, token_sha256=token_digest(token), created_at=utcnow()))
+    engine.dispose()
+    return token
+
+
+def adaldyk_process(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start `adaldyk <command>` as a real separate process with the given ADALDYK_* settings."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ADALDYK_")}
+    full_env.update(env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "adaldyk_bots", *command],
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )

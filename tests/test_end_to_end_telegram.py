@@ -1,0 +1,116 @@
+"""End to end over loopback: citizens write to the fake Telegram, the real service answers them."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from sqlmodel import Session, select
+
+from adaldyk_bots.storage.models import Appeal
+from tests.conftest import TOKEN
+from tests.support import ServiceThread, create_api_token, free_port, wait_until
+
+NUMBER = re.compile(r"ADL-\d{4}-\d{6}")
+KK_TEXT = "Сәлеметсіз бе! Біздің ауылдың жанындағы өзенге зауыт қалдықтарын төгіп жатыр."
+RU_TEXT = "Здравствуйте! Рядом с нашим домом незаконная свалка мусора, прошу принять меры."
+
+
+def _texts(fake, chat_id: int) -> list[str]:
+    return [m["text"] for m in fake.sent_messages(TOKEN, chat_id)]
+
+
+def test_polling_two_citizens_get_acknowledgements_status_and_reply(make_settings, fake_telegram):
+    settings = make_settings(
+        telegram_token=TOKEN,
+        telegram_api_url=fake_telegram.url,
+        telegram_poll_timeout=1,
+        port=free_port(),
+        dispatch_interval_seconds=0.1,
+    )
+    token = create_api_token(settings)
+    with ServiceThread(settings) as svc:
+        fake_telegram.citizen_message(
+            TOKEN, chat_id=1001, text=KK_TEXT, first_name="Айгүл", language_code="kk"
+        )
+        fake_telegram.citizen_message(
+            TOKEN, chat_id=1002, text=RU_TEXT, first_name="Иван", language_code="ru"
+        )
+
+        kk_ack = wait_until(lambda: _texts(fake_telegram, 1001), what="the Kazakh acknowledgement")[0]
+        ru_ack = wait_until(lambda: _texts(fake_telegram, 1002), what="the Russian acknowledgement")[0]
+        assert "Сіздің өтінішіңіз тіркелді" in kk_ack
+        assert "Ваше обращение зарегистрировано" in ru_ack
+        kk_number, ru_number = NUMBER.search(kk_ack).group(0), NUMBER.search(ru_ack).group(0)
+        assert kk_number != ru_number
+
+        with Session(svc.runtime.engine) as s:
+            appeals = {a.number: a for a in s.exec(select(Appeal))}
+        assert set(appeals) == {kk_number, ru_number}
+        assert appeals[kk_number].language == "kk" and appeals[ru_number].language == "ru"
+        for appeal in appeals.values():
+            assert appeal.due_at > appeal.registered_at
+            assert appeal.registered_at.astimezone(svc.runtime.workflow.calendar.tz).strftime("%d.%m.%Y") in (
+                kk_ack + ru_ack
+            )
+
+        api = httpx.Client(base_url=f"{svc.url}/api/v1", headers={"Authorization": f"Bearer {token}"})
+        listing = api.get("/appeals", params={"status": "received"}).json()
+        assert listing["total"] == 2
+
+        changed = api.post(f"/appeals/{ru_number}/status", json={"status": "in_progress"})
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["appeal"]["status"] == "in_progress"
+        wait_until(lambda: len(_texts(fake_telegram, 1002)) >= 2, what="the status message")
+        assert "на рассмотрении" in _texts(fake_telegram, 1002)[1]
+
+        replied = api.post(
+            f"/appeals/{kk_number}/reply",
+            json={"text": "Инспекторлар тексеру жүргізді, айыппұл салынды.", "status": "answered"},
+        )
+        assert replied.status_code == 200, replied.text
+        wait_until(lambda: len(_texts(fake_telegram, 1001)) >= 3, what="the reply and the status message")
+        kk_texts = _texts(fake_telegram, 1001)
+        assert any("Инспекторлар тексеру жүргізді" in t and kk_number in t for t in kk_texts)
+        assert any("жауап берілді" in t for t in kk_texts)
+
+        detail = api.get(f"/appeals/{kk_number}").json()
+        assert detail["status"] == "answered"
+        assert [m["text"] for m in detail["messages"] if m["direction"] == "in"] == [KK_TEXT]
+        assert {d["purpose"]: d["state"] for d in detail["deliveries"]} == {
+            "ack": "sent",
+            "reply": "sent",
+            "status": "sent",
+        }
+        assert [e["kind"] for e in detail["history"]] == ["created", "reply", "status"]
+
+        # After the answer, a new message opens a new appeal.
+        fake_telegram.citizen_message(TOKEN, chat_id=1001, text="Тағы бір мәселе: ағаштарды кесіп жатыр.")
+        wait_until(lambda: len(_texts(fake_telegram, 1001)) >= 4, what="the second acknowledgement")
+        second = NUMBER.search(_texts(fake_telegram, 1001)[3]).group(0)
+        assert second not in (kk_number, ru_number)
+
+
+def test_follow_up_joins_open_appeal_and_status_command(make_settings, fake_telegram):
+    settings = make_settings(
+        telegram_token=TOKEN,
+        telegram_api_url=fake_telegram.url,
+        telegram_poll_timeout=1,
+        port=free_port(),
+        dispatch_interval_seconds=0.1,
+    )
+    with ServiceThread(settings) as svc:
+        fake_telegram.citizen_message(TOKEN, chat_id=2001, text=RU_TEXT, language_code="ru")
+        ack = wait_until(lambda: _texts(fake_telegram, 2001), what="ack")[0]
+        number = NUMBER.search(ack).group(0)
+        fake_telegram.citizen_message(TOKEN, chat_id=2001, text="Вот ещё фото и адрес: ул. Абая 10.")
+        fake_telegram.citizen_message(TOKEN, chat_id=2001, text="/status")
+        wait_until(lambda: len(_texts(fake_telegram, 2001)) >= 2, what="status answer")
+        assert f"Обращение {number}" in _texts(fake_telegram, 2001)[1]
+        fake_telegram.citizen_message(TOKEN, chat_id=2001, text=number)
+        wait_until(lambda: len(_texts(fake_telegram, 2001)) >= 3, what="number look-up answer")
+        assert "принято, ожидает рассмотрения" in _texts(fake_telegram, 2001)[2]
+
+        with Session(svc.runtime.engine) as s:
+            appeals = s.exec(select(Appeal)).all()
+        assert [a.number for a in appeals] == [number]  # the follow-up joined; commands opened nothing
