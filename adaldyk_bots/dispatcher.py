@@ -2,7 +2,7 @@
 
 Delivery is at-least-once. A row is leased (state `sending`) before its part goes out and the result
 is recorded right after; a crash in between leaves the lease to expire, and the part is sent again.
-So the duplicate window is one message part per crash, and it opens only while a send is in flight.
+So a crash can repeat only the parts in flight at that moment: at most `concurrency` (default 8).
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ import asyncio
 import logging
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, or_
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from adaldyk_bots.domain import Delivered, Failed, ReplyTarget, RetryLater, SendResult
@@ -25,6 +27,11 @@ from adaldyk_bots.textsplit import split_text
 
 log = logging.getLogger(__name__)
 
+# Owes the citizen a message at a connector's fallback target (Failed.fallback), in the transaction that
+# records the failure; returns the new outbox key, or None when nothing was added (already owed).
+FallbackWriter = Callable[[Session, OutboxItem, ReplyTarget], str | None]
+
+UNFINISHED = ["pending", "retrying", "sending"]
 BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_CAP_SECONDS = 30 * 60.0
 
@@ -48,6 +55,8 @@ class Dispatcher:
         max_attempts: int = 12,
         batch_size: int = 200,
         send_timeout: float = 15.0,
+        concurrency: int = 8,
+        fallback_writer: FallbackWriter | None = None,
     ) -> None:
         self.engine = engine
         self.connectors = connectors
@@ -56,6 +65,10 @@ class Dispatcher:
         self.max_attempts = max_attempts
         self.batch_size = batch_size
         self.send_timeout = send_timeout
+        # A part is "in flight" from the request until its result is committed; a crash repeats
+        # exactly those, so this bound is also the bound of the duplicate window.
+        self._in_flight = asyncio.Semaphore(concurrency)
+        self.fallback_writer = fallback_writer
         self._running = False
 
     async def dispatch_due(self) -> int:
@@ -74,7 +87,21 @@ class Dispatcher:
             self._running = False
 
     def _claim(self) -> list[OutboxItem]:
+        """Lease due rows, only the oldest unfinished row of each chat: a citizen reads our messages
+        in the order we wrote them, even when an earlier one is waiting for a retry."""
         now = utcnow()
+        earlier = aliased(OutboxItem)
+        earlier_unfinished = (
+            select(earlier.id)
+            .where(
+                earlier.channel == OutboxItem.channel,
+                earlier.account == OutboxItem.account,
+                earlier.chat_id == OutboxItem.chat_id,
+                col(earlier.id) < OutboxItem.id,
+                col(earlier.state).in_(UNFINISHED),
+            )
+            .exists()
+        )
         with unit_of_work(self.engine) as s:
             query = (
                 select(OutboxItem)
@@ -86,6 +113,7 @@ class Dispatcher:
                         (col(OutboxItem.state) == "sending") & (col(OutboxItem.lease_until) < now),
                     ),
                     OutboxItem.next_attempt_at <= now,
+                    ~earlier_unfinished,
                 )
                 .order_by(col(OutboxItem.id))
                 .limit(self.batch_size)
@@ -117,11 +145,12 @@ class Dispatcher:
             if wait is not None:
                 return wait
             key = row.key if len(parts) == 1 else f"{row.key}#{row.parts_sent + 1}"
-            result = await self._send(connector, target, parts[row.parts_sent], key)
-            if isinstance(result, RetryLater) and result.after_seconds and scopes:
-                # The platform said when: pause the narrowest scope (the chat), not just this row.
-                self.limiter.pause(scopes[-1].key, result.after_seconds)
-            row = await asyncio.to_thread(self._record, row.id, result, len(parts))
+            async with self._in_flight:
+                result = await self._send(connector, target, parts[row.parts_sent], key)
+                if isinstance(result, RetryLater) and result.after_seconds and scopes:
+                    # The platform said when: pause the narrowest scope (the chat), not just this row.
+                    self.limiter.pause(scopes[-1].key, result.after_seconds)
+                row = await asyncio.to_thread(self._record, row.id, result, len(parts))
             if isinstance(result, RetryLater) and row.state == "retrying":
                 # Later rows to this chat wait for this one, so the citizen reads them in order.
                 return max((row.next_attempt_at - utcnow()).total_seconds(), 0.0)
@@ -159,7 +188,10 @@ class Dispatcher:
                 row.lease_until = None
                 if isinstance(result, Failed) or row.attempts >= self.max_attempts:
                     row.state = "failed"
-                    self._note_failure(s, row, now)
+                    fallback = None
+                    if isinstance(result, Failed) and result.fallback and self.fallback_writer:
+                        fallback = self.fallback_writer(s, row, result.fallback)
+                    self._note_failure(s, row, now, fallback)
                 else:
                     row.state = "retrying"
                     # The platform's own hint wins over our backoff: it knows when the limit resets.
@@ -170,16 +202,19 @@ class Dispatcher:
         return row
 
     @staticmethod
-    def _note_failure(s: Session, row: OutboxItem, now: datetime) -> None:
+    def _note_failure(s: Session, row: OutboxItem, now: datetime, fallback: str | None = None) -> None:
         # Invariant 4: a failure is visible where the moderator works, on the appeal itself.
         if row.appeal_id is not None:
+            detail = {"outbox": row.key, "code": row.last_error_code, "detail": row.last_error_detail}
+            if fallback is not None:
+                detail["fallback"] = fallback
             s.add(
                 AppealEvent(
                     appeal_id=row.appeal_id,
                     kind="delivery_failed",
                     actor="system",
                     created_at=now,
-                    detail={"outbox": row.key, "code": row.last_error_code, "detail": row.last_error_detail},
+                    detail=detail,
                 )
             )
 

@@ -123,6 +123,9 @@ class RetryLater:
 class Failed:
     code: str  # stable, e.g. "telegram.blocked", "telegram.bad_request"
     detail: str
+    # Where the citizen can still be reached when this target cannot (e.g. a public reply under the comment
+    # they wrote); the dispatcher asks the workflow to owe them an invitation there, once per appeal.
+    fallback: ReplyTarget | None = None
 
 
 SendResult = Delivered | RetryLater | Failed

@@ -12,7 +12,7 @@ from sqlmodel import Session, col, select
 from adaldyk_bots.domain import Ignored, InboundMessage, ParseOutcome, Quarantined
 from adaldyk_bots.ports import RawEvent
 from adaldyk_bots.storage.db import insert_ignoring_conflict, unit_of_work, utcnow
-from adaldyk_bots.storage.models import ChannelCursor
+from adaldyk_bots.storage.models import ChannelCursor, IntakeGap
 from adaldyk_bots.storage.models import RawEvent as RawEventRow
 from adaldyk_bots.workflow import Workflow
 
@@ -102,6 +102,33 @@ class Intake:
         with Session(self.engine) as s:
             row = s.get(ChannelCursor, (channel, account))
             return row.value if row else None
+
+    def record_gap(
+        self,
+        *,
+        channel: str,
+        account: str,
+        reason: str,
+        detail: str,
+        cursor_before: str | None,
+        cursor_after: str,
+    ) -> None:
+        """A poller was told events may be lost and moves on to `cursor_after`: the gap and the new cursor
+        land in one transaction, so a gap is never skipped without its record (invariant 1)."""
+        with unit_of_work(self.engine) as s:
+            s.add(
+                IntakeGap(
+                    channel=channel,
+                    account=account,
+                    detected_at=utcnow(),
+                    reason=reason,
+                    cursor_before=cursor_before,
+                    cursor_after=cursor_after,
+                    detail=detail,
+                )
+            )
+            self._save_cursor(s, channel, account, cursor_after)
+        log.warning("%s %s: possible gap in intake (%s): %s", channel, account, reason, detail)
 
     def replay(
         self,

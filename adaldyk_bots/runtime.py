@@ -70,6 +70,8 @@ class Runtime:
             lease_seconds=s.outbox_lease_seconds,
             max_attempts=s.outbox_max_attempts,
             send_timeout=s.send_timeout_seconds,
+            concurrency=s.dispatch_concurrency,
+            fallback_writer=self.workflow.enqueue_fallback,
         )
 
     def mark_overdue(self) -> int:

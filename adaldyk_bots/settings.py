@@ -47,12 +47,26 @@ class Settings(BaseSettings):
     outbox_lease_seconds: float = Field(default=60.0, ge=1)
     outbox_max_attempts: int = Field(default=12, ge=1)
     send_timeout_seconds: float = Field(default=15.0, gt=0)
+    dispatch_concurrency: int = Field(default=8, ge=1, le=100)
 
     telegram_token: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org"
     telegram_mode: Literal["polling", "webhook"] = "polling"
     telegram_webhook_secret: SecretStr | None = None
     telegram_poll_timeout: int = Field(default=25, ge=0, le=50)
+
+    # --- VKontakte (connectors/vk): a community token, Bots Long Poll or Callback API ---------------
+    vk_token: SecretStr | None = None
+    vk_group_id: int | None = Field(default=None, ge=1)
+    vk_api_url: str = "https://api.vk.com"
+    # message_new carries {"message", "client_info"} only from 5.103 on (platforms.md §2a); vk-api's
+    # own default (5.92) would give the legacy shape.
+    vk_api_version: str = Field(default="5.199", pattern=r"^5\.\d{1,3}$")
+    vk_mode: Literal["longpoll", "callback"] = "longpoll"
+    vk_confirmation: str | None = None
+    vk_secret: SecretStr | None = None
+    # Bots Long Poll `wait`: at most 90; 25 is VK's advice because proxies cut requests at 30 s.
+    vk_longpoll_wait: int = Field(default=25, ge=1, le=90)
 
     @field_validator("timezone")
     @classmethod
@@ -95,6 +109,25 @@ class Settings(BaseSettings):
             raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)")
         return value
 
+    @field_validator("vk_api_url")
+    @classmethod
+    def _vk_http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// address")
+        return value.rstrip("/")
+
+    @field_validator("vk_api_version")
+    @classmethod
+    def _vk_modern_version(cls, value: str) -> str:
+        if int(value.split(".")[1]) < 103:
+            raise ValueError("must be 5.103 or later (older versions send message_new in the legacy shape)")
+        return value
+
+    @field_validator("vk_token", "vk_secret")
+    @classmethod
+    def _vk_blank_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value().strip() else None
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.working_hours_end <= self.working_hours_start:
@@ -104,6 +137,13 @@ class Settings(BaseSettings):
                 raise _FieldError("public_url", "is required when ADALDYK_TELEGRAM_MODE=webhook")
             if not self.telegram_webhook_secret:
                 raise _FieldError("telegram_webhook_secret", "is required when ADALDYK_TELEGRAM_MODE=webhook")
+        if self.vk_token and self.vk_group_id is None:
+            raise _FieldError("vk_group_id", "is required when ADALDYK_VK_TOKEN is set (the community's id)")
+        if self.vk_token and self.vk_mode == "callback":
+            if not self.vk_confirmation:
+                raise _FieldError("vk_confirmation", "is required when ADALDYK_VK_MODE=callback")
+            if not self.vk_secret:
+                raise _FieldError("vk_secret", "is required when ADALDYK_VK_MODE=callback")
         return self
 
     @property
@@ -117,6 +157,7 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every secret in force, so log output can be scrubbed of them."""
         secrets = [self.secret_key, self.telegram_token, self.telegram_webhook_secret]
+        secrets += [self.vk_token, self.vk_secret]
         return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
 
 

@@ -22,6 +22,7 @@ REQUIRED_KEYS = (
     "status_changed",
     "status_changed_note",
     "reply",
+    "public_invite",
 )
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from adaldyk_bots.calendar import WorkingCalendar
-from adaldyk_bots.domain import AppealStatus, InboundMessage, Language
+from adaldyk_bots.domain import AppealStatus, InboundMessage, Language, ReplyTarget
 from adaldyk_bots.language import detect_language, language_from_hint
 from adaldyk_bots.storage.db import insert_ignoring_conflict, upsert_increment, utcnow
 from adaldyk_bots.storage.models import (
@@ -117,21 +117,61 @@ class Workflow:
                 target=target,
                 purpose="ack",
                 appeal_id=appeal.id,
-                text=self.texts.render(
-                    appeal.language,
-                    "ack",
-                    number=appeal.number,
-                    registered=appeal.registered_at,
-                    due=appeal.due_at,
-                    term=self.term_days,
-                ),
+                text=self._ack_text(appeal),
                 now=now,
             )
         else:
             self._event(s, appeal, "message", "citizen", {"message_id": message_id}, now)
             appeal.updated_at = now
             s.add(appeal)
+            self._acknowledge_again_if_undelivered(s, appeal, target, now)
         s.execute(update(Message).where(col(Message.id) == message_id).values(appeal_id=appeal.id))
+
+    def _acknowledge_again_if_undelivered(
+        self, s: Session, appeal: Appeal, target: Target, now: datetime
+    ) -> None:
+        """The acknowledgement failed for good (blocked, no permission: e.g. VK 901 for the author of a wall
+        comment) and the citizen has written again, maybe where we can answer: owe it once more, there."""
+        first = s.exec(select(OutboxItem).where(OutboxItem.key == f"ack:{appeal.id}")).first()
+        if first is None or first.state != "failed":
+            return
+        self.enqueue(
+            s,
+            key=f"ack:{appeal.id}:again",  # once: a second failure stays visible and is not retried here
+            target=target,
+            purpose="ack",
+            appeal_id=appeal.id,
+            text=self._ack_text(appeal),
+            now=now,
+        )
+
+    def _ack_text(self, appeal: Appeal) -> str:
+        return self.texts.render(
+            appeal.language,
+            "ack",
+            number=appeal.number,
+            registered=appeal.registered_at,
+            due=appeal.due_at,
+            term=self.term_days,
+        )
+
+    def enqueue_fallback(self, s: Session, row: OutboxItem, target: ReplyTarget) -> str | None:
+        """Dispatcher hook for Failed.fallback: `row` cannot reach the citizen, `target` can (for VK, a reply
+        under their public comment). Owe one neutral invitation to write privately there, once per appeal.
+        The place is public: the text has no name, no number, nothing from the appeal."""
+        appeal = s.get(Appeal, row.appeal_id) if row.appeal_id is not None else None
+        language = appeal.language if appeal is not None else language_from_hint(None)
+        key = f"invite:{appeal.id}" if appeal is not None else f"invite:{row.key}"
+        added = self.enqueue(
+            s,
+            key=key,
+            target=Target(target.channel, target.account, target.chat_id, target.kind, target.reply_to_key),
+            purpose="invite",
+            appeal_id=row.appeal_id,
+            text=self.texts.render(language, "public_invite"),
+            now=utcnow(),
+        )
+        return key if added else None
 
     def _contact_for(self, s: Session, msg: InboundMessage, now: datetime) -> Contact:
         identity = s.exec(

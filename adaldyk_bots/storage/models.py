@@ -175,7 +175,10 @@ class OutboxItem(SQLModel, table=True):
     """A message we owe someone. Written in the same transaction as its cause; the key makes it unique."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "state", "next_attempt_at"),
+        Index("ix_outbox_chat", "channel", "account", "chat_id", "state"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=200, unique=True)  # ack:<appeal>, status:<event>, reply:<event>, ...
@@ -219,3 +222,20 @@ class StaffUser(SQLModel, table=True):
     role: str = Field(default="moderator", max_length=32)  # admin | moderator | officer
     unit_id: int | None = Field(default=None, foreign_key="unit.id")
     created_at: datetime
+
+
+class IntakeGap(SQLModel, table=True):
+    """A poller's report that the platform may have dropped events between two cursors (VK long poll
+    `failed` 1 or 3): nothing to replay, but moderators must know the window to look at by hand."""
+
+    __tablename__ = "intake_gap"
+    __table_args__ = (Index("ix_intake_gap_channel", "channel", "account", "detected_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    account: str = Field(max_length=64)
+    detected_at: datetime
+    reason: str = Field(max_length=64)  # a stable code, e.g. "vk.longpoll_failed_1"
+    cursor_before: str | None = Field(default=None, max_length=200)
+    cursor_after: str | None = Field(default=None, max_length=200)
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False))

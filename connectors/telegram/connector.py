@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import json
 import logging
+import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,6 +32,7 @@ from telegram.error import (
     TimedOut,
 )
 from telegram.request import HTTPXRequest
+from telegram.warnings import PTBUserWarning
 
 from adaldyk_bots.domain import Delivered, Failed, ReplyTarget, RetryLater, SendResult
 from adaldyk_bots.intake import Intake
@@ -218,9 +220,12 @@ class TelegramConnector:
         }
         if cursor:
             params["offset"] = int(cursor)
-        updates = await self._bot.do_api_request(
-            "getUpdates", api_kwargs=params, read_timeout=self.poll_timeout + 10.0
-        )
+        with warnings.catch_warnings():
+            # PTB suggests Bot.get_updates, but that returns parsed objects and we keep raw updates.
+            warnings.simplefilter("ignore", PTBUserWarning)
+            updates = await self._bot.do_api_request(
+                "getUpdates", api_kwargs=params, read_timeout=self.poll_timeout + 10.0
+            )
         if self._health.state != "ok":
             self._set_health("ok", "polling")
         if not updates:

@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -727,6 +727,9 @@ class FakeTelegramServer:
             if path.startswith("/_fake/"):
                 token, _, action = path[len("/_fake/") :].partition("/")
                 return await self._control(request, token, action)
+        except ClientDisconnect:
+            # The client went away mid-request (a test kills the worker with SIGKILL): nothing to answer.
+            return Response(status_code=499)
         except ApiError as error:
             return error.response()
         return _error_response(404, "Not Found")

@@ -260,6 +260,7 @@ def upgrade() -> None:
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_outbox_appeal_id"), ["appeal_id"], unique=False)
         batch_op.create_index("ix_outbox_due", ["state", "next_attempt_at"], unique=False)
+        batch_op.create_index("ix_outbox_chat", ["channel", "account", "chat_id", "state"], unique=False)
 
     op.create_table(
         "message_version",
@@ -295,6 +296,7 @@ def downgrade() -> None:
     op.drop_table("message_version")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_index("ix_outbox_due")
+        batch_op.drop_index("ix_outbox_chat")
         batch_op.drop_index(batch_op.f("ix_outbox_appeal_id"))
 
     op.drop_table("outbox")
