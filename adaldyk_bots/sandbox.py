@@ -20,7 +20,7 @@ from adaldyk_bots.storage.models import ApiToken, Appeal
 from adaldyk_bots.storage.schema import ensure_schema
 from adaldyk_bots.web.api import token_digest
 
-SANDBOX_TOKEN = "100000001:SANDBOX-not-a-real-telegram-token-000"
+SANDBOX_TOKEN = "100000001:SANDBOX-not-a-real-telegram-token-000"  # noqa: S105 - the fake accepts it
 SANDBOX_DB = Path("var/sandbox.sqlite3")
 
 # What citizens really write to the ministry, in Kazakh and Russian.

@@ -19,6 +19,7 @@ from adaldyk_bots.storage.models import (
     ApiToken,
     Appeal,
     AppealEvent,
+    IntakeGap,
     Message,
     MessageVersion,
     OutboxItem,
@@ -116,6 +117,16 @@ class ActionOut(BaseModel):
     event: EventOut
 
 
+class IntakeGapOut(BaseModel):
+    channel: str
+    account: str
+    detected_at: datetime
+    reason: str = Field(description="e.g. vk.longpoll_failed_1: the platform said events may be lost")
+    cursor_before: str | None
+    cursor_after: str | None
+    detail: str
+
+
 def build_api_router(runtime: Runtime) -> APIRouter:
     engine: Engine = runtime.engine
     workflow: Workflow = runtime.workflow
@@ -208,6 +219,15 @@ def build_api_router(runtime: Runtime) -> APIRouter:
             history=[_event_out(e) for e in events],
             deliveries=[DeliveryOut.model_validate(d, from_attributes=True) for d in deliveries],
         )
+
+    @router.get("/intake-gaps", response_model=list[IntakeGapOut], tags=["channels"])
+    def list_intake_gaps(
+        _who: Caller, s: Db, limit: Annotated[int, Query(ge=1, le=200)] = 50
+    ) -> list[IntakeGapOut]:
+        """Windows in which a platform reported that events may have been lost, newest first: messages
+        written then must be looked up on the platform by hand."""
+        rows = s.exec(select(IntakeGap).order_by(col(IntakeGap.id).desc()).limit(limit)).all()
+        return [IntakeGapOut.model_validate(r, from_attributes=True) for r in rows]
 
     @router.post("/appeals/{number}/status", response_model=ActionOut)
     def change_status(number: str, body: StatusChange, who: Caller) -> ActionOut:

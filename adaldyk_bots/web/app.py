@@ -12,7 +12,7 @@ from sqlmodel import Session, func, select
 
 from adaldyk_bots import __version__
 from adaldyk_bots.runtime import Runtime
-from adaldyk_bots.storage.models import OutboxItem, RawEvent
+from adaldyk_bots.storage.models import IntakeGap, OutboxItem, RawEvent
 from adaldyk_bots.web.api import build_api_router
 
 
@@ -27,6 +27,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:
         body: dict[str, Any] = {"status": "ok", "version": __version__, "channels": {}}
+        gaps: dict[str, dict[str, Any]] = {}
         try:
             with Session(runtime.engine) as s:
                 s.exec(text("SELECT 1"))  # type: ignore[call-overload]
@@ -39,6 +40,15 @@ def create_app(runtime: Runtime) -> FastAPI:
                         select(func.count()).select_from(OutboxItem).where(OutboxItem.state == "failed")
                     ).one(),
                 }
+                # Windows in which a platform said events may be lost (VK long poll failed 1/3): for
+                # moderators to check by hand; they never clear by themselves.
+                for channel, count, last in s.exec(
+                    select(IntakeGap.channel, func.count(), func.max(IntakeGap.detected_at)).group_by(
+                        IntakeGap.channel
+                    )
+                ):
+                    last_at = last.isoformat() if last else None
+                    gaps[channel] = {"recorded_gaps": count, "last_gap_at": last_at}
         except SQLAlchemyError as exc:
             body["status"] = "degraded"
             body["database"] = {"state": "down", "detail": type(exc).__name__}
@@ -48,6 +58,7 @@ def create_app(runtime: Runtime) -> FastAPI:
                 "state": h.state,
                 "detail": h.detail,
                 "last_event_at": h.last_event_at,
+                **gaps.get(name, {"recorded_gaps": 0}),
                 **h.extra,
             }
             if h.state in ("broken", "degraded"):
