@@ -12,6 +12,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 
 from adaldyk_bots.calendar import OVERRIDES_FILE, CalendarOverrides, WorkingCalendar
+from adaldyk_bots.categories import CATEGORIES_FILE, CategoryRules
 from adaldyk_bots.dispatcher import Dispatcher
 from adaldyk_bots.intake import Intake
 from adaldyk_bots.ports import Connector, load_connector_factories
@@ -46,6 +47,7 @@ class Runtime:
             texts=texts,
             term_days=settings.answer_term_working_days,
             number_prefix=settings.appeal_number_prefix,
+            categories=CategoryRules.load(settings.config_dir / CATEGORIES_FILE),
         )
         connectors: dict[str, Connector] = {}
         for name, factory in sorted(load_connector_factories().items()):

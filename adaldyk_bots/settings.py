@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=1, le=65535)
     public_url: str | None = None
     config_dir: Path = DEFAULT_CONFIG_DIR
+    files_dir: Path = Path("var/files")  # citizens' files fetched from the platforms
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Appeal rules (kz-appeals-law.md): every number is configurable because the Code is amended.

@@ -15,6 +15,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from adaldyk_bots.calendar import WorkingCalendar
+from adaldyk_bots.categories import CategoryRules
 from adaldyk_bots.domain import AppealStatus, InboundMessage, Language, ReplyTarget
 from adaldyk_bots.language import detect_language, language_from_hint
 from adaldyk_bots.storage.db import insert_ignoring_conflict, upsert_increment, utcnow
@@ -53,10 +54,17 @@ class Target:
 
 class Workflow:
     def __init__(
-        self, *, calendar: WorkingCalendar, texts: Texts, term_days: int, number_prefix: str
+        self,
+        *,
+        calendar: WorkingCalendar,
+        texts: Texts,
+        term_days: int,
+        number_prefix: str,
+        categories: CategoryRules | None = None,
     ) -> None:
         self.calendar = calendar
         self.texts = texts
+        self.categories = categories or CategoryRules()
         self.term_days = term_days
         self.number_prefix = number_prefix
         self._number = re.compile(rf"\b{re.escape(number_prefix)}-\d{{4}}-\d{{6}}\b", re.IGNORECASE)
@@ -276,6 +284,7 @@ class Workflow:
             channel=msg.channel,
             language=language.value,
             status=AppealStatus.RECEIVED.value,
+            category=self.categories.classify(msg.text).value,
             summary=msg.text[:1000],
             received_at=msg.sent_at,
             registered_at=registered_at,

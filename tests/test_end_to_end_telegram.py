@@ -114,3 +114,29 @@ def test_follow_up_joins_open_appeal_and_status_command(make_settings, fake_tele
         with Session(svc.runtime.engine) as s:
             appeals = s.exec(select(Appeal)).all()
         assert [a.number for a in appeals] == [number]  # the follow-up joined; commands opened nothing
+
+
+def test_moderator_fetches_a_citizens_photo_through_the_api(make_settings, fake_telegram, tmp_path):
+    settings = make_settings(
+        telegram_token=TOKEN,
+        telegram_api_url=fake_telegram.url,
+        telegram_poll_timeout=1,
+        port=free_port(),
+        files_dir=tmp_path / "files",
+    )
+    token = create_api_token(settings)
+    with ServiceThread(settings) as svc:
+        fake_telegram.citizen_message(TOKEN, chat_id=4001, caption="Свалка у реки, фото", photo=True)
+        ack = wait_until(lambda: _texts(fake_telegram, 4001), what="ack")[0]
+        number = NUMBER.search(ack).group(0)
+        api = httpx.Client(base_url=f"{svc.url}/api/v1", headers={"Authorization": f"Bearer {token}"})
+        message = api.get(f"/appeals/{number}").json()["messages"][0]
+        assert message["text"] == "Свалка у реки, фото"
+        assert message["attachments"][0]["kind"] == "photo"
+        photo = api.get(f"/appeals/{number}/messages/{message['id']}/attachments/0")
+        assert photo.status_code == 200
+        assert photo.content.startswith(b"\xff\xd8")  # a JPEG, as the platform stored it
+        assert list((tmp_path / "files" / "telegram").iterdir())  # kept locally for next time
+        missing = api.get(f"/appeals/{number}/messages/{message['id']}/attachments/5")
+        assert missing.status_code == 404
+        assert api.get("/appeals", headers={"Authorization": "Bearer wrong"}).status_code == 401

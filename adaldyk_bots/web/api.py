@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import FileResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, or_
@@ -160,6 +161,7 @@ def build_api_router(runtime: Runtime) -> APIRouter:
         s: Db,
         status: str | None = None,
         channel: str | None = None,
+        category: str | None = None,
         unit: str | None = None,
         overdue: bool | None = None,
         q: Annotated[str | None, Query(max_length=200)] = None,
@@ -171,6 +173,8 @@ def build_api_router(runtime: Runtime) -> APIRouter:
             query = query.where(Appeal.status == status)
         if channel:
             query = query.where(Appeal.channel == channel)
+        if category:
+            query = query.where(Appeal.category == category)
         if unit:
             query = query.join(Unit, col(Unit.id) == Appeal.unit_id).where(Unit.code == unit)
         if overdue is not None:
@@ -228,6 +232,36 @@ def build_api_router(runtime: Runtime) -> APIRouter:
         written then must be looked up on the platform by hand."""
         rows = s.exec(select(IntakeGap).order_by(col(IntakeGap.id).desc()).limit(limit)).all()
         return [IntakeGapOut.model_validate(r, from_attributes=True) for r in rows]
+
+    @router.get(
+        "/appeals/{number}/messages/{message_id}/attachments/{index}",
+        response_class=FileResponse,
+        responses={200: {"content": {"application/octet-stream": {}}}},
+    )
+    async def get_attachment(number: str, message_id: int, index: int, _who: Caller) -> FileResponse:
+        """A citizen's file, fetched from the platform on first request and kept in local storage
+        (platform file links expire)."""
+        with Session(engine) as s:
+            appeal = _find(s, workflow, number)
+            message = s.get(Message, message_id)
+            if message is None or message.appeal_id != appeal.id:
+                raise HTTPException(404, f"message {message_id} is not part of appeal {number}")
+            if not 0 <= index < len(message.attachments):
+                raise HTTPException(404, f"message {message_id} has no attachment {index}")
+            attachment = message.attachments[index]
+        connector = runtime.connectors.get(appeal.channel)
+        download = getattr(connector, "download_file", None)
+        if download is None or not attachment.get("file_id"):
+            raise HTTPException(409, f"{attachment.get('kind')} attachments of {appeal.channel} hold no file")
+        try:
+            path = await download(attachment["file_id"])
+        except Exception as exc:  # the platform refused or is unreachable: say so, keep nothing
+            raise HTTPException(502, f"could not fetch the file from {appeal.channel}: {exc}") from None
+        return FileResponse(
+            path,
+            media_type=attachment.get("mime_type") or "application/octet-stream",
+            filename=attachment.get("name") or path.name,
+        )
 
     @router.post("/appeals/{number}/status", response_model=ActionOut)
     def change_status(number: str, body: StatusChange, who: Caller) -> ActionOut:

@@ -98,6 +98,7 @@ class TelegramConnector:
             webhook_secret=secret.get_secret_value() if secret else None,
             public_url=settings.public_url,
             poll_timeout=settings.telegram_poll_timeout,
+            files_dir=settings.files_dir / "telegram",
         )
 
     @property
