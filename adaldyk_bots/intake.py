@@ -12,6 +12,7 @@ from sqlmodel import Session, col, select
 from adaldyk_bots.domain import Ignored, InboundMessage, ParseOutcome, Quarantined
 from adaldyk_bots.ports import RawEvent
 from adaldyk_bots.storage.db import insert_ignoring_conflict, unit_of_work, utcnow
+from adaldyk_bots.storage.locks import PollerLock
 from adaldyk_bots.storage.models import ChannelCursor, IntakeGap
 from adaldyk_bots.storage.models import RawEvent as RawEventRow
 from adaldyk_bots.workflow import Workflow
@@ -97,6 +98,10 @@ class Intake:
             row.value = value
             row.updated_at = utcnow()
             s.add(row)
+
+    def poller_lock(self, channel: str, account: str) -> PollerLock:
+        """The lock a poller holds while it polls, so two workers never poll one account."""
+        return PollerLock(self.engine, f"poller:{channel}:{account}")
 
     def cursor(self, channel: str, account: str) -> str | None:
         with Session(self.engine) as s:

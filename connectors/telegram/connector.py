@@ -180,6 +180,16 @@ class TelegramConnector:
             self._set_health("broken", f"setWebhook failed: {exc}")
 
     async def _poll_forever(self, intake: Intake) -> None:
+        lock = intake.poller_lock(self.name, self._account)
+        while not await asyncio.to_thread(lock.try_acquire):
+            self._set_health("ok", "standby: another worker polls this bot")
+            await asyncio.sleep(5)
+        try:
+            await self._poll_while_holding(intake)
+        finally:
+            await asyncio.to_thread(lock.release)
+
+    async def _poll_while_holding(self, intake: Intake) -> None:
         try:
             # A webhook left over from webhook mode would make every getUpdates fail with 409.
             await self._bot.delete_webhook(drop_pending_updates=False)
