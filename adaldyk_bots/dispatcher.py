@@ -39,7 +39,7 @@ BACKOFF_CAP_SECONDS = 30 * 60.0
 def backoff_seconds(attempt: int) -> float:
     """Exponential with jitter: 5 s, 10 s, 20 s ... capped at 30 min, each scaled by 0.5-1.0 at random
     so that rows failing together do not come back together."""
-    return min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(attempt - 1, 0)) * random.uniform(
+    return min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2.0 ** max(attempt - 1, 0)) * random.uniform(
         0.5, 1.0
     )
 

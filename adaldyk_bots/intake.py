@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -61,7 +61,7 @@ class Intake:
         now = utcnow()
         raw_id = insert_ignoring_conflict(
             s,
-            RawEventRow.__table__,
+            RawEventRow,
             {
                 "channel": channel,
                 "account": account,
@@ -138,7 +138,7 @@ class Intake:
     def replay(
         self,
         *,
-        parsers: dict[str, Callable[[str, bytes], RawEvent]],
+        parsers: Mapping[str, Callable[[bytes], RawEvent]],
         event_id: int | None = None,
         corrected_payload: bytes | None = None,
     ) -> list[tuple[int, str, str | None]]:
@@ -150,8 +150,8 @@ class Intake:
             query = select(RawEventRow.id).where(RawEventRow.state == "quarantined")
             if event_id is not None:
                 query = select(RawEventRow.id).where(RawEventRow.id == event_id)
-            ids = list(s.exec(query.order_by(col(RawEventRow.id))))
-        report = []
+            ids = [int(i) for i in s.exec(query.order_by(col(RawEventRow.id))) if i is not None]
+        report: list[tuple[int, str, str | None]] = []
         for raw_id in ids:
             with unit_of_work(self.engine) as s:
                 row = s.get(RawEventRow, raw_id)
@@ -165,7 +165,7 @@ class Intake:
                     continue
                 if corrected_payload is not None:
                     row.corrected_payload = corrected_payload
-                parsed = parse(row.account, row.corrected_payload or row.payload)
+                parsed = parse(row.corrected_payload or row.payload)
                 state, reason = _state_of(parsed.outcomes)
                 row.state, row.reason = state, reason
                 if state == "processed":

@@ -18,7 +18,7 @@ from adaldyk_bots.calendar import WorkingCalendar
 from adaldyk_bots.categories import CategoryRules
 from adaldyk_bots.domain import AppealStatus, InboundMessage, Language, ReplyTarget
 from adaldyk_bots.language import detect_language, language_from_hint
-from adaldyk_bots.storage.db import insert_ignoring_conflict, upsert_increment, utcnow
+from adaldyk_bots.storage.db import insert_ignoring_conflict, require_id, upsert_increment, utcnow
 from adaldyk_bots.storage.models import (
     Appeal,
     AppealCounter,
@@ -93,7 +93,7 @@ class Workflow:
 
         message_id = insert_ignoring_conflict(
             s,
-            Message.__table__,
+            Message,
             {
                 "conversation_id": conversation.id,
                 "raw_event_id": raw_event_id,
@@ -202,7 +202,7 @@ class Workflow:
         # transaction rolls back, the platform gets a 5xx and redelivers, and the retry finds the row.
         s.add(
             ChannelIdentity(
-                contact_id=contact.id,
+                contact_id=require_id(contact),
                 channel=msg.channel,
                 account=msg.account,
                 external_id=msg.sender_id,
@@ -223,7 +223,7 @@ class Workflow:
         ).first()
         if conversation is None:
             conversation = Conversation(
-                contact_id=contact.id,
+                contact_id=require_id(contact),
                 channel=msg.channel,
                 account=msg.account,
                 chat_id=msg.chat_id,
@@ -249,7 +249,7 @@ class Workflow:
     ) -> None:
         version_id = insert_ignoring_conflict(
             s,
-            MessageVersion.__table__,
+            MessageVersion,
             {
                 "message_id": original.id,
                 "raw_event_id": raw_event_id,
@@ -271,7 +271,7 @@ class Workflow:
     ) -> Appeal:
         registered_at = self.calendar.registration_time(msg.sent_at)
         year = registered_at.astimezone(self.calendar.tz).year
-        seq = upsert_increment(s, AppealCounter.__table__, key={"year": year}, column="last")
+        seq = upsert_increment(s, AppealCounter, key={"year": year}, column="last")
         language = (
             Language(contact.language)
             if contact.language
@@ -279,8 +279,8 @@ class Workflow:
         )
         appeal = Appeal(
             number=f"{self.number_prefix}-{year}-{seq:06d}",
-            contact_id=contact.id,
-            conversation_id=conversation.id,
+            contact_id=require_id(contact),
+            conversation_id=require_id(conversation),
             channel=msg.channel,
             language=language.value,
             status=AppealStatus.RECEIVED.value,
@@ -500,7 +500,9 @@ class Workflow:
     def _event(
         s: Session, appeal: Appeal, kind: str, actor: str, detail: dict[str, object], now: datetime
     ) -> AppealEvent:
-        event = AppealEvent(appeal_id=appeal.id, kind=kind, actor=actor, detail=detail, created_at=now)
+        event = AppealEvent(
+            appeal_id=require_id(appeal), kind=kind, actor=actor, detail=detail, created_at=now
+        )
         s.add(event)
         s.flush()
         return event
@@ -513,7 +515,7 @@ class Workflow:
         return (
             insert_ignoring_conflict(
                 s,
-                OutboxItem.__table__,
+                OutboxItem,
                 {
                     "key": key,
                     "channel": target.channel,

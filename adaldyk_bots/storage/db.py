@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel
 
 # WAL lets readers run beside the single writer; FULL makes every commit durable across power loss,
 # which is what "2xx only after commit" promises the platforms.
@@ -69,20 +69,32 @@ def unit_of_work(engine: Engine) -> Iterator[Session]:
             raise
 
 
-def insert_ignoring_conflict(session: Session, table: Any, values: dict[str, Any]) -> int | None:
+def _insert(session: Session, model: type[SQLModel]) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (both SQLite and PostgreSQL have it)."""
+    table = model.__table__  # type: ignore[attr-defined]
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def insert_ignoring_conflict(session: Session, model: type[SQLModel], values: dict[str, Any]) -> int | None:
     """INSERT ... ON CONFLICT DO NOTHING; returns the new row's id, or None if it already existed."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(table).values(**values).on_conflict_do_nothing().returning(table.c.id)
-    return session.execute(stmt).scalar_one_or_none()
+    stmt = _insert(session, model).values(**values).on_conflict_do_nothing()
+    row_id = session.execute(stmt.returning(stmt.table.c.id)).scalar_one_or_none()
+    return None if row_id is None else int(row_id)
 
 
-def upsert_increment(session: Session, table: Any, *, key: dict[str, Any], column: str) -> int:
+def upsert_increment(session: Session, model: type[SQLModel], *, key: dict[str, Any], column: str) -> int:
     """Atomically add one to `column` of the row at `key` (creating it at 1) and return the new value."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(table).values(**key, **{column: 1})
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(key), set_={column: getattr(table.c, column) + 1}
-    ).returning(getattr(table.c, column))
-    return int(session.execute(stmt).scalar_one())
+    stmt = _insert(session, model).values(**key, **{column: 1})
+    counter = stmt.table.c[column]
+    stmt = stmt.on_conflict_do_update(index_elements=list(key), set_={column: counter + 1})
+    return int(session.execute(stmt.returning(counter)).scalar_one())
+
+
+def require_id(row: SQLModel) -> int:
+    """The primary key of a row that has been flushed (SQLModel types ids as optional)."""
+    row_id = getattr(row, "id", None)
+    if row_id is None:
+        raise ValueError(f"{type(row).__name__} has no id yet: flush it first")
+    return int(row_id)
