@@ -83,5 +83,14 @@ class ConnectorFactory(Protocol):
         ...
 
 
-def load_connector_factories() -> dict[str, ConnectorFactory]:
-    return {ep.name: ep.load() for ep in entry_points(group=CONNECTOR_GROUP)}
+def load_connector_factories() -> tuple[dict[str, ConnectorFactory], dict[str, str]]:
+    """The installed connectors, and the ones that failed to load with the reason (a broken install
+    of one channel must not take the others down; it shows on /healthz instead)."""
+    loaded: dict[str, ConnectorFactory] = {}
+    broken: dict[str, str] = {}
+    for ep in entry_points(group=CONNECTOR_GROUP):
+        try:
+            loaded[ep.name] = ep.load()
+        except Exception as exc:  # ImportError, or any error raised while importing the module
+            broken[ep.name] = f"cannot load {ep.value}: {type(exc).__name__}: {exc}"
+    return loaded, broken

@@ -31,6 +31,7 @@ class Runtime:
     workflow: Workflow
     intake: Intake
     connectors: dict[str, Connector] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)  # channel -> why it could not load
 
     @classmethod
     def build(cls, settings: Settings, *, engine: Engine | None = None) -> Runtime:
@@ -50,13 +51,17 @@ class Runtime:
             categories=CategoryRules.load(settings.config_dir / CATEGORIES_FILE),
         )
         connectors: dict[str, Connector] = {}
-        for name, factory in sorted(load_connector_factories().items()):
+        factories, unavailable = load_connector_factories()
+        for name, reason in unavailable.items():
+            log.error("channel %s is unavailable: %s", name, reason)
+        for name, factory in sorted(factories.items()):
             connector = factory.from_settings(settings)
             if connector is None:
                 log.info("channel %s is off (no credentials configured)", name)
             else:
                 connectors[name] = connector
         return cls(
+            unavailable=unavailable,
             settings=settings,
             engine=engine,
             workflow=workflow,

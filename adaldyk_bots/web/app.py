@@ -63,6 +63,9 @@ def create_app(runtime: Runtime) -> FastAPI:
             }
             if h.state in ("broken", "degraded"):
                 body["status"] = "degraded"
+        for name, reason in runtime.unavailable.items():
+            body["channels"][name] = {"state": "broken", "detail": reason}
+            body["status"] = "degraded"
         code = 503 if body["database"]["state"] != "ok" else 200
         return JSONResponse(body, status_code=code)
 
