@@ -209,8 +209,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     if args.body_file and args.id is None:
         raise _Refused("--body-file needs --id: a correction belongs to one event")
     corrected = args.body_file.read_bytes() if args.body_file else None
-    parsers = {name: connector.parse_payload for name, connector in runtime.connectors.items()}
-    report = runtime.intake.replay(parsers=parsers, event_id=args.id, corrected_payload=corrected)
+    report = runtime.intake.replay(event_id=args.id, corrected_payload=corrected)
     for raw_id, state, reason in report:
         print(f"event {raw_id}: {state}" + (f" ({reason})" if reason else ""))
     if not report:

@@ -1,4 +1,12 @@
-"""Intake: store what a platform sent, exactly once, and run the workflow on it in the same transaction."""
+"""Intake in two steps: store what a platform sent, exactly once and durably; then turn it into messages
+and appeals.
+
+Step one (`store`) is what a webhook answer or a poller's cursor waits for: the raw bytes keyed by the
+platform's dedup key, in one multi-row INSERT per batch, with the cursor in the same transaction. Step
+two (`process_received`) runs the workflow on stored events in order, one worker at a time, each event
+in a savepoint so that one that breaks the workflow is quarantined instead of blocking the queue.
+Splitting them keeps the platform's answer fast however much the workflow does (platforms.md §10.1).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +19,15 @@ from sqlmodel import Session, col, select
 
 from adaldyk_bots.domain import Ignored, InboundMessage, ParseOutcome, Quarantined
 from adaldyk_bots.ports import RawEvent
-from adaldyk_bots.storage.db import insert_ignoring_conflict, unit_of_work, utcnow
+from adaldyk_bots.storage.db import insert_many_ignoring_conflict, unit_of_work, utcnow
 from adaldyk_bots.storage.locks import PollerLock
 from adaldyk_bots.storage.models import ChannelCursor, IntakeGap
 from adaldyk_bots.storage.models import RawEvent as RawEventRow
 from adaldyk_bots.workflow import Workflow
 
 log = logging.getLogger(__name__)
+
+Parser = Callable[[bytes], RawEvent]
 
 
 @dataclass
@@ -29,65 +39,103 @@ class IntakeResult:
 
 
 def _state_of(outcomes: Sequence[ParseOutcome]) -> tuple[str, str | None]:
+    """What can be decided without the workflow: quarantine, ignore, or queue for processing."""
     quarantined = [o.reason for o in outcomes if isinstance(o, Quarantined)]
     if quarantined:
         return "quarantined", "; ".join(quarantined)
     if outcomes and all(isinstance(o, Ignored) for o in outcomes):
         return "ignored", "; ".join(o.reason for o in outcomes if isinstance(o, Ignored))
-    return "processed", None
+    return "received", None
 
 
 class Intake:
-    def __init__(self, engine: Engine, workflow: Workflow) -> None:
+    def __init__(
+        self, engine: Engine, workflow: Workflow, parsers: Mapping[str, Parser] | None = None
+    ) -> None:
         self.engine = engine
         self.workflow = workflow
+        self.parsers: dict[str, Parser] = dict(parsers or {})
+        # Called (from any thread) after new events are stored, so the processor need not poll.
+        self.on_received: Callable[[], None] | None = None
 
     def store(
         self, *, channel: str, account: str, events: Sequence[RawEvent], cursor: str | None = None
     ) -> IntakeResult:
         """One transaction for the whole batch and the poller's new cursor: both land, or neither."""
-        result = IntakeResult()
+        now = utcnow()
+        rows = []
+        for event in events:
+            state, reason = _state_of(event.outcomes)
+            rows.append(
+                {
+                    "channel": channel,
+                    "account": account,
+                    "dedup_key": event.dedup_key,
+                    "payload": event.payload,
+                    "received_at": now,
+                    "state": state,
+                    "reason": reason,
+                    "processed_at": None if state == "received" else now,
+                }
+            )
+            if state != "received":
+                level = logging.WARNING if state == "quarantined" else logging.INFO
+                log.log(level, "%s %s event %s: %s", state, channel, event.dedup_key, reason)
         with unit_of_work(self.engine) as s:
-            for event in events:
-                self._store_one(s, channel, account, event, result)
+            inserted = insert_many_ignoring_conflict(s, RawEventRow, rows)
             if cursor is not None:
                 self._save_cursor(s, channel, account, cursor)
+        states = [state for _id, state in inserted]
+        result = IntakeResult(
+            stored=states.count("received"),
+            duplicates=len(rows) - len(inserted),
+            quarantined=states.count("quarantined"),
+            ignored=states.count("ignored"),
+        )
+        if result.stored and self.on_received is not None:
+            self.on_received()
         return result
 
-    def _store_one(
-        self, s: Session, channel: str, account: str, event: RawEvent, result: IntakeResult
-    ) -> None:
-        state, reason = _state_of(event.outcomes)
-        now = utcnow()
-        raw_id = insert_ignoring_conflict(
-            s,
-            RawEventRow,
-            {
-                "channel": channel,
-                "account": account,
-                "dedup_key": event.dedup_key,
-                "payload": event.payload,
-                "received_at": now,
-                "state": state,
-                "reason": reason,
-                "processed_at": now if state == "processed" else None,
-            },
-        )
-        if raw_id is None:
-            result.duplicates += 1
-            return
-        if state == "quarantined":
-            result.quarantined += 1
-            log.warning("quarantined %s event %s: %s", channel, event.dedup_key, reason)
-            return
-        if state == "ignored":
-            result.ignored += 1
-            log.info("ignored %s event %s: %s", channel, event.dedup_key, reason)
-            return
-        for outcome in event.outcomes:
-            if isinstance(outcome, InboundMessage):
-                self.workflow.accept_message(s, outcome, raw_event_id=raw_id)
-        result.stored += 1
+    def process_received(self, *, limit: int = 100) -> int:
+        """Run the workflow on up to `limit` stored events, oldest first; returns how many were handled.
+
+        Only one processor runs at a time (Service holds `processor_lock`): a citizen's follow-up must
+        see the appeal their first message opened."""
+        with unit_of_work(self.engine) as s:
+            rows = list(
+                s.exec(
+                    select(RawEventRow)
+                    .where(RawEventRow.state == "received")
+                    .order_by(col(RawEventRow.id))
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            for row in rows:
+                self._process_one(s, row)
+        return len(rows)
+
+    def _process_one(self, s: Session, row: RawEventRow) -> None:
+        parse = self.parsers.get(row.channel)
+        if parse is None:
+            return  # the channel is not configured in this process; leave it for one that has it
+        try:
+            with s.begin_nested():
+                parsed = parse(row.corrected_payload or row.payload)
+                state, reason = _state_of(parsed.outcomes)
+                for outcome in parsed.outcomes:
+                    if state == "received" and isinstance(outcome, InboundMessage):
+                        self.workflow.accept_message(s, outcome, raw_event_id=row.id)
+        except Exception as exc:  # a poison event must not block the ones behind it
+            log.exception("%s event %s broke the workflow; quarantined", row.channel, row.dedup_key)
+            state, reason = "quarantined", f"processing_error: {type(exc).__name__}: {exc}"
+        row.state = "processed" if state == "received" else state
+        row.reason = reason
+        row.processed_at = utcnow()
+        s.add(row)
+
+    def processor_lock(self) -> PollerLock:
+        return PollerLock(self.engine, "intake:processor")
 
     @staticmethod
     def _save_cursor(s: Session, channel: str, account: str, value: str) -> None:
@@ -136,13 +184,9 @@ class Intake:
         log.warning("%s %s: possible gap in intake (%s): %s", channel, account, reason, detail)
 
     def replay(
-        self,
-        *,
-        parsers: Mapping[str, Callable[[bytes], RawEvent]],
-        event_id: int | None = None,
-        corrected_payload: bytes | None = None,
+        self, *, event_id: int | None = None, corrected_payload: bytes | None = None
     ) -> list[tuple[int, str, str | None]]:
-        """Run quarantined events through today's parsers again (`adaldyk replay`).
+        """Run quarantined events through today's parsers and workflow again (`adaldyk replay`).
 
         A correction is stored beside the original bytes, which stay as they came. Each event is
         handled in its own transaction, so one that still fails does not hold the others back."""
@@ -159,20 +203,11 @@ class Intake:
                 if row.state != "quarantined":
                     report.append((raw_id, row.state, "not quarantined; nothing to do"))
                     continue
-                parse = parsers.get(row.channel)
-                if parse is None:
+                if row.channel not in self.parsers:
                     report.append((raw_id, row.state, f"channel {row.channel} is not configured"))
                     continue
                 if corrected_payload is not None:
                     row.corrected_payload = corrected_payload
-                parsed = parse(row.corrected_payload or row.payload)
-                state, reason = _state_of(parsed.outcomes)
-                row.state, row.reason = state, reason
-                if state == "processed":
-                    row.processed_at = utcnow()
-                    for outcome in parsed.outcomes:
-                        if isinstance(outcome, InboundMessage):
-                            self.workflow.accept_message(s, outcome, raw_event_id=raw_id)
-                s.add(row)
-                report.append((raw_id, state, reason))
+                self._process_one(s, row)
+                report.append((raw_id, row.state, row.reason))
         return report

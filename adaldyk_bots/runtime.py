@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from adaldyk_bots.calendar import OVERRIDES_FILE, CalendarOverrides, WorkingCalendar
 from adaldyk_bots.categories import CATEGORIES_FILE, CategoryRules
@@ -65,7 +68,7 @@ class Runtime:
             settings=settings,
             engine=engine,
             workflow=workflow,
-            intake=Intake(engine, workflow),
+            intake=Intake(engine, workflow, {name: c.parse_payload for name, c in connectors.items()}),
             connectors=connectors,
         )
 
@@ -98,10 +101,15 @@ class Service:
         self._stop = asyncio.Event()
         self._server: uvicorn.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._received = asyncio.Event()  # set when intake stored something new
+        self._processor: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         rt = self.runtime
         self._loop = asyncio.get_running_loop()
+        if self.worker:
+            rt.intake.on_received = self._wake_processor
+            self._processor = asyncio.create_task(self._process_forever(), name="intake-processor")
         for connector in rt.connectors.values():
             # A web-only process serves webhooks but leaves polling and registration to the worker.
             await connector.start(rt.intake, receive=self.worker)
@@ -134,7 +142,45 @@ class Service:
                 self.scheduler.shutdown(wait=False)
             for connector in rt.connectors.values():
                 await connector.stop()
+            if self._processor is not None:
+                self._processor.cancel()
+                await asyncio.gather(self._processor, return_exceptions=True)
             log.info("stopped cleanly")
+
+    async def _process_forever(self) -> None:
+        """Step two of intake: stored events become messages and appeals, then the dispatcher is nudged
+        so the acknowledgement does not wait for its next tick."""
+        intake = self.runtime.intake
+        lock = intake.processor_lock()
+        # The lock is held by another process, so no in-process Event can say when it is free.
+        while not await asyncio.to_thread(lock.try_acquire):  # noqa: ASYNC110
+            await asyncio.sleep(5)  # another worker processes; stand by in case it dies
+        try:
+            while True:
+                self._received.clear()
+                try:
+                    handled = await asyncio.to_thread(intake.process_received)
+                except SQLAlchemyError:
+                    log.exception("intake processing failed; retrying")
+                    await asyncio.sleep(1)
+                    continue
+                if handled:
+                    self._nudge_dispatcher()
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    # Events stored by another process (a separate `web`) arrive without a wake-up.
+                    await asyncio.wait_for(self._received.wait(), timeout=0.5)
+        finally:
+            await asyncio.to_thread(lock.release)
+
+    def _wake_processor(self) -> None:
+        if self._loop is not None:  # called from web threads and pollers alike
+            self._loop.call_soon_threadsafe(self._received.set)
+
+    def _nudge_dispatcher(self) -> None:
+        job = self.scheduler.get_job("dispatch_due_outbox")
+        if job is not None:
+            job.modify(next_run_time=datetime.now(UTC))
 
     async def _serve_web(self) -> None:
         from adaldyk_bots.web.app import create_app  # the worker alone never needs the web stack

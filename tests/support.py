@@ -82,6 +82,20 @@ class ServiceThread:
             raise self.error
 
 
+def wait_processed(engine: Any, *, timeout: float = 20.0) -> None:
+    """Wait until intake's second step has handled every stored event (none left `received`)."""
+    from sqlmodel import Session, func, select
+
+    from adaldyk_bots.storage.models import RawEvent
+
+    def done() -> bool:
+        with Session(engine) as s:
+            query = select(func.count()).select_from(RawEvent).where(RawEvent.state == "received")
+            return s.exec(query).one() == 0
+
+    wait_until(done, timeout=timeout, what="intake to process every stored event")
+
+
 def create_api_token(settings: Settings, name: str = "tests") -> str:
     from adaldyk_bots.storage.db import make_engine
 

@@ -34,6 +34,8 @@ def store(rt: Runtime, *updates: dict) -> None:
         parse_update_payload(json.dumps(u, ensure_ascii=False).encode(), account=ACCOUNT) for u in updates
     ]
     rt.intake.store(channel="telegram", account=ACCOUNT, events=events)
+    while rt.intake.process_received():
+        pass
 
 
 def count(rt: Runtime, model, *where) -> int:

@@ -84,6 +84,17 @@ def insert_ignoring_conflict(session: Session, model: type[SQLModel], values: di
     return None if row_id is None else int(row_id)
 
 
+def insert_many_ignoring_conflict(
+    session: Session, model: type[SQLModel], rows: list[dict[str, Any]]
+) -> list[tuple[int, str]]:
+    """One multi-row INSERT ... ON CONFLICT DO NOTHING; returns (id, state) of the rows it inserted."""
+    if not rows:
+        return []
+    stmt = _insert(session, model).values(rows).on_conflict_do_nothing()
+    returned = session.execute(stmt.returning(stmt.table.c.id, stmt.table.c.state))
+    return [(int(row_id), str(state)) for row_id, state in returned]
+
+
 def upsert_increment(session: Session, model: type[SQLModel], *, key: dict[str, Any], column: str) -> int:
     """Atomically add one to `column` of the row at `key` (creating it at 1) and return the new value."""
     stmt = _insert(session, model).values(**key, **{column: 1})

@@ -11,7 +11,7 @@ from sqlmodel import Session, func, select
 
 from adaldyk_bots.storage.models import Appeal, Message, OutboxItem, RawEvent
 from tests.conftest import TOKEN
-from tests.support import ServiceThread, free_port, wait_until
+from tests.support import ServiceThread, free_port, wait_processed, wait_until
 
 SECRET = "webhook-secret_0123456789"
 UPDATE = {
@@ -68,6 +68,7 @@ def test_same_update_three_times_is_one_message(make_settings, fake_telegram):
             )
             assert r.status_code == 200
         engine = svc.runtime.engine
+        wait_processed(engine)
         assert _count(engine, RawEvent) == 1
         assert _count(engine, Message, Message.direction == "in") == 1
         assert _count(engine, Appeal) == 1

@@ -14,7 +14,7 @@ from sqlmodel import Session, func, select
 from adaldyk_bots.storage.models import Appeal, Message, OutboxItem, RawEvent
 from connectors.vk.fake import FakeVK
 from tests.connectors.vk import CONFIRMATION, GROUP_ID, SECRET, vk_settings
-from tests.support import ServiceThread, free_port, wait_until
+from tests.support import ServiceThread, free_port, wait_processed, wait_until
 
 FIXTURE = Path(__file__).parent / "fixtures" / "message_new_private_cyrillic.json"
 
@@ -72,6 +72,7 @@ def test_the_same_callback_three_times_is_one_message(svc: Any, fake_vk: FakeVK)
         )
         assert (answer.status_code, answer.text) == (200, "ok")
     engine = svc.runtime.engine
+    wait_processed(engine)
     assert _count(engine, RawEvent) == 1
     assert _count(engine, Message, Message.direction == "in") == 1
     assert _count(engine, Appeal) == 1
@@ -84,6 +85,7 @@ def test_the_same_message_under_a_new_event_id_is_still_one_message(svc: Any) ->
     # A re-sent event may carry a new event_id; the (dialog, conversation_message_id) key still holds.
     for event_id in ("a" * 40, "b" * 40):
         assert httpx.post(f"{svc.url}/webhooks/vk", json=_event(event_id=event_id)).text == "ok"
+    wait_processed(svc.runtime.engine)
     assert _count(svc.runtime.engine, RawEvent) == 2
     assert _count(svc.runtime.engine, Message, Message.direction == "in") == 1
 

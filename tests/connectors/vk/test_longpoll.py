@@ -79,6 +79,8 @@ def test_each_failed_code_is_handled_as_vk_documents_it(make_settings: Any, fake
         await connector.stop()
 
     asyncio.run(scenario())
+    while intake.process_received():  # intake's second step; the Service runs it in the worker
+        pass
     assert _texts_stored(engine) == ["Бірінші хабарлама", "Екінші хабарлама", "Кейінгі хабарлама"]
     assert connector.health.extra["recorded_gaps_since_start"] == 2
     assert connector.health.extra["last_gap"]["reason"] == "vk.longpoll_failed_3"
@@ -171,6 +173,8 @@ def test_one_long_poller_per_community_across_workers(make_settings: Any, fake_v
         await b.stop()
 
     asyncio.run(scenario())
+    while first.intake.process_received():
+        pass
     assert _texts_stored(first.engine) == ["Бір ғана рет"]
     first.engine.dispose()
     second.engine.dispose()
