@@ -105,7 +105,11 @@ class Intake:
             rows = list(
                 s.exec(
                     select(RawEventRow)
-                    .where(RawEventRow.state == "received")
+                    .where(
+                        RawEventRow.state == "received",
+                        # A channel not configured here stays queued for a process that has it.
+                        col(RawEventRow.channel).in_(list(self.parsers)),
+                    )
                     .order_by(col(RawEventRow.id))
                     .limit(limit)
                     .with_for_update(skip_locked=True)
@@ -116,9 +120,7 @@ class Intake:
         return len(rows)
 
     def _process_one(self, s: Session, row: RawEventRow) -> None:
-        parse = self.parsers.get(row.channel)
-        if parse is None:
-            return  # the channel is not configured in this process; leave it for one that has it
+        parse = self.parsers[row.channel]
         try:
             with s.begin_nested():
                 parsed = parse(row.corrected_payload or row.payload)

@@ -13,9 +13,10 @@ from adaldyk_bots.runtime import Runtime
 from adaldyk_bots.storage.db import make_engine, unit_of_work, utcnow
 from adaldyk_bots.storage.models import Appeal, AppealEvent, Message, MessageVersion, OutboxItem, RawEvent
 from connectors.telegram.parser import parse_update_payload
+from tests.conftest import BOT_ID, TOKEN
 
 FIXTURES = Path(__file__).resolve().parent / "connectors" / "telegram" / "fixtures"
-ACCOUNT = "123456789"
+ACCOUNT = BOT_ID
 
 
 def update(name: str) -> dict:
@@ -24,7 +25,8 @@ def update(name: str) -> dict:
 
 @pytest.fixture
 def runtime(make_settings):
-    rt = Runtime.build(make_settings(), engine=make_engine(make_settings().database_url))
+    settings = make_settings(telegram_token=TOKEN)  # the bot's id is ACCOUNT; nothing goes on the network
+    rt = Runtime.build(settings, engine=make_engine(settings.database_url))
     yield rt
     rt.engine.dispose()
 
