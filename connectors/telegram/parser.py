@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import Any, TypeGuard
+from datetime import datetime
+from typing import Any
 
 from adaldyk_bots.domain import Attachment, Ignored, InboundMessage, ParseOutcome, Quarantined
 from adaldyk_bots.ports import RawEvent
+from connectors.jsonfields import (
+    JsonFields,
+    Unparseable,
+    is_int,
+    is_number,
+    payload_failure,
+    short,
+    type_name,
+)
+
+_f = JsonFields("telegram")
 
 __all__ = ["CHANNEL", "TELEGRAM_TEXT_LIMIT", "parse_update", "parse_update_payload"]
 
@@ -23,7 +33,6 @@ TELEGRAM_TEXT_LIMIT = 4096
 _GROUP_CHAT_TYPES = frozenset({"group", "supergroup", "channel"})
 
 # A reason code must stay short and log-safe even when the platform invents a long key name.
-_MAX_NAME_IN_REASON = 64
 
 # Message fields that describe the envelope rather than what the citizen sent. Used only to decide
 # whether a content-less message is a plain service notice or a content kind we do not model yet.
@@ -106,122 +115,28 @@ _SERVICE_KEYS = frozenset(
 )
 
 
-class _Unparseable(Exception):
-    """Internal signal: the update is authentic but not understood; `reason` becomes Quarantined.reason."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _type_name(value: object) -> str:
-    # JSON vocabulary, because the reason is read by operators who look at the raw payload.
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-def _missing(path: str) -> _Unparseable:
-    return _Unparseable(f"telegram.missing_field: {path}")
-
-
-def _bad(path: str, expected: str, value: object) -> _Unparseable:
-    return _Unparseable(f"telegram.bad_field: {path} (expected {expected}, got {_type_name(value)})")
-
-
-def _req_object(obj: Mapping[str, Any], key: str, path: str) -> dict[str, Any]:
-    # A JSON null is treated as absent: Telegram omits optional fields, so null means "not there".
-    value = obj.get(key)
-    if value is None:
-        raise _missing(path)
-    if not isinstance(value, dict):
-        raise _bad(path, "object", value)
-    return value
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    # bool is a subclass of int in Python, but JSON true/false is never a valid id or timestamp.
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> TypeGuard[int | float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _req_int(obj: Mapping[str, Any], key: str, path: str) -> int:
-    value = obj.get(key)
-    if value is None:
-        raise _missing(path)
-    if not _is_int(value):
-        raise _bad(path, "integer", value)
-    return value
-
-
 def _req_number(obj: Mapping[str, Any], key: str, path: str) -> float:
     value = obj.get(key)
     if value is None:
-        raise _missing(path)
-    if not _is_number(value):
-        raise _bad(path, "number", value)
+        raise _f.missing(path)
+    if not is_number(value):
+        raise _f.bad(path, "number", value)
     try:
         return float(value)
     except OverflowError:
         # A JSON integer too large for a float is not a coordinate.
-        raise _Unparseable(f"telegram.bad_field: {path} (number out of range)") from None
-
-
-def _req_str(obj: Mapping[str, Any], key: str, path: str) -> str:
-    value = obj.get(key)
-    if value is None:
-        raise _missing(path)
-    if not isinstance(value, str):
-        raise _bad(path, "string", value)
-    return value
-
-
-def _opt_str(obj: Mapping[str, Any], key: str) -> str | None:
-    # Lenient on purpose: descriptive fields (names, usernames, mime types) are not worth losing a
-    # citizen's message over. Telegram has been seen sending "first_name": null (tdlib/telegram-bot-api#778).
-    value = obj.get(key)
-    return value if isinstance(value, str) else None
-
-
-def _opt_int(obj: Mapping[str, Any], key: str) -> int | None:
-    value = obj.get(key)
-    return value if _is_int(value) else None
-
-
-def _utc(timestamp: int, path: str) -> datetime:
-    try:
-        return datetime.fromtimestamp(timestamp, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        # Out-of-range Unix time: the value is an integer, but not a usable date.
-        raise _Unparseable(f"telegram.bad_field: {path} (timestamp out of range)") from None
-
-
-def _short(name: str) -> str:
-    return name if len(name) <= _MAX_NAME_IN_REASON else name[:_MAX_NAME_IN_REASON] + "..."
+        raise Unparseable(f"telegram.bad_field: {path} (number out of range)") from None
 
 
 def _file_attachment(kind: str, obj: Mapping[str, Any], path: str, **data: Any) -> Attachment:
     # Without file_id the file can never be fetched, so that is a quarantine, not a silent drop.
     return Attachment(
         kind=kind,
-        file_id=_req_str(obj, "file_id", f"{path}.file_id"),
-        file_unique_id=_opt_str(obj, "file_unique_id"),
-        name=_opt_str(obj, "file_name"),
-        mime_type=_opt_str(obj, "mime_type"),
-        size=_opt_int(obj, "file_size"),
+        file_id=_f.req_str(obj, "file_id", f"{path}.file_id"),
+        file_unique_id=_f.opt_str(obj, "file_unique_id"),
+        name=_f.opt_str(obj, "file_name"),
+        mime_type=_f.opt_str(obj, "mime_type"),
+        size=_f.opt_int(obj, "file_size"),
         data={k: v for k, v in data.items() if v is not None},
     )
 
@@ -232,27 +147,27 @@ def _largest_photo(sizes: list[Any], path: str) -> Attachment | None:
     checked: list[dict[str, Any]] = []
     for index, size in enumerate(sizes):
         if not isinstance(size, dict):
-            raise _bad(f"{path}[{index}]", "object", size)
+            raise _f.bad(f"{path}[{index}]", "object", size)
         checked.append(size)
 
     def area(size: Mapping[str, Any]) -> int:
-        return (_opt_int(size, "width") or 0) * (_opt_int(size, "height") or 0)
+        return (_f.opt_int(size, "width") or 0) * (_f.opt_int(size, "height") or 0)
 
     # Telegram usually lists sizes smallest-first, but that order is not documented; pick explicitly.
     # file_size is the best measure when every size has it; otherwise fall back to pixel area.
-    if all(_opt_int(size, "file_size") is not None for size in checked):
+    if all(_f.opt_int(size, "file_size") is not None for size in checked):
         best_index = max(
-            range(len(checked)), key=lambda i: (_opt_int(checked[i], "file_size") or 0, area(checked[i]))
+            range(len(checked)), key=lambda i: (_f.opt_int(checked[i], "file_size") or 0, area(checked[i]))
         )
     else:
         best_index = max(range(len(checked)), key=lambda i: area(checked[i]))
     best = checked[best_index]
     return Attachment(
         kind="photo",
-        file_id=_req_str(best, "file_id", f"{path}[{best_index}].file_id"),
-        file_unique_id=_opt_str(best, "file_unique_id"),
-        size=_opt_int(best, "file_size"),
-        data={"width": _opt_int(best, "width"), "height": _opt_int(best, "height")},
+        file_id=_f.req_str(best, "file_id", f"{path}[{best_index}].file_id"),
+        file_unique_id=_f.opt_str(best, "file_unique_id"),
+        size=_f.opt_int(best, "file_size"),
+        data={"width": _f.opt_int(best, "width"), "height": _f.opt_int(best, "height")},
     )
 
 
@@ -262,7 +177,7 @@ def _location_data(location: Mapping[str, Any], path: str) -> dict[str, Any]:
         "longitude": _req_number(location, "longitude", f"{path}.longitude"),
     }
     accuracy = location.get("horizontal_accuracy")
-    if _is_number(accuracy):
+    if is_number(accuracy):
         data["horizontal_accuracy"] = accuracy
     return data
 
@@ -273,7 +188,7 @@ def _attachments(msg: Mapping[str, Any], path: str, sender_id: int) -> tuple[Att
     photo = msg.get("photo")
     if photo is not None:
         if not isinstance(photo, list):
-            raise _bad(f"{path}.photo", "array", photo)
+            raise _f.bad(f"{path}.photo", "array", photo)
         largest = _largest_photo(photo, f"{path}.photo")
         if largest is not None:
             found.append(largest)
@@ -281,91 +196,93 @@ def _attachments(msg: Mapping[str, Any], path: str, sender_id: int) -> tuple[Att
     # For GIFs Telegram also fills `document` "for backward compatibility" (Bot API, Message.animation);
     # reading both would show the moderator the same file twice.
     if msg.get("animation") is None and msg.get("document") is not None:
-        document = _req_object(msg, "document", f"{path}.document")
+        document = _f.req_object(msg, "document", f"{path}.document")
         found.append(_file_attachment("document", document, f"{path}.document"))
 
     if msg.get("animation") is not None:
-        animation = _req_object(msg, "animation", f"{path}.animation")
+        animation = _f.req_object(msg, "animation", f"{path}.animation")
         found.append(
             _file_attachment(
                 "animation",
                 animation,
                 f"{path}.animation",
-                width=_opt_int(animation, "width"),
-                height=_opt_int(animation, "height"),
-                duration=_opt_int(animation, "duration"),
+                width=_f.opt_int(animation, "width"),
+                height=_f.opt_int(animation, "height"),
+                duration=_f.opt_int(animation, "duration"),
             )
         )
 
     if msg.get("video") is not None:
-        video = _req_object(msg, "video", f"{path}.video")
+        video = _f.req_object(msg, "video", f"{path}.video")
         found.append(
             _file_attachment(
                 "video",
                 video,
                 f"{path}.video",
-                width=_opt_int(video, "width"),
-                height=_opt_int(video, "height"),
-                duration=_opt_int(video, "duration"),
+                width=_f.opt_int(video, "width"),
+                height=_f.opt_int(video, "height"),
+                duration=_f.opt_int(video, "duration"),
             )
         )
 
     if msg.get("video_note") is not None:
-        note = _req_object(msg, "video_note", f"{path}.video_note")
+        note = _f.req_object(msg, "video_note", f"{path}.video_note")
         found.append(
             _file_attachment(
                 "video_note",
                 note,
                 f"{path}.video_note",
-                length=_opt_int(note, "length"),
-                duration=_opt_int(note, "duration"),
+                length=_f.opt_int(note, "length"),
+                duration=_f.opt_int(note, "duration"),
             )
         )
 
     if msg.get("audio") is not None:
-        audio = _req_object(msg, "audio", f"{path}.audio")
+        audio = _f.req_object(msg, "audio", f"{path}.audio")
         found.append(
             _file_attachment(
                 "audio",
                 audio,
                 f"{path}.audio",
-                duration=_opt_int(audio, "duration"),
-                performer=_opt_str(audio, "performer"),
-                title=_opt_str(audio, "title"),
+                duration=_f.opt_int(audio, "duration"),
+                performer=_f.opt_str(audio, "performer"),
+                title=_f.opt_str(audio, "title"),
             )
         )
 
     if msg.get("voice") is not None:
-        voice = _req_object(msg, "voice", f"{path}.voice")
-        found.append(_file_attachment("voice", voice, f"{path}.voice", duration=_opt_int(voice, "duration")))
+        voice = _f.req_object(msg, "voice", f"{path}.voice")
+        found.append(
+            _file_attachment("voice", voice, f"{path}.voice", duration=_f.opt_int(voice, "duration"))
+        )
 
     if msg.get("sticker") is not None:
-        sticker = _req_object(msg, "sticker", f"{path}.sticker")
-        emoji = _opt_str(sticker, "emoji")
+        sticker = _f.req_object(msg, "sticker", f"{path}.sticker")
+        emoji = _f.opt_str(sticker, "emoji")
         found.append(_file_attachment("sticker", sticker, f"{path}.sticker", emoji=emoji))
 
     # A venue message also carries `location` "for backward compatibility"; one venue item is enough.
     if msg.get("venue") is not None:
-        venue = _req_object(msg, "venue", f"{path}.venue")
-        venue_location = _req_object(venue, "location", f"{path}.venue.location")
+        venue = _f.req_object(msg, "venue", f"{path}.venue")
+        venue_location = _f.req_object(venue, "location", f"{path}.venue.location")
         data = _location_data(venue_location, f"{path}.venue.location")
-        data["title"] = _opt_str(venue, "title")
-        data["address"] = _opt_str(venue, "address")
+        data["title"] = _f.opt_str(venue, "title")
+        data["address"] = _f.opt_str(venue, "address")
         found.append(Attachment(kind="venue", data=data))
     elif msg.get("location") is not None:
-        location = _req_object(msg, "location", f"{path}.location")
+        location = _f.req_object(msg, "location", f"{path}.location")
         found.append(Attachment(kind="location", data=_location_data(location, f"{path}.location")))
 
     if msg.get("contact") is not None:
-        contact = _req_object(msg, "contact", f"{path}.contact")
-        user_id = _opt_int(contact, "user_id")
+        contact = _f.req_object(msg, "contact", f"{path}.contact")
+        user_id = _f.opt_int(contact, "user_id")
         found.append(
             Attachment(
                 kind="contact",
                 data={
-                    "phone_number": _opt_str(contact, "phone_number"),
-                    "first_name": _opt_str(contact, "first_name"),
-                    "last_name": _opt_str(contact, "last_name"),
+                    "phone_number": _f.opt_str(contact, "phone_number"),
+                    "first_name": _f.opt_str(contact, "first_name"),
+                    "last_name": _f.opt_str(contact, "last_name"),
                     "user_id": user_id,
                     # A shared contact may be anyone's card; only a match with the sender proves the
                     # number is the citizen's own (platforms.md §1e).
@@ -375,8 +292,8 @@ def _attachments(msg: Mapping[str, Any], path: str, sender_id: int) -> tuple[Att
         )
 
     if msg.get("poll") is not None:
-        poll = _req_object(msg, "poll", f"{path}.poll")
-        found.append(Attachment(kind="poll", data={"question": _opt_str(poll, "question")}))
+        poll = _f.req_object(msg, "poll", f"{path}.poll")
+        found.append(Attachment(kind="poll", data={"question": _f.opt_str(poll, "question")}))
 
     return tuple(found)
 
@@ -388,21 +305,21 @@ def _text(msg: Mapping[str, Any], path: str) -> str | None:
         if value is None:
             continue
         if not isinstance(value, str):
-            raise _bad(f"{path}.{key}", "string", value)
+            raise _f.bad(f"{path}.{key}", "string", value)
         return value
     return None
 
 
 def _sender_name(sender: Mapping[str, Any]) -> str | None:
-    parts = [part for part in (_opt_str(sender, "first_name"), _opt_str(sender, "last_name")) if part]
+    parts = [part for part in (_f.opt_str(sender, "first_name"), _f.opt_str(sender, "last_name")) if part]
     name = " ".join(parts).strip()
     return name or None
 
 
 def _parse_message(msg: dict[str, Any], path: str, *, account: str, is_edit: bool) -> ParseOutcome:
-    chat = _req_object(msg, "chat", f"{path}.chat")
-    chat_id = _req_int(chat, "id", f"{path}.chat.id")
-    chat_type = _req_str(chat, "type", f"{path}.chat.type")
+    chat = _f.req_object(msg, "chat", f"{path}.chat")
+    chat_id = _f.req_int(chat, "id", f"{path}.chat.id")
+    chat_type = _f.req_str(chat, "type", f"{path}.chat.type")
 
     # Sender before chat: a bot (incl. GroupAnonymousBot, platforms.md §1e) is never a citizen, in any chat.
     sender_value = msg.get("from")
@@ -413,17 +330,17 @@ def _parse_message(msg: dict[str, Any], path: str, *, account: str, is_edit: boo
         return Ignored("telegram.group_chat")
     if chat_type != "private":
         # An unknown chat type could be a new kind of dialog with a citizen: keep it visible for replay.
-        return Quarantined(f"telegram.bad_field: {path}.chat.type (unknown chat type {_short(chat_type)!r})")
+        return Quarantined(f"telegram.bad_field: {path}.chat.type (unknown chat type {short(chat_type)!r})")
 
-    sender = _req_object(msg, "from", f"{path}.from")
-    sender_id = _req_int(sender, "id", f"{path}.from.id")
-    message_id = _req_int(msg, "message_id", f"{path}.message_id")
-    sent_at = _utc(_req_int(msg, "date", f"{path}.date"), f"{path}.date")
+    sender = _f.req_object(msg, "from", f"{path}.from")
+    sender_id = _f.req_int(sender, "id", f"{path}.from.id")
+    message_id = _f.req_int(msg, "message_id", f"{path}.message_id")
+    sent_at = _f.utc(_f.req_int(msg, "date", f"{path}.date"), f"{path}.date")
 
     edited_at: datetime | None = None
     if is_edit:
         # Without edit_date an edit would look like a second message with the same key.
-        edited_at = _utc(_req_int(msg, "edit_date", f"{path}.edit_date"), f"{path}.edit_date")
+        edited_at = _f.utc(_f.req_int(msg, "edit_date", f"{path}.edit_date"), f"{path}.edit_date")
 
     text = _text(msg, path)
     attachments = _attachments(msg, path, sender_id)
@@ -431,17 +348,17 @@ def _parse_message(msg: dict[str, Any], path: str, *, account: str, is_edit: boo
     if text is None and not attachments:
         content_keys = sorted(set(msg) - _ENVELOPE_KEYS - _SERVICE_KEYS)
         if content_keys:
-            return Ignored(f"telegram.unsupported_content:{_short(content_keys[0])}")
+            return Ignored(f"telegram.unsupported_content:{short(content_keys[0])}")
         return Ignored("telegram.service_message")
 
     reply_to_key: str | None = None
     reply_to = msg.get("reply_to_message")
     if isinstance(reply_to, dict):
-        reply_id = _opt_int(reply_to, "message_id")
+        reply_id = _f.opt_int(reply_to, "message_id")
         reply_to_key = str(reply_id) if reply_id is not None else None
 
     group = msg.get("media_group_id")
-    group_key = group if isinstance(group, str) else (str(group) if _is_int(group) else None)
+    group_key = group if isinstance(group, str) else (str(group) if is_int(group) else None)
 
     return InboundMessage(
         channel=CHANNEL,
@@ -452,8 +369,8 @@ def _parse_message(msg: dict[str, Any], path: str, *, account: str, is_edit: boo
         sent_at=sent_at,
         text=text or "",
         sender_name=_sender_name(sender),
-        sender_username=_opt_str(sender, "username"),
-        language_hint=_opt_str(sender, "language_code"),
+        sender_username=_f.opt_str(sender, "username"),
+        language_hint=_f.opt_str(sender, "language_code"),
         attachments=attachments,
         edited_at=edited_at,
         reply_to_key=reply_to_key,
@@ -465,7 +382,7 @@ def _parse_message(msg: dict[str, Any], path: str, *, account: str, is_edit: boo
 def _parse(update: Mapping[str, Any], account: str) -> ParseOutcome:
     for key in ("message", "edited_message"):
         if key in update:
-            msg = _req_object(update, key, key)
+            msg = _f.req_object(update, key, key)
             return _parse_message(msg, key, account=account, is_edit=key == "edited_message")
 
     if "channel_post" in update or "edited_channel_post" in update:
@@ -475,26 +392,17 @@ def _parse(update: Mapping[str, Any], account: str) -> ParseOutcome:
 
     others = [key for key in update if key != "update_id"]
     if not others:
-        raise _missing("update content (no update type field)")
+        raise _f.missing("update content (no update type field)")
     # Update carries at most one optional field (Bot API, Update), so the first other key is its type.
-    return Ignored(f"telegram.unsupported_update:{_short(others[0])}")
+    return Ignored(f"telegram.unsupported_update:{short(others[0])}")
 
 
 def parse_update(update: dict[str, Any], *, account: str) -> ParseOutcome:
     """Turn one decoded Telegram `Update` object into a domain outcome. Never raises on bad data."""
     try:
         return _parse(update, account)
-    except _Unparseable as exc:
+    except Unparseable as exc:
         return Quarantined(exc.reason)
-
-
-def _payload_failure(payload: bytes, reason: str) -> RawEvent:
-    # No trustworthy update_id: the hash of the exact bytes still lets a retried delivery dedupe.
-    return RawEvent(
-        dedup_key="sha256:" + hashlib.sha256(payload).hexdigest(),
-        payload=payload,
-        outcomes=[Quarantined(reason)],
-    )
 
 
 def parse_update_payload(payload: bytes, *, account: str) -> RawEvent:
@@ -502,23 +410,23 @@ def parse_update_payload(payload: bytes, *, account: str) -> RawEvent:
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return _payload_failure(payload, f"telegram.invalid_utf8: {exc.reason} at byte {exc.start}")
+        return payload_failure(payload, f"telegram.invalid_utf8: {exc.reason} at byte {exc.start}")
     try:
         update = json.loads(text)
     except json.JSONDecodeError as exc:
         where = f"at line {exc.lineno} column {exc.colno}"
-        return _payload_failure(payload, f"telegram.invalid_json: {exc.msg} {where}")
+        return payload_failure(payload, f"telegram.invalid_json: {exc.msg} {where}")
     except RecursionError:
-        return _payload_failure(payload, "telegram.invalid_json: nesting too deep")
+        return payload_failure(payload, "telegram.invalid_json: nesting too deep")
 
     if not isinstance(update, dict):
-        return _payload_failure(payload, f"telegram.not_an_object: got {_type_name(update)}")
+        return payload_failure(payload, f"telegram.not_an_object: got {type_name(update)}")
     update_id = update.get("update_id")
     if update_id is None:
-        return _payload_failure(payload, "telegram.missing_field: update_id")
-    if not _is_int(update_id):
-        got = _type_name(update_id)
-        return _payload_failure(payload, f"telegram.bad_field: update_id (expected integer, got {got})")
+        return payload_failure(payload, "telegram.missing_field: update_id")
+    if not is_int(update_id):
+        got = type_name(update_id)
+        return payload_failure(payload, f"telegram.bad_field: update_id (expected integer, got {got})")
 
     try:
         outcome = parse_update(update, account=account)

@@ -5,11 +5,20 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import Any, TypeGuard
+from datetime import datetime
+from typing import Any
 
 from adaldyk_bots.domain import Attachment, Ignored, InboundMessage, ParseOutcome, Quarantined
 from adaldyk_bots.ports import RawEvent
+from connectors.jsonfields import (
+    JsonFields,
+    Unparseable,
+    payload_failure,
+    short,
+    type_name,
+)
+
+_f = JsonFields("vk")
 
 __all__ = [
     "CHANNEL",
@@ -47,93 +56,18 @@ _SKIPPED_TYPES = frozenset(
     }
 )
 
-_MAX_NAME_IN_REASON = 64
-
-
-class _Unparseable(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-def _short(name: str) -> str:
-    return name if len(name) <= _MAX_NAME_IN_REASON else name[:_MAX_NAME_IN_REASON] + "..."
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _missing(path: str) -> _Unparseable:
-    return _Unparseable(f"vk.missing_field: {path}")
-
-
-def _bad(path: str, expected: str, value: object) -> _Unparseable:
-    return _Unparseable(f"vk.bad_field: {path} (expected {expected}, got {_type_name(value)})")
-
-
-def _req_object(obj: Mapping[str, Any], key: str, path: str) -> dict[str, Any]:
-    value = obj.get(key)
-    if value is None:
-        raise _missing(path)
-    if not isinstance(value, dict):
-        raise _bad(path, "object", value)
-    return value
-
-
-def _req_int(obj: Mapping[str, Any], key: str, path: str) -> int:
-    value = obj.get(key)
-    if value is None:
-        raise _missing(path)
-    if not _is_int(value):
-        raise _bad(path, "integer", value)
-    return value
-
-
-def _opt_int(obj: Mapping[str, Any], key: str) -> int | None:
-    value = obj.get(key)
-    return value if _is_int(value) else None
-
-
-def _opt_str(obj: Mapping[str, Any], key: str) -> str | None:
-    value = obj.get(key)
-    return value if isinstance(value, str) else None
-
 
 def _number(obj: Mapping[str, Any], key: str, path: str) -> float:
     value = obj.get(key)
     if value is None:
-        raise _missing(path)
+        raise _f.missing(path)
     # VK has sent coordinates as strings in older versions; both are the same number.
     try:
         if isinstance(value, bool):
             raise TypeError
         return float(value)
     except (TypeError, ValueError, OverflowError):
-        raise _bad(path, "number", value) from None
-
-
-def _utc(timestamp: int, path: str) -> datetime:
-    try:
-        return datetime.fromtimestamp(timestamp, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        raise _Unparseable(f"vk.bad_field: {path} (timestamp out of range)") from None
+        raise _f.bad(path, "number", value) from None
 
 
 def _text(obj: Mapping[str, Any], path: str) -> str:
@@ -142,7 +76,7 @@ def _text(obj: Mapping[str, Any], path: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise _bad(f"{path}.text", "string", value)
+        raise _f.bad(f"{path}.text", "string", value)
     return value
 
 
@@ -152,10 +86,10 @@ def _text(obj: Mapping[str, Any], path: str) -> str:
 def _media_ref(kind: str, item: Mapping[str, Any]) -> str | None:
     # VK's own attachment reference ("photo<owner>_<id>[_<access_key>]", messages.send `attachment`):
     # enough to fetch the file again with the community token.
-    owner, item_id = _opt_int(item, "owner_id"), _opt_int(item, "id")
+    owner, item_id = _f.opt_int(item, "owner_id"), _f.opt_int(item, "id")
     if owner is None or item_id is None:
         return None
-    key = _opt_str(item, "access_key")
+    key = _f.opt_str(item, "access_key")
     return f"{kind}{owner}_{item_id}" + (f"_{key}" if key else "")
 
 
@@ -165,44 +99,44 @@ def _largest(sizes: object, url_key: str) -> dict[str, Any]:
     best: dict[str, Any] = {}
     for size in sizes:
         if isinstance(size, dict):
-            area = (_opt_int(size, "width") or 0) * (_opt_int(size, "height") or 0)
+            area = (_f.opt_int(size, "width") or 0) * (_f.opt_int(size, "height") or 0)
             if not best or area > best["area"]:
                 best = {"area": area, "size": size}
     if not best:
         return {}
     size = best["size"]
     return {
-        "url": _opt_str(size, url_key),
-        "width": _opt_int(size, "width"),
-        "height": _opt_int(size, "height"),
+        "url": _f.opt_str(size, url_key),
+        "width": _f.opt_int(size, "width"),
+        "height": _f.opt_int(size, "height"),
     }
 
 
 def _attachment(item: Mapping[str, Any], path: str) -> Attachment:
     kind = item.get("type")
     if not isinstance(kind, str) or not kind:
-        raise _bad(f"{path}.type", "string", kind)
+        raise _f.bad(f"{path}.type", "string", kind)
     body = item.get(kind)
     if not isinstance(body, dict):
         # A type we know nothing about, without its object: keep the marker so nothing is silently lost.
-        return Attachment(kind=_short(kind))
+        return Attachment(kind=short(kind))
     if kind == "photo":
         data = _largest(body.get("sizes"), "url")
         return Attachment(kind="photo", file_id=_media_ref("photo", body), data=data)
     if kind == "doc":
-        ext = _opt_str(body, "ext")
+        ext = _f.opt_str(body, "ext")
         return Attachment(
             kind="document",
             file_id=_media_ref("doc", body),
-            name=_opt_str(body, "title"),
-            size=_opt_int(body, "size"),
-            data={k: v for k, v in {"ext": ext, "url": _opt_str(body, "url")}.items() if v is not None},
+            name=_f.opt_str(body, "title"),
+            size=_f.opt_int(body, "size"),
+            data={k: v for k, v in {"ext": ext, "url": _f.opt_str(body, "url")}.items() if v is not None},
         )
     if kind == "audio_message":
         data = {
-            "duration": _opt_int(body, "duration"),
-            "link_ogg": _opt_str(body, "link_ogg"),
-            "link_mp3": _opt_str(body, "link_mp3"),
+            "duration": _f.opt_int(body, "duration"),
+            "link_ogg": _f.opt_str(body, "link_ogg"),
+            "link_mp3": _f.opt_str(body, "link_mp3"),
         }
         return Attachment(
             kind="voice",
@@ -213,15 +147,15 @@ def _attachment(item: Mapping[str, Any], path: str) -> Attachment:
     if kind == "sticker":
         return Attachment(kind="sticker", file_id=str(body.get("sticker_id", "")) or None)
     # video, audio, wall, link, poll, graffiti, market...: the reference is what a moderator needs.
-    return Attachment(kind=_short(kind), file_id=_media_ref(kind, body))
+    return Attachment(kind=short(kind), file_id=_media_ref(kind, body))
 
 
 def _geo(geo: object, path: str) -> Attachment:
     if not isinstance(geo, dict):
-        raise _bad(path, "object", geo)
+        raise _f.bad(path, "object", geo)
     coordinates = geo.get("coordinates")
     if not isinstance(coordinates, dict):
-        raise _bad(f"{path}.coordinates", "object", coordinates)
+        raise _f.bad(f"{path}.coordinates", "object", coordinates)
     data: dict[str, Any] = {
         "latitude": _number(coordinates, "latitude", f"{path}.coordinates.latitude"),
         "longitude": _number(coordinates, "longitude", f"{path}.coordinates.longitude"),
@@ -238,10 +172,10 @@ def parse_attachments(obj: Mapping[str, Any], path: str = "message") -> tuple[At
     items = obj.get("attachments")
     if items is not None:
         if not isinstance(items, list):
-            raise _bad(f"{path}.attachments", "array", items)
+            raise _f.bad(f"{path}.attachments", "array", items)
         for index, item in enumerate(items):
             if not isinstance(item, dict):
-                raise _bad(f"{path}.attachments[{index}]", "object", item)
+                raise _f.bad(f"{path}.attachments[{index}]", "object", item)
             found.append(_attachment(item, f"{path}.attachments[{index}]"))
     if obj.get("geo") is not None:
         found.append(_geo(obj["geo"], f"{path}.geo"))
@@ -249,7 +183,11 @@ def parse_attachments(obj: Mapping[str, Any], path: str = "message") -> tuple[At
     if isinstance(forwarded, list) and forwarded:
         # Forwarded messages are often the citizen's evidence; keep who wrote what and when.
         kept = [
-            {"from_id": _opt_int(f, "from_id"), "date": _opt_int(f, "date"), "text": _opt_str(f, "text")}
+            {
+                "from_id": _f.opt_int(f, "from_id"),
+                "date": _f.opt_int(f, "date"),
+                "text": _f.opt_str(f, "text"),
+            }
             for f in forwarded
             if isinstance(f, dict)
         ]
@@ -290,7 +228,7 @@ class WallKey:
 
 def _language_hint(client_info: object) -> str | None:
     if isinstance(client_info, dict):
-        lang_id = _opt_int(client_info, "lang_id")
+        lang_id = _f.opt_int(client_info, "lang_id")
         if lang_id is not None:
             return _LANG_IDS.get(lang_id)
     return None
@@ -299,8 +237,8 @@ def _language_hint(client_info: object) -> str | None:
 def _parse_message(
     message: Mapping[str, Any], path: str, *, account: str, client_info: object, is_edit: bool
 ) -> ParseOutcome:
-    peer_id = _req_int(message, "peer_id", f"{path}.peer_id")
-    from_id = _req_int(message, "from_id", f"{path}.from_id")
+    peer_id = _f.req_int(message, "peer_id", f"{path}.peer_id")
+    from_id = _f.req_int(message, "from_id", f"{path}.from_id")
     # `out` = 1 or a negative author: the community itself (or another community) wrote it; answering it
     # would make the bot talk to itself.
     if message.get("out") == 1 or from_id < 0:
@@ -314,12 +252,12 @@ def _parse_message(
 
     # conversation_message_id, never message.id: id is 0 in chats and VK documents cmid as the
     # per-peer counter (platforms.md §2e, DESIGN.md invariant 2).
-    cmid = _req_int(message, "conversation_message_id", f"{path}.conversation_message_id")
-    sent_at = _utc(_req_int(message, "date", f"{path}.date"), f"{path}.date")
+    cmid = _f.req_int(message, "conversation_message_id", f"{path}.conversation_message_id")
+    sent_at = _f.utc(_f.req_int(message, "date", f"{path}.date"), f"{path}.date")
     edited_at: datetime | None = None
     if is_edit:
         # Without update_time an edit would look like the original message arriving twice.
-        edited_at = _utc(_req_int(message, "update_time", f"{path}.update_time"), f"{path}.update_time")
+        edited_at = _f.utc(_f.req_int(message, "update_time", f"{path}.update_time"), f"{path}.update_time")
 
     text = _text(message, path)
     attachments = parse_attachments(message, path)
@@ -328,7 +266,7 @@ def _parse_message(
 
     reply_to_key: str | None = None
     reply = message.get("reply_message")
-    if isinstance(reply, dict) and _opt_int(reply, "conversation_message_id") is not None:
+    if isinstance(reply, dict) and _f.opt_int(reply, "conversation_message_id") is not None:
         reply_to_key = str(reply["conversation_message_id"])
 
     return InboundMessage(
@@ -349,22 +287,22 @@ def _parse_message(
 
 def _parse_wall_comment(comment: Mapping[str, Any], account: str) -> ParseOutcome:
     path = "object"
-    from_id = _req_int(comment, "from_id", f"{path}.from_id")
+    from_id = _f.req_int(comment, "from_id", f"{path}.from_id")
     if from_id < 0:
         # Comments by a community, including our own public invitations: never an appeal.
         return Ignored("vk.comment_by_community")
-    comment_id = _req_int(comment, "id", f"{path}.id")
-    post_id = _req_int(comment, "post_id", f"{path}.post_id")
+    comment_id = _f.req_int(comment, "id", f"{path}.id")
+    post_id = _f.req_int(comment, "post_id", f"{path}.post_id")
     # owner_id in current versions; post_owner_id in older ones (both seen in recorded events).
-    owner_id = _opt_int(comment, "owner_id")
+    owner_id = _f.opt_int(comment, "owner_id")
     if owner_id is None:
-        owner_id = _req_int(comment, "post_owner_id", f"{path}.owner_id")
-    sent_at = _utc(_req_int(comment, "date", f"{path}.date"), f"{path}.date")
+        owner_id = _f.req_int(comment, "post_owner_id", f"{path}.owner_id")
+    sent_at = _f.utc(_f.req_int(comment, "date", f"{path}.date"), f"{path}.date")
     text = _text(comment, path)
     attachments = parse_attachments(comment, path)
     if not text and not attachments:
         return Ignored("vk.empty_comment")
-    reply_to = _opt_int(comment, "reply_to_comment")
+    reply_to = _f.opt_int(comment, "reply_to_comment")
     return InboundMessage(
         channel=CHANNEL,
         account=account,
@@ -384,16 +322,16 @@ def _parse_wall_comment(comment: Mapping[str, Any], account: str) -> ParseOutcom
 def _parse(event: Mapping[str, Any], account: str) -> ParseOutcome:
     kind = event.get("type")
     if not isinstance(kind, str):
-        raise _bad("type", "string", kind) if kind is not None else _missing("type")
+        raise _f.bad("type", "string", kind) if kind is not None else _f.missing("type")
     group_id = event.get("group_id")
     if group_id is not None and str(group_id) != account:
         return Quarantined(f"vk.bad_field: group_id (event for community {group_id}, this is {account})")
     if kind in _SKIPPED_TYPES:
         return Ignored(f"vk.{kind}")
     if kind == "message_new":
-        obj = _req_object(event, "object", "object")
+        obj = _f.req_object(event, "object", "object")
         if "message" in obj:
-            message = _req_object(obj, "message", "object.message")
+            message = _f.req_object(obj, "message", "object.message")
             return _parse_message(
                 message, "object.message", account=account, client_info=obj.get("client_info"), is_edit=False
             )
@@ -401,28 +339,19 @@ def _parse(event: Mapping[str, Any], account: str) -> ParseOutcome:
         # server configured with an old version must not lose the citizen's words.
         return _parse_message(obj, "object", account=account, client_info=None, is_edit=False)
     if kind == "message_edit":
-        message = _req_object(event, "object", "object")
+        message = _f.req_object(event, "object", "object")
         return _parse_message(message, "object", account=account, client_info=None, is_edit=True)
     if kind == "wall_reply_new":
-        return _parse_wall_comment(_req_object(event, "object", "object"), account)
-    return Ignored(f"vk.unsupported_event:{_short(kind)}")
+        return _parse_wall_comment(_f.req_object(event, "object", "object"), account)
+    return Ignored(f"vk.unsupported_event:{short(kind)}")
 
 
 def parse_event(event: dict[str, Any], *, account: str) -> ParseOutcome:
     """One decoded VK event (Callback API body or Long Poll update) to a domain outcome. Never raises."""
     try:
         return _parse(event, account)
-    except _Unparseable as exc:
+    except Unparseable as exc:
         return Quarantined(exc.reason)
-
-
-def _payload_failure(payload: bytes, reason: str) -> RawEvent:
-    # No trustworthy event_id: the hash of the exact bytes still lets a repeated delivery dedupe.
-    return RawEvent(
-        dedup_key="sha256:" + hashlib.sha256(payload).hexdigest(),
-        payload=payload,
-        outcomes=[Quarantined(reason)],
-    )
 
 
 def parse_event_payload(payload: bytes, *, account: str) -> RawEvent:
@@ -430,15 +359,13 @@ def parse_event_payload(payload: bytes, *, account: str) -> RawEvent:
     try:
         event = json.loads(payload.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        return _payload_failure(payload, f"vk.invalid_utf8: {exc.reason} at byte {exc.start}")
+        return payload_failure(payload, f"vk.invalid_utf8: {exc.reason} at byte {exc.start}")
     except json.JSONDecodeError as exc:
-        return _payload_failure(
-            payload, f"vk.invalid_json: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        )
+        return payload_failure(payload, f"vk.invalid_json: {exc.msg} at line {exc.lineno} column {exc.colno}")
     except RecursionError:
-        return _payload_failure(payload, "vk.invalid_json: nesting too deep")
+        return payload_failure(payload, "vk.invalid_json: nesting too deep")
     if not isinstance(event, dict):
-        return _payload_failure(payload, f"vk.not_an_object: got {_type_name(event)}")
+        return payload_failure(payload, f"vk.not_an_object: got {type_name(event)}")
     event_id = event.get("event_id")
     try:
         outcome = parse_event(event, account=account)
