@@ -81,7 +81,14 @@ class Dispatcher:
             by_chat: dict[tuple[str, str, str], list[OutboxItem]] = defaultdict(list)
             for row in rows:
                 by_chat[(row.channel, row.account, row.chat_id)].append(row)
-            await asyncio.gather(*(self._deliver_chat(chat_rows) for chat_rows in by_chat.values()))
+            results = await asyncio.gather(
+                *(self._deliver_chat(chat_rows) for chat_rows in by_chat.values()), return_exceptions=True
+            )
+            for error in results:
+                if isinstance(error, BaseException):
+                    # One chat's trouble (a database hiccup while recording) must not stop the others;
+                    # its rows stay leased and are sent again when the lease runs out.
+                    log.error("dispatch to one chat failed", exc_info=error)
             return len(rows)
         finally:
             self._running = False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -13,8 +15,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, SQLModel
 
+log = logging.getLogger(__name__)
+
 # WAL lets readers run beside the single writer; FULL makes every commit durable across power loss,
 # which is what "2xx only after commit" promises the platforms.
+_WRITER_WAIT_SECONDS = 30.0
 _SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=30000")
 
 
@@ -52,9 +57,31 @@ def _configure_sqlite(engine: Engine) -> None:
         for pragma in _SQLITE_PRAGMAS:
             dbapi_conn.execute(f"PRAGMA {pragma}")
 
+    # Hand the single write lock over in turn inside the process. SQLite's own busy handler sleeps
+    # 1, 2, 5 ... 100 ms between tries, so a waiting writer wakes late and in random order; under load
+    # that, not the work, made up most of an acknowledgement's latency (bench/README.md). A plain Lock
+    # (not an RLock) because FastAPI may close a request's session on another thread than opened it.
+    writer = threading.Lock()
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Bounded wait: if a transaction were ever left open without commit or rollback, we fall back to
+        # SQLite's busy handler instead of stopping every writer for good.
+        if writer.acquire(timeout=_WRITER_WAIT_SECONDS):
+            conn.info["holds_writer"] = True
+        else:
+            log.warning("sqlite writer hand-off timed out; falling back to SQLite's busy wait")
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            _on_end(conn)
+            raise
+
+    @event.listens_for(engine, "commit")
+    @event.listens_for(engine, "rollback")
+    def _on_end(conn: Any) -> None:
+        if conn.info.pop("holds_writer", False):
+            writer.release()
 
 
 @contextmanager
