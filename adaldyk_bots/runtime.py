@@ -35,6 +35,7 @@ class Runtime:
     intake: Intake
     connectors: dict[str, Connector] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)  # channel -> why it could not load
+    off: list[str] = field(default_factory=list)  # installed channels without credentials
 
     @classmethod
     def build(cls, settings: Settings, *, engine: Engine | None = None) -> Runtime:
@@ -55,16 +56,19 @@ class Runtime:
         )
         connectors: dict[str, Connector] = {}
         factories, unavailable = load_connector_factories()
+        off: list[str] = []
         for name, reason in unavailable.items():
             log.error("channel %s is unavailable: %s", name, reason)
         for name, factory in sorted(factories.items()):
             connector = factory.from_settings(settings)
             if connector is None:
                 log.info("channel %s is off (no credentials configured)", name)
+                off.append(name)
             else:
                 connectors[name] = connector
         return cls(
             unavailable=unavailable,
+            off=off,
             settings=settings,
             engine=engine,
             workflow=workflow,

@@ -63,6 +63,8 @@ def create_app(runtime: Runtime) -> FastAPI:
             }
             if h.state in ("broken", "degraded"):
                 body["status"] = "degraded"
+        for name in runtime.off:
+            body["channels"][name] = {"state": "off", "detail": "no credentials configured"}
         for name, reason in runtime.unavailable.items():
             body["channels"][name] = {"state": "broken", "detail": reason}
             body["status"] = "degraded"
