@@ -7,6 +7,12 @@ from collections.abc import Callable
 _BOUNDARIES = ("\n\n", "\n", ". ", " ")
 
 
+def utf16_units(text: str) -> int:
+    """Length as Telegram counts it (and a safe count for VK): UTF-16 code units, an emoji outside the
+    BMP counting twice; never fewer than characters."""
+    return len(text.encode("utf-16-le")) // 2
+
+
 def split_text(text: str, limit: int, measure: Callable[[str], int] = len) -> list[str]:
     """Parts of at most `limit` (as `measure` counts: characters, UTF-16 units or bytes), joined they
     give the text back up to the whitespace at the cuts. Breaks at a paragraph, line, sentence or word

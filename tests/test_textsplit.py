@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adaldyk_bots.textsplit import split_text
+from adaldyk_bots.textsplit import split_text, utf16_units
 
 
 def test_short_text_is_one_part():
@@ -26,5 +26,5 @@ def test_measure_in_utf8_bytes_for_byte_limited_channels():
 
 def test_utf16_units_count_emoji_twice():
     text = "😀" * 3000
-    parts = split_text(text, 4096, lambda t: len(t.encode("utf-16-le")) // 2)
+    parts = split_text(text, 4096, utf16_units)
     assert [len(p) for p in parts] == [2048, 952]

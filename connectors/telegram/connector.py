@@ -39,6 +39,7 @@ from adaldyk_bots.intake import Intake
 from adaldyk_bots.ports import ChannelHealth, RateScope, RawEvent
 from adaldyk_bots.settings import Settings
 from adaldyk_bots.storage.db import utcnow
+from adaldyk_bots.textsplit import utf16_units
 from connectors.telegram.parser import TELEGRAM_TEXT_LIMIT, parse_update_payload
 
 log = logging.getLogger(__name__)
@@ -110,8 +111,7 @@ class TelegramConnector:
         return self._health
 
     def measure_text(self, text: str) -> int:
-        # Telegram measures text in UTF-16 code units (an emoji outside the BMP counts twice).
-        return len(text.encode("utf-16-le")) // 2
+        return utf16_units(text)
 
     def rate_scopes(self, target: ReplyTarget) -> list[RateScope]:
         return [

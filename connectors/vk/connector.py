@@ -20,6 +20,7 @@ from adaldyk_bots.intake import Intake
 from adaldyk_bots.ports import ChannelHealth, RateScope, RawEvent
 from adaldyk_bots.settings import Settings
 from adaldyk_bots.storage.db import utcnow
+from adaldyk_bots.textsplit import utf16_units
 from connectors.vk.client import VKClient, VKError, derive_random_id
 from connectors.vk.longpoll import LongPoller
 from connectors.vk.parser import CHANNEL, VK_TEXT_LIMIT, WallKey, parse_event_payload
@@ -127,9 +128,7 @@ class VKConnector:
         return self._health
 
     def measure_text(self, text: str) -> int:
-        # VK does not say how it counts the 9000; UTF-16 units are never fewer than characters, so a part
-        # measured this way fits either count.
-        return len(text.encode("utf-16-le")) // 2
+        return utf16_units(text)
 
     def rate_scopes(self, target: ReplyTarget) -> list[RateScope]:
         # One budget: the community token. A retry hint (error 6) pauses all sends through it.
