@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from adaldyk_bots.language import detect_language
+from adaldyk_bots.domain import Language
+from adaldyk_bots.language import detect_language, language_from_hint
 
 
 @pytest.mark.parametrize(
@@ -16,7 +17,46 @@ from adaldyk_bots.language import detect_language
         ("Illegal logging near Almaty", "ru", "en"),
         ("👍", "ru", "ru"),  # no letters: the client's language
         ("123", None, "kk"),  # nothing to go on: the state language
+        # The three cases of issue 6 item 9: the text decides, not a Kazakh name, a link or the alphabet.
+        ("Здравствуйте, в Қарағанды возле ТЭЦ постоянно чёрный дым", "kk", "ru"),
+        ("Вот видео https://youtu.be/Xk3pQ9zTt2c свалка за гаражами", None, "ru"),
+        ("Sälemetsiz be, özenge qoqys tögip jatyr", "en", "kk"),
+        ("Salemetsiz be, ozenge qoqys togip jatyr", "en", "kk"),  # the same without diacritics
+        ("Меня зовут Нұрлан, пишу из Ақтөбе по поводу свалки", None, "ru"),
+        ("Illegal dump in Қарағанды near the bus station", "ru", "en"),
+        # Only a link, an appeal number or a phone number: nothing of the citizen's to go on.
+        ("https://t.me/eco_kz/1203", "ru", "ru"),
+        ("ADL-2026-000123", "en", "en"),
+        ("+7 701 555 12 34", None, "kk"),
+        ("ADL-2026-000123 өтінішіме жауап қашан болады?", "ru", "kk"),
+        ("Номер обращения ADL-2026-000123, когда будет ответ?", "kk", "ru"),
+        ("Да", "kk", "ru"),
+        ("Рахмет", "ru", "kk"),
+        ("مرحبا", "ru", "ru"),  # a script the office does not answer in: the client's language
     ],
 )
 def test_detect_language(text, hint, expected):
     assert detect_language(text, hint=hint) == expected
+
+
+@pytest.mark.parametrize(
+    ("hint", "expected"),
+    [
+        ("ru", Language.RU),
+        ("en-US", Language.EN),
+        ("KK", Language.KK),
+        ("fr", Language.KK),
+        (None, Language.KK),
+    ],
+)
+def test_language_from_hint(hint, expected):
+    assert language_from_hint(hint) == expected
+
+
+def test_models_are_not_loaded_at_import():
+    import subprocess
+    import sys
+
+    code = "import sys, adaldyk_bots.language; print('lingua' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
