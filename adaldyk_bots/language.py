@@ -9,8 +9,9 @@ falls back to the hint (then to Kazakh). Then the script most words are written 
   and are left out while other words remain, so "В Қарағанды дым" is Russian. (Lingua's per-span
   detection was tried for mixed sentences and was worse on short texts: see bench/README.md.)
 * Latin: Kazakh in the Latin alphabet (2021: ä ğ ı ñ ö ū ü ş, q; or plain ASCII) or English. No
-  maintained detector knows Kazakh in Latin letters, so a small explicit rule counts words that look
-  Kazakh (its letters, a q not before u, a frequent Kazakh word or stem) against frequent English words.
+  maintained detector knows Kazakh in Latin letters, so a small explicit rule weighs words that look
+  Kazakh (its letters or a q not before u, less in a capitalised name; a frequent Kazakh word or stem)
+  against frequent English words.
 
 `bench/language_bench.py` measures this against the labelled set in `bench/data/`."""
 
@@ -35,6 +36,7 @@ _NOT_WORDS = re.compile(
     r"|\b[A-Za-z]{1,8}-\d{4}-\d+\b",
     re.IGNORECASE,
 )
+_Q_NOT_U = re.compile(r"q(?!u)")
 # Runs of letters, with inner hyphens and apostrophes (Нұр-Сұлтан, бала-шаға, don't).
 _WORD = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*")
 
@@ -168,19 +170,19 @@ def _kazakh_vocabulary() -> tuple[frozenset[str], tuple[str, ...]]:
     return frozenset(folded), tuple(sorted(w for w in folded if len(w) >= 4))
 
 
-def _looks_kazakh_latin(word: str) -> bool:
-    if any(ch in _KAZAKH_LATIN for ch in word):
-        return True
+def _kazakh_latin_weight(word: str) -> int:
+    """2 for a Kazakh letter (or a q not before u) in a word that is not a name, 1 in a name or for a
+    known Kazakh word or stem, else 0: a place name such as Qaragandy is no sign of the language."""
     lower = word.lower()
-    if re.search(r"q(?!u)", lower):
-        return True
+    if any(ch in _KAZAKH_LATIN for ch in word) or _Q_NOT_U.search(lower):
+        return 1 if word[0].isupper() else 2
     exact, stems = _kazakh_vocabulary()
     folded = _fold(lower)
-    return folded in exact or folded.startswith(stems)
+    return 1 if folded in exact or folded.startswith(stems) else 0
 
 
 def _kazakh_latin_score(words: list[str]) -> int:
-    return sum(1 for w in words if _looks_kazakh_latin(w))
+    return sum(_kazakh_latin_weight(w) for w in words)
 
 
 def _english_score(words: list[str]) -> int:

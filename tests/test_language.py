@@ -24,6 +24,8 @@ from adaldyk_bots.language import detect_language, language_from_hint
         ("Salemetsiz be, ozenge qoqys togip jatyr", "en", "kk"),  # the same without diacritics
         ("Меня зовут Нұрлан, пишу из Ақтөбе по поводу свалки", None, "ru"),
         ("Illegal dump in Қарағанды near the bus station", "ru", "en"),
+        ("Smog in Öskemen again", "kk", "en"),  # a Kazakh place name in Latin letters
+        ("Shymkent qalasynda smog", "en", "kk"),
         # Only a link, an appeal number or a phone number: nothing of the citizen's to go on.
         ("https://t.me/eco_kz/1203", "ru", "ru"),
         ("ADL-2026-000123", "en", "en"),
