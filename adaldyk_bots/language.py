@@ -131,6 +131,13 @@ def language_from_hint(hint: str | None) -> Language:
     return Language.KK
 
 
+def preload_models() -> None:
+    """Load lingua's models now (about a second), so the first citizen does not wait for them.
+
+    Optional: a process that never calls it loads them on its first Cyrillic text instead."""
+    _kazakh_russian_detector().detect_language_of("проверка")
+
+
 def _is_cyrillic(word: str) -> bool:
     return any("\u0400" <= ch <= "\u04ff" for ch in word)
 

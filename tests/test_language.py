@@ -55,10 +55,17 @@ def test_language_from_hint(hint, expected):
     assert language_from_hint(hint) == expected
 
 
-def test_models_are_not_loaded_at_import():
+def _lingua_loaded_after(code: str) -> bool:
     import subprocess
     import sys
 
-    code = "import sys, adaldyk_bots.language; print('lingua' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    script = f"import sys, adaldyk_bots.language as language; {code}; print('lingua' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return out.stdout.strip() == "True"
+
+
+def test_models_are_loaded_on_first_use_not_at_import():
+    assert not _lingua_loaded_after("pass")
+    assert not _lingua_loaded_after("language.detect_language('Sälemetsiz be, özenge qoqys tögip jatyr')")
+    assert _lingua_loaded_after("language.detect_language('Здравствуйте')")
+    assert _lingua_loaded_after("language.preload_models()")
