@@ -26,16 +26,23 @@ from adaldyk_bots.domain import Language
 if TYPE_CHECKING:
     from lingua import LanguageDetector
 
-# Not the citizen's words: links (with or without a scheme), e-mail addresses, @mentions and appeal
-# numbers (PREFIX-2026-000123, the prefix is a setting of 1-8 capitals).
-_NOT_WORDS = re.compile(
-    r"(?:https?://|www\.)\S+"
-    r"|\b[\w.-]+\.(?:kz|ru|com|org|net|gl|be|me|io|info|gov)(?:/\S*)?"
-    r"|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
-    r"|@\w+"
-    r"|\b[A-Za-z]{1,8}-\d{4}-\d+\b",
+# Not the citizen's words: whitespace-separated tokens that are links (with or without a scheme),
+# e-mail addresses, @mentions or appeal numbers (PREFIX-2026-000123, the prefix is a setting of 1-8
+# capitals). Matched at the token's start only, so a long token costs linear time, never quadratic.
+_NOT_A_WORD = re.compile(
+    r"(?:https?://|www\.)"
+    r"|[\w-]+(?:\.[\w-]+)*\.(?:kz|ru|com|org|net|gl|be|me|io|info|gov|ly|su)(?:[/?#:]|$)"
+    r"|[\w.+-]+@[\w-]+\.[\w.-]+"
+    r"|@\w"
+    r"|[A-Za-z]{1,8}-\d{4}-\d+\b",
     re.IGNORECASE,
 )
+_TOKEN = re.compile(r"\S+")
+_LINK_INSIDE = re.compile(r"(?:https?://|www\.)\S*", re.IGNORECASE)  # "видео:https://…" has no space
+_EDGE_PUNCTUATION = "()[]{}<>«»\"'.,;:!?"
+# Enough of a text to know its language: e-mails and long complaints are not read to the end.
+_MAX_CHARS = 4_000
+_MAX_WORDS = 200
 _Q_NOT_U = re.compile(r"q(?!u)")
 # Runs of letters, with inner hyphens and apostrophes (Нұр-Сұлтан, бала-шаға, don't).
 _WORD = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*")
@@ -108,7 +115,7 @@ _ENGLISH_WORDS = frozenset(
 
 def detect_language(text: str, *, hint: str | None = None) -> Language:
     """The language of the citizen's own words in `text`; `hint` only when it has no letters."""
-    words = _WORD.findall(_NOT_WORDS.sub(" ", text))
+    words = _citizens_words(text[:_MAX_CHARS])[:_MAX_WORDS]
     if not words:
         return language_from_hint(hint)
     if len(words) == 1 and (reply := _REPLIES.get(words[0].lower())) is not None:
@@ -136,6 +143,14 @@ def preload_models() -> None:
 
     Optional: a process that never calls it loads them on its first Cyrillic text instead."""
     _kazakh_russian_detector().detect_language_of("проверка")
+
+
+def _citizens_words(text: str) -> list[str]:
+    words: list[str] = []
+    for token in _TOKEN.findall(text):
+        if not _NOT_A_WORD.match(token.strip(_EDGE_PUNCTUATION)):
+            words += _WORD.findall(_LINK_INSIDE.sub(" ", token))
+    return words
 
 
 def _is_cyrillic(word: str) -> bool:

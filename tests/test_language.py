@@ -20,6 +20,8 @@ from adaldyk_bots.language import detect_language, language_from_hint
         # The three cases of issue 6 item 9: the text decides, not a Kazakh name, a link or the alphabet.
         ("Здравствуйте, в Қарағанды возле ТЭЦ постоянно чёрный дым", "kk", "ru"),
         ("Вот видео https://youtu.be/Xk3pQ9zTt2c свалка за гаражами", None, "ru"),
+        ("Видео:https://youtu.be/Xk3pQ9zTt2c, свалка за гаражами", "en", "ru"),  # no space before it
+        ("Пишите на eco.almaty@mail.kz или @eco_almaty_bot, сайт ecogeo.gov.kz", "en", "ru"),
         ("Sälemetsiz be, özenge qoqys tögip jatyr", "en", "kk"),
         ("Salemetsiz be, ozenge qoqys togip jatyr", "en", "kk"),  # the same without diacritics
         ("Меня зовут Нұрлан, пишу из Ақтөбе по поводу свалки", None, "ru"),
@@ -53,6 +55,17 @@ def test_detect_language(text, hint, expected):
 )
 def test_language_from_hint(hint, expected):
     assert language_from_hint(hint) == expected
+
+
+def test_a_long_text_costs_little():
+    # Tokens are matched at their start (no quadratic regex) and only the start of a text is read.
+    import time
+
+    started = time.perf_counter()
+    assert detect_language("x." * 100_000, hint="ru") == "en"
+    assert detect_language("a" * 100_000 + " Здравствуйте", hint="kk") == "en"
+    assert detect_language("1" * 100_000, hint="ru") == "ru"
+    assert time.perf_counter() - started < 5.0  # a quadratic pattern took 71 s on 20,000 characters
 
 
 def _lingua_loaded_after(code: str) -> bool:
