@@ -34,6 +34,7 @@ __all__ = [
     "Citizen",
     "CitizenScript",
     "SandboxLine",
+    "ScriptedSandbox",
     "load_sandboxes",
     "run_sandbox",
 ]
@@ -98,6 +99,43 @@ class CitizenScript:
 
     def next(self) -> tuple[Citizen, str] | None:
         return self._queue.pop(0) if self._queue else None
+
+
+class ScriptedSandbox:
+    """What every channel's sandbox shares: its citizens at platform addresses (chat or user ids) from
+    `first_address` on, a script of who writes next, and the platform's record of what the bot sent,
+    each shown once. A channel adds `start`/`stop` and the two platform calls `_write` and `_sent`."""
+
+    def __init__(self, citizens: Sequence[Citizen], *, first_address: int) -> None:
+        self.script = CitizenScript(citizens)
+        self.citizen_at = {first_address + i: c for i, c in enumerate(self.script.citizens)}
+        self._address_of = {c.name: address for address, c in self.citizen_at.items()}
+        self._shown = 0
+
+    def citizen_writes(self) -> SandboxLine | None:
+        step = self.script.next()
+        if step is None:
+            return None
+        citizen, text = step
+        self._write(self._address_of[citizen.name], citizen, text)
+        return SandboxLine(citizen.name, citizen.language, text, from_bot=False)
+
+    def answers(self) -> list[SandboxLine]:
+        sent = self._sent()
+        new, self._shown = sent[self._shown :], len(sent)
+        return [
+            SandboxLine(citizen.name, citizen.language, text, from_bot=True)
+            for address, text in new
+            if (citizen := self.citizen_at.get(address)) is not None
+        ]
+
+    def _write(self, address: int, citizen: Citizen, text: str) -> None:
+        """The citizen at `address` sends `text` on the fake platform."""
+        raise NotImplementedError
+
+    def _sent(self) -> list[tuple[int, str]]:
+        """(address, text) of every message the service sent on the fake platform, oldest first."""
+        raise NotImplementedError
 
 
 def load_sandboxes() -> tuple[dict[str, SandboxFactory], dict[str, str]]:

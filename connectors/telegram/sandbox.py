@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adaldyk_bots.sandbox import Citizen, CitizenScript, SandboxLine
+from adaldyk_bots.sandbox import Citizen, ScriptedSandbox
 from connectors.telegram.fake import FakeTelegramServer
 
 __all__ = ["TelegramSandbox"]
@@ -45,15 +45,12 @@ CITIZENS = (
 )
 
 
-class TelegramSandbox:
+class TelegramSandbox(ScriptedSandbox):
     """Entry point `telegram` of the `adaldyk.sandboxes` group."""
 
     def __init__(self, *, citizens: int) -> None:
+        super().__init__(CITIZENS[: max(0, citizens)], first_address=FIRST_CHAT_ID)
         self.fake = FakeTelegramServer()
-        self.script = CitizenScript(CITIZENS[: max(0, citizens)])
-        self._chats = {FIRST_CHAT_ID + i: c for i, c in enumerate(self.script.citizens)}
-        self._ids = {c.name: chat_id for chat_id, c in self._chats.items()}
-        self._shown = 0
 
     def start(self) -> dict[str, Any]:
         self.fake.start()
@@ -66,29 +63,13 @@ class TelegramSandbox:
             "telegram_poll_timeout": 2,  # a short long poll, so Ctrl+C stops the sandbox at once
         }
 
-    def citizen_writes(self) -> SandboxLine | None:
-        step = self.script.next()
-        if step is None:
-            return None
-        citizen, text = step
-        self.fake.citizen_message(
-            SANDBOX_TOKEN,
-            chat_id=self._ids[citizen.name],
-            text=text,
-            first_name=citizen.name,
-            language_code=citizen.language,
-        )
-        return SandboxLine(citizen.name, citizen.language, text, from_bot=False)
-
-    def answers(self) -> list[SandboxLine]:
-        sent = self.fake.sent_messages(SANDBOX_TOKEN)
-        new, self._shown = sent[self._shown :], len(sent)
-        lines = []
-        for message in new:
-            citizen = self._chats.get(message["chat_id"])
-            if citizen is not None:
-                lines.append(SandboxLine(citizen.name, citizen.language, message["text"], from_bot=True))
-        return lines
-
     def stop(self) -> None:
         self.fake.stop()
+
+    def _write(self, address: int, citizen: Citizen, text: str) -> None:
+        self.fake.citizen_message(
+            SANDBOX_TOKEN, chat_id=address, text=text, first_name=citizen.name, language_code=citizen.language
+        )
+
+    def _sent(self) -> list[tuple[int, str]]:
+        return [(m["chat_id"], m["text"]) for m in self.fake.sent_messages(SANDBOX_TOKEN)]

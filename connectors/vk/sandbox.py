@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adaldyk_bots.sandbox import Citizen, CitizenScript, SandboxLine
+from adaldyk_bots.sandbox import Citizen, ScriptedSandbox
 from connectors.vk.fake import FakeVK
 
 __all__ = ["VKSandbox"]
@@ -39,15 +39,12 @@ CITIZENS = (
 )
 
 
-class VKSandbox:
+class VKSandbox(ScriptedSandbox):
     """Entry point `vk` of the `adaldyk.sandboxes` group."""
 
     def __init__(self, *, citizens: int) -> None:
+        super().__init__(CITIZENS[: max(0, citizens)], first_address=FIRST_USER_ID)
         self.fake = FakeVK()
-        self.script = CitizenScript(CITIZENS[: max(0, citizens)])
-        self._users = {FIRST_USER_ID + i: c for i, c in enumerate(self.script.citizens)}
-        self._ids = {c.name: user_id for user_id, c in self._users.items()}
-        self._shown = 0
 
     def start(self) -> dict[str, Any]:
         self.fake.start()
@@ -62,25 +59,13 @@ class VKSandbox:
             "vk_longpoll_wait": 2,  # a short long poll, so Ctrl+C stops the sandbox at once
         }
 
-    def citizen_writes(self) -> SandboxLine | None:
-        step = self.script.next()
-        if step is None:
-            return None
-        citizen, text = step
-        self.fake.citizen_message(
-            self._ids[citizen.name], text, group_id=SANDBOX_GROUP_ID, lang_id=LANG_IDS[citizen.language]
-        )
-        return SandboxLine(citizen.name, citizen.language, text, from_bot=False)
-
-    def answers(self) -> list[SandboxLine]:
-        sent = self.fake.sent_messages(group_id=SANDBOX_GROUP_ID)
-        new, self._shown = sent[self._shown :], len(sent)
-        lines = []
-        for message in new:
-            citizen = self._users.get(message["peer_id"])
-            if citizen is not None:
-                lines.append(SandboxLine(citizen.name, citizen.language, message["text"], from_bot=True))
-        return lines
-
     def stop(self) -> None:
         self.fake.stop()
+
+    def _write(self, address: int, citizen: Citizen, text: str) -> None:
+        self.fake.citizen_message(
+            address, text, group_id=SANDBOX_GROUP_ID, lang_id=LANG_IDS[citizen.language]
+        )
+
+    def _sent(self) -> list[tuple[int, str]]:
+        return [(m["peer_id"], m["text"]) for m in self.fake.sent_messages(group_id=SANDBOX_GROUP_ID)]
