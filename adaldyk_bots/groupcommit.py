@@ -76,8 +76,10 @@ class GroupCommitter(Generic[T, R]):
         self._open = threading.Event()
         self._open.set()
         self._groups = 0
-        self.last_group: int = 0  # the number of the last group that was written
-        self.largest_group: int = 0  # the most callers one transaction has held (bench and tests)
+        # Figures for the bench and tests: transactions committed, the items in them, the largest group.
+        self.committed_groups = 0
+        self.committed_items = 0
+        self.largest_group = 0
 
     @property
     def waiting(self) -> int:
@@ -163,7 +165,8 @@ class GroupCommitter(Generic[T, R]):
             if not isinstance(exc, Exception):
                 raise  # KeyboardInterrupt and the like: the callers got their error, the leader stops
         else:
-            self.last_group = group[0].group
+            self.committed_groups += 1
+            self.committed_items += len(group)
             self.largest_group = max(self.largest_group, len(group))
             self._finish(group, results=results)
 

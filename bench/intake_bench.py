@@ -551,7 +551,11 @@ def _child_service(
         asyncio.run(service.run())
     finally:
         runtime.engine.dispose()
-    conn.send("stopped")
+    committer = getattr(runtime.intake, "committer", None)  # group commit, where the code has it
+    if committer is None:
+        conn.send(("stopped",))
+    else:
+        conn.send(("stopped", committer.committed_items, committer.committed_groups, committer.largest_group))
 
 
 def _child_poll(
@@ -944,6 +948,7 @@ def run_webhook(
         )
     finally:
         child.stop()
+    stopped = child.conn.recv() if child.conn.poll(1) else ()
     stored = dbs.scalar(url, "SELECT count(*) FROM raw_event") - n_warm
     if two_step_intake():
         # Step two does the same work whichever way an event came in: it is timed after polling.
@@ -966,6 +971,12 @@ def run_webhook(
     if retries or failed:
         row.notes.append(
             f"{row.name}: {retries} non-2xx answers or broken connections retried, {failed} given up"
+        )
+    if len(stopped) == 4:
+        _tag, items, groups, largest = stopped
+        row.notes.append(
+            f"{row.name}: group commit: {items} stores (warm-up included) in {groups} transactions, "
+            f"{items / max(1, groups):.1f} on average, at most {largest}"
         )
     row.notes += [f"{row.name}: {note}" for note in child.log_notes()]
     return [row]

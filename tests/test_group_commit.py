@@ -100,7 +100,8 @@ def test_many_concurrent_stores_are_all_durable_and_share_transactions(intake: I
     assert sum(r.duplicates for r in results) == threads * per_thread - len(distinct)
     # Fewer transactions than calls: callers that arrived during a commit shared the next one.
     assert intake.committer.largest_group > 1
-    assert intake.committer.last_group < threads * per_thread
+    assert intake.committer.committed_items == threads * per_thread
+    assert intake.committer.committed_groups < threads * per_thread
 
 
 def test_callers_of_one_group_get_their_own_results_and_a_duplicate_fails_nobody(intake: Intake) -> None:
