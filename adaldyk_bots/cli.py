@@ -68,10 +68,18 @@ def _parser() -> argparse.ArgumentParser:
     sandbox = command(
         "sandbox",
         _sandbox,
-        "Fake Telegram on loopback, simulated citizens writing in Kazakh and Russian, and the full "
-        "service against them: watch the whole flow without any token.",
+        "Fake platforms on loopback (every installed channel's), simulated citizens writing in Kazakh and "
+        "Russian, and the full service against them: watch the whole flow without any token.",
     )
-    sandbox.add_argument("--citizens", type=int, default=4, help="how many simulated citizens (default 4)")
+    sandbox.add_argument(
+        "--citizens", type=int, default=4, help="how many simulated citizens per channel (default 4)"
+    )
+    sandbox.add_argument(
+        "--channels",
+        type=lambda value: [name.strip() for name in value.split(",") if name.strip()],
+        default=None,
+        help="comma-separated channels, e.g. telegram,vk (default: every installed channel's sandbox)",
+    )
     sandbox.add_argument(
         "--duration", type=float, default=0, help="stop after this many seconds (0: run until Ctrl+C)"
     )
@@ -150,7 +158,7 @@ def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
 def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
     from adaldyk_bots.sandbox import run_sandbox
 
-    return run_sandbox(settings, citizens=args.citizens, duration=args.duration)
+    return run_sandbox(settings, citizens=args.citizens, duration=args.duration, channels=args.channels)
 
 
 def _user_create(settings: Settings, args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -38,7 +39,10 @@ class Runtime:
     off: list[str] = field(default_factory=list)  # installed channels without credentials
 
     @classmethod
-    def build(cls, settings: Settings, *, engine: Engine | None = None) -> Runtime:
+    def build(
+        cls, settings: Settings, *, engine: Engine | None = None, channels: Collection[str] | None = None
+    ) -> Runtime:
+        """The parts, built once; `channels` limits the installed connectors used (the sandbox)."""
         engine = engine or make_engine(settings.database_url)
         calendar = WorkingCalendar(
             tz=settings.tz,
@@ -60,6 +64,8 @@ class Runtime:
         for name, reason in unavailable.items():
             log.error("channel %s is unavailable: %s", name, reason)
         for name, factory in sorted(factories.items()):
+            if channels is not None and name not in channels:
+                continue
             connector = factory.from_settings(settings)
             if connector is None:
                 log.info("channel %s is off (no credentials configured)", name)

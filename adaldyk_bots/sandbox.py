@@ -1,5 +1,10 @@
 """`adaldyk sandbox`: fake platforms on loopback, simulated citizens and a simulated moderator, and the
-real service between them, so a newcomer can watch the whole flow on one machine without any token."""
+real service between them, so a newcomer can watch the whole flow on one machine without any token.
+
+Every channel brings its own sandbox (its fake platform and its citizens), found through the entry-point
+group `adaldyk.sandboxes` like the connectors themselves: the core never names a channel. A sandbox is
+a `ChannelSandbox`; its entry point is a callable `(*, citizens: int) -> ChannelSandbox`.
+"""
 
 from __future__ import annotations
 
@@ -8,146 +13,241 @@ import random
 import secrets
 import sys
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlmodel import select
 
 from adaldyk_bots.runtime import Runtime, Service
-from adaldyk_bots.settings import Settings
+from adaldyk_bots.settings import Settings, SettingsError, load_settings
 from adaldyk_bots.storage.db import make_engine, unit_of_work, utcnow
 from adaldyk_bots.storage.models import ApiToken, Appeal
 from adaldyk_bots.storage.schema import ensure_schema
 from adaldyk_bots.web.api import token_digest
 
-SANDBOX_TOKEN = "100000001:SANDBOX-not-a-real-telegram-token-000"  # noqa: S105 - the fake accepts it
-SANDBOX_DB = Path("var/sandbox.sqlite3")
-
-# What citizens really write to the ministry, in Kazakh and Russian.
-CITIZENS: list[dict[str, Any]] = [
-    {
-        "name": "Айгүл",
-        "lang": "kk",
-        "texts": [
-            "Сәлеметсіз бе! Біздің ауылдың жанындағы өзенге зауыт қалдықтарын төгіп жатыр.",
-            "Суреттерін кейін жіберемін, мекенжайы: Қарағанды облысы, Абай ауданы.",
-        ],
-    },
-    {
-        "name": "Иван",
-        "lang": "ru",
-        "texts": [
-            "Здравствуйте! Рядом с нашим домом в Астане незаконная свалка строительного мусора.",
-            "Свалка растёт каждую неделю, жители жалуются на запах.",
-        ],
-    },
-    {
-        "name": "Ерлан",
-        "lang": "kk",
-        "texts": [
-            "Орман шаруашылығы инспекторы ағаш кесуге рұқсат беру үшін пара сұрады.",
-        ],
-    },
-    {
-        "name": "Мария",
-        "lang": "ru",
-        "texts": [
-            "Предлагаю установить датчики качества воздуха в Шымкенте у промзоны.",
-            "/status",
-        ],
-    },
-    {
-        "name": "Динара",
-        "lang": "kk",
-        "texts": [
-            "Алматы қаласында көшедегі ағаштар заңсыз кесіліп жатыр, шара қолдануды сұраймын.",
-        ],
-    },
-    {
-        "name": "Сергей",
-        "lang": "ru",
-        "texts": [
-            "В Павлодаре снова выбросы с ТЭЦ, чёрный дым над городом с утра.",
-        ],
-    },
+__all__ = [
+    "SANDBOX_GROUP",
+    "ChannelSandbox",
+    "Citizen",
+    "CitizenScript",
+    "SandboxLine",
+    "ScriptedSandbox",
+    "load_sandboxes",
+    "run_sandbox",
 ]
 
+SANDBOX_GROUP = "adaldyk.sandboxes"
+SANDBOX_DB = Path("var/sandbox.sqlite3")
+# Seconds between two messages of one channel's citizens: slow enough to read along.
+WRITE_PAUSE = (1.0, 2.5)
 
-def run_sandbox(settings: Settings, *, citizens: int, duration: float) -> int:
-    from connectors.telegram.fake import FakeTelegramServer
 
-    fake = FakeTelegramServer()
-    fake.start()
-    fake.add_bot(SANDBOX_TOKEN, username="adaldyk_sandbox_bot", first_name="Адалдық алаңы")
+@dataclass(frozen=True)
+class Citizen:
+    """A simulated citizen: a name, the language they write in, and what they write, in order."""
+
+    name: str
+    language: str  # kk | ru
+    texts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SandboxLine:
+    """One message on a fake platform, for the printed conversation."""
+
+    citizen: str
+    language: str
+    text: str
+    from_bot: bool  # True: the service wrote to the citizen
+
+
+class ChannelSandbox(Protocol):
+    """A channel's fake platform with its simulated citizens (connectors/<channel>/sandbox.py)."""
+
+    def start(self) -> dict[str, Any]:
+        """Start the fake platform; return the settings (the `Settings` keywords, e.g. `telegram_token`,
+        `telegram_api_url`) that point the service at it."""
+        ...
+
+    def citizen_writes(self) -> SandboxLine | None:
+        """The next citizen writes their next message on the platform; None when all have written."""
+        ...
+
+    def answers(self) -> list[SandboxLine]:
+        """What the service sent to the citizens on the platform since the last call."""
+        ...
+
+    def stop(self) -> None: ...
+
+
+SandboxFactory = Callable[..., ChannelSandbox]
+
+
+class CitizenScript:
+    """Who writes what next: every citizen's first message first (so each opens an appeal early), then
+    the follow-ups in a shuffled order, as people write."""
+
+    def __init__(self, citizens: Sequence[Citizen], *, rng: random.Random | None = None) -> None:
+        self.citizens = list(citizens)
+        firsts = [(c, c.texts[0]) for c in self.citizens if c.texts]
+        later = [(c, text) for c in self.citizens for text in c.texts[1:]]
+        (rng or random.Random()).shuffle(later)
+        self._queue = firsts + later
+
+    def next(self) -> tuple[Citizen, str] | None:
+        return self._queue.pop(0) if self._queue else None
+
+
+class ScriptedSandbox:
+    """What every channel's sandbox shares: its citizens at platform addresses (chat or user ids) from
+    `first_address` on, a script of who writes next, and the platform's record of what the bot sent,
+    each shown once. A channel adds `start`/`stop` and the two platform calls `_write` and `_sent`."""
+
+    def __init__(self, citizens: Sequence[Citizen], *, first_address: int) -> None:
+        self.script = CitizenScript(citizens)
+        self.citizen_at = {first_address + i: c for i, c in enumerate(self.script.citizens)}
+        self._address_of = {c.name: address for address, c in self.citizen_at.items()}
+        self._shown = 0
+
+    def citizen_writes(self) -> SandboxLine | None:
+        step = self.script.next()
+        if step is None:
+            return None
+        citizen, text = step
+        self._write(self._address_of[citizen.name], citizen, text)
+        return SandboxLine(citizen.name, citizen.language, text, from_bot=False)
+
+    def answers(self) -> list[SandboxLine]:
+        sent = self._sent()
+        new, self._shown = sent[self._shown :], len(sent)
+        return [
+            SandboxLine(citizen.name, citizen.language, text, from_bot=True)
+            for address, text in new
+            if (citizen := self.citizen_at.get(address)) is not None
+        ]
+
+    def _write(self, address: int, citizen: Citizen, text: str) -> None:
+        """The citizen at `address` sends `text` on the fake platform."""
+        raise NotImplementedError
+
+    def _sent(self) -> list[tuple[int, str]]:
+        """(address, text) of every message the service sent on the fake platform, oldest first."""
+        raise NotImplementedError
+
+
+def load_sandboxes() -> tuple[dict[str, SandboxFactory], dict[str, str]]:
+    """The installed channels' sandboxes, and the ones that failed to load with the reason."""
+    loaded: dict[str, SandboxFactory] = {}
+    broken: dict[str, str] = {}
+    for ep in entry_points(group=SANDBOX_GROUP):
+        try:
+            loaded[ep.name] = ep.load()
+        except Exception as exc:  # ImportError, or any error raised while importing the module
+            broken[ep.name] = f"cannot load {ep.value}: {type(exc).__name__}: {exc}"
+    return loaded, broken
+
+
+def run_sandbox(
+    settings: Settings, *, citizens: int, duration: float, channels: Sequence[str] | None = None
+) -> int:
+    """Run every chosen channel's sandbox (all installed ones by default) against one real service."""
+    factories, broken = load_sandboxes()
+    for name, reason in sorted(broken.items()):
+        _say(f"sandbox for {name} is unavailable: {reason}")
+    chosen = list(channels) if channels else sorted(factories)
+    unknown = [name for name in chosen if name not in factories]
+    if unknown or not chosen:
+        known = ", ".join(sorted(factories)) or "none"
+        _say(f"adaldyk sandbox: no sandbox for {', '.join(unknown) or 'any channel'} (installed: {known})")
+        return 2
+    sandboxes = {name: factories[name](citizens=citizens) for name in chosen}
+    started: list[ChannelSandbox] = []
+    try:
+        overrides: dict[str, Any] = {}
+        for sandbox in sandboxes.values():
+            overrides.update(sandbox.start())
+            started.append(sandbox)
+        return _run(settings, sandboxes, overrides, duration=duration)
+    finally:
+        for sandbox in reversed(started):
+            sandbox.stop()
+
+
+def _run(
+    settings: Settings, sandboxes: dict[str, ChannelSandbox], overrides: dict[str, Any], *, duration: float
+) -> int:
     SANDBOX_DB.parent.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-wal", "-shm"):
         Path(f"{SANDBOX_DB}{suffix}").unlink(missing_ok=True)
-    sandbox_settings = settings.model_copy(
-        update={
-            "database_url": f"sqlite:///{SANDBOX_DB}",
-            "telegram_token": _secret(SANDBOX_TOKEN),
-            "telegram_api_url": fake.url,
-            "telegram_mode": "polling",
-            "telegram_poll_timeout": 2,
-        }
-    )
-    engine = make_engine(sandbox_settings.database_url)
-    ensure_schema(engine, auto_migrate=True)
-    runtime = Runtime.build(sandbox_settings, engine=engine)
-    api_token = "adk_sandbox_" + secrets.token_urlsafe(16)
-    with unit_of_work(engine) as s:
-        s.add(ApiToken(name="sandbox", token_sha256=token_digest(api_token), created_at=utcnow()))
-
-    base = f"http://{settings.host}:{settings.port}"
-    _say(f"Sandbox: fake Telegram Bot API at {fake.url}, database {SANDBOX_DB}")
-    _say(f"Workspace API: {base}/api/v1/appeals  (Authorization: Bearer {api_token})")
-    _say(f"Health: {base}/healthz   OpenAPI: {base}/docs\n")
     try:
-        asyncio.run(_play(runtime, fake, citizens=min(citizens, len(CITIZENS)), duration=duration))
-    except KeyboardInterrupt:
-        pass
+        # Built again from the keywords (as the environment would give them), so each channel's own
+        # validation runs on what its sandbox returned.
+        sandbox_settings = load_settings(
+            host=settings.host,
+            port=settings.port,
+            config_dir=settings.config_dir,
+            log_level=settings.log_level,
+            database_url=f"sqlite:///{SANDBOX_DB}",
+            **overrides,
+        )
+    except SettingsError as exc:
+        _say(f"adaldyk sandbox: configuration error: {exc}")
+        return 2
+    engine = make_engine(sandbox_settings.database_url)
+    try:
+        ensure_schema(engine, auto_migrate=True)
+        # Only the sandboxed channels: real credentials in .env for another channel are never used here.
+        runtime = Runtime.build(sandbox_settings, engine=engine, channels=set(sandboxes))
+        api_token = "adk_sandbox_" + secrets.token_urlsafe(16)
+        with unit_of_work(engine) as s:
+            s.add(ApiToken(name="sandbox", token_sha256=token_digest(api_token), created_at=utcnow()))
+        base = f"http://{settings.host}:{settings.port}"
+        _say(f"Sandbox: {', '.join(sandboxes)} on loopback, database {SANDBOX_DB}")
+        _say(f"Workspace API: {base}/api/v1/appeals  (Authorization: Bearer {api_token})")
+        _say(f"Health: {base}/healthz   OpenAPI: {base}/docs\n")
+        try:
+            asyncio.run(_play(runtime, sandboxes, duration=duration))
+        except KeyboardInterrupt:
+            pass
     finally:
-        fake.stop()
         engine.dispose()
     return 0
 
 
-async def _play(runtime: Runtime, fake: Any, *, citizens: int, duration: float) -> None:
+async def _play(runtime: Runtime, sandboxes: dict[str, ChannelSandbox], *, duration: float) -> None:
     service = Service(runtime, web=True, worker=True)
     served = asyncio.create_task(service.run())
-    people = CITIZENS[:citizens]
     rng = random.Random()
     started = time.monotonic()
-    shown = 0
-    next_write = 0.0
-    queue = [(i, text) for i, person in enumerate(people) for text in person["texts"]]
-    rng.shuffle(queue)
+    next_write = dict.fromkeys(sandboxes, 0.0)
     moderated: set[str] = set()
     try:
         while not served.done() and (duration <= 0 or time.monotonic() - started < duration):
             now = time.monotonic() - started
-            if queue and now >= next_write:
-                index, text = queue.pop(0)
-                person = people[index]
-                fake.citizen_message(
-                    SANDBOX_TOKEN,
-                    chat_id=900_000 + index,
-                    text=text,
-                    first_name=person["name"],
-                    language_code=person["lang"],
-                )
-                _say(f"👤 {person['name']} ({person['lang']}) → бот: {text}")
-                next_write = now + rng.uniform(1.0, 2.5)
-            sent = fake.sent_messages(SANDBOX_TOKEN)
-            for message in sent[shown:]:
-                name = people[message["chat_id"] - 900_000]["name"]
-                _say(f"🤖 бот → {name}: " + message["text"].replace("\n", "\n      "))
-            shown = len(sent)
+            for channel, sandbox in sandboxes.items():
+                if now >= next_write[channel]:
+                    line = sandbox.citizen_writes()
+                    if line is not None:
+                        _show(channel, line)
+                    next_write[channel] = now + rng.uniform(*WRITE_PAUSE)
+                for line in sandbox.answers():
+                    _show(channel, line)
             await asyncio.to_thread(_moderate, runtime, moderated)
             await asyncio.sleep(0.2)
     finally:
         service.stop()
         await served
+
+
+def _show(channel: str, line: SandboxLine) -> None:
+    text = line.text.replace("\n", "\n      ")
+    if line.from_bot:
+        _say(f"🤖 [{channel}] бот → {line.citizen}: {text}")
+    else:
+        _say(f"👤 [{channel}] {line.citizen} ({line.language}) → бот: {text}")
 
 
 def _moderate(runtime: Runtime, done: set[str]) -> None:
@@ -159,12 +259,6 @@ def _moderate(runtime: Runtime, done: set[str]) -> None:
             runtime.workflow.change_status(s, appeal, "in_progress", actor="sandbox-moderator")
             done.add(appeal.number)
             _say(f"🧑‍💼 модератор: {appeal.number} → in_progress")
-
-
-def _secret(value: str) -> Any:
-    from pydantic import SecretStr
-
-    return SecretStr(value)
 
 
 def _say(line: str) -> None:

@@ -242,40 +242,12 @@ def filesystem_of(path: Path) -> str:
     return kind
 
 
-class _TcpSocketModule:
-    """The `socket` module, except that TCP sockets are made with proto=IPPROTO_TCP.
-
-    FakeTelegramServer.start() makes its listening socket with socket.socket(family, SOCK_STREAM), so
-    proto is 0, and asyncio sets TCP_NODELAY only on accepted sockets whose proto is IPPROTO_TCP
-    (base_events._set_nodelay). Without it every answer of the fake (h11 writes headers and body
-    separately) waits for the client's delayed ACK: about 40 ms per getUpdates and per sendMessage, which
-    the real Bot API does not add. The bench swaps this in for the fake module only, unless --fake-as-is."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(socket, name)
-
-    @staticmethod
-    def socket(
-        family: int = socket.AF_INET, type: int = socket.SOCK_STREAM, proto: int = 0, fileno: Any = None
-    ) -> socket.socket:
-        if proto == 0 and type == socket.SOCK_STREAM and family in (socket.AF_INET, socket.AF_INET6):
-            proto = socket.IPPROTO_TCP
-        return socket.socket(family, type, proto, fileno)
-
-
 def make_fake(**limits: Any) -> Any:
     from connectors.telegram.fake import FakeTelegramServer
 
     fake = FakeTelegramServer(**limits).start()
     fake.add_bot(TOKEN)
     return fake
-
-
-def fake_nodelay(enabled: bool) -> None:
-    import connectors.telegram.fake as fake_module
-
-    replacement: Any = _TcpSocketModule() if enabled else socket
-    fake_module.socket = replacement  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -328,36 +300,19 @@ class BenchDatabases:
             upgrade(engine)
             engine.dispose()
             return
-        from sqlalchemy import create_engine, text
+        from adaldyk_bots.storage.scratch import ScratchDatabase
 
-        admin = None
-        for candidate in (self.admin_url, self.admin_url.set(database="postgres")):
-            engine = create_engine(candidate, isolation_level="AUTOCOMMIT")
-            try:
-                with engine.connect() as conn:
-                    conn.execute(text("SELECT 1"))
-                admin = engine
-                break
-            except Exception:  # noqa: BLE001 - try the maintenance database next
-                engine.dispose()
-        if admin is None:
-            raise SystemExit(f"cannot connect to PostgreSQL at {self.admin_url.render_as_string()}")
-        self._admin = admin
-        self.pg_name = f"adaldyk_bench_{self.tag}"
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{self.pg_name}"'))
-        self.url = admin.url.set(database=self.pg_name).render_as_string(hide_password=False)
-        engine = make_engine(self.url)
-        upgrade(engine)
-        engine.dispose()
+        try:
+            self._scratch = ScratchDatabase(self.admin_url.render_as_string(False), prefix="adaldyk_bench")
+        except ConnectionError as exc:
+            raise SystemExit(str(exc)) from None
+        self._admin = self._scratch.admin
+        self.pg_name = self._scratch.name
+        self.url = self._scratch.url
 
     def cleanup(self) -> None:
         if self.kind == "postgresql" and self.pg_name and not self.keep:
-            from sqlalchemy import text
-
-            with self._admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{self.pg_name}" WITH (FORCE)'))
-            self._admin.dispose()
+            self._scratch.drop()
         if not self.keep:
             for path in self._files:
                 for suffix in ("", "-wal", "-shm", "-journal"):
@@ -377,21 +332,9 @@ class BenchDatabases:
                     shutil.copy(src, f"{path}{suffix}")
             self._files.append(path)
             return f"sqlite:///{path}"
-        from sqlalchemy import create_engine, text
+        from adaldyk_bots.storage.scratch import truncate_all
 
-        engine = create_engine(self._sa_url(self.url))
-        with engine.begin() as conn:
-            tables = [
-                r[0]
-                for r in conn.execute(
-                    text(
-                        "SELECT tablename FROM pg_tables"
-                        " WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-                    )
-                )
-            ]
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        engine.dispose()
+        truncate_all(self.url)
         return self.url
 
     @staticmethod
@@ -608,7 +551,11 @@ def _child_service(
         asyncio.run(service.run())
     finally:
         runtime.engine.dispose()
-    conn.send("stopped")
+    committer = getattr(runtime.intake, "committer", None)  # group commit, where the code has it
+    if committer is None:
+        conn.send(("stopped",))
+    else:
+        conn.send(("stopped", committer.committed_items, committer.committed_groups, committer.largest_group))
 
 
 def _child_poll(
@@ -1001,6 +948,7 @@ def run_webhook(
         )
     finally:
         child.stop()
+    stopped = child.conn.recv() if child.conn.poll(1) else ()
     stored = dbs.scalar(url, "SELECT count(*) FROM raw_event") - n_warm
     if two_step_intake():
         # Step two does the same work whichever way an event came in: it is timed after polling.
@@ -1024,6 +972,12 @@ def run_webhook(
         row.notes.append(
             f"{row.name}: {retries} non-2xx answers or broken connections retried, {failed} given up"
         )
+    if len(stopped) == 4:
+        _tag, items, groups, largest = stopped
+        row.notes.append(
+            f"{row.name}: group commit: {items} stores (warm-up included) in {groups} transactions, "
+            f"{items / max(1, groups):.1f} on average, at most {largest}"
+        )
     row.notes += [f"{row.name}: {note}" for note in child.log_notes()]
     return [row]
 
@@ -1038,7 +992,9 @@ def inject_all(fake: Any, msgs: Sequence[Msg], first_update_id: int) -> None:
         fake.inject_update(TOKEN, make_update(first_update_id + i, m, date))
 
 
-def run_polling(dbs: BenchDatabases, n: int, per_chat: int, timeout: float) -> list[ThroughputRow]:
+def run_polling(
+    dbs: BenchDatabases, n: int, per_chat: int, timeout: float, step_two: bool = True
+) -> list[ThroughputRow]:
     label = f"polling{per_chat}"
     url = dbs.fresh(label)
     fake = make_fake(**TELEGRAM_LIMITS)
@@ -1067,15 +1023,20 @@ def run_polling(dbs: BenchDatabases, n: int, per_chat: int, timeout: float) -> l
         child.stop()
         fake.stop()
     stored = dbs.scalar(url, "SELECT count(*) FROM raw_event") - n_warm
-    step_two = run_processing(dbs, url, kw, f"{label}-step-two", n + n_warm, timeout)
-    appeals = dbs.scalar(url, "SELECT count(*) FROM appeal") - math.ceil(n_warm / per_chat)
+    step_two_row = (
+        run_processing(dbs, url, kw, f"{label}-step-two", n + n_warm, timeout) if step_two else None
+    )
+    check = f"{stored}/{n}"
+    if step_two_row is not None:
+        appeals = dbs.scalar(url, "SELECT count(*) FROM appeal") - math.ceil(n_warm / per_chat)
+        check += f", {appeals} appeals"
     kind = "1 update/chat (each a new appeal)" if per_chat == 1 else f"{per_chat} updates/chat (follow-ups)"
     row = ThroughputRow(
         f"polling, {kind}",
         n,
         elapsed,
         cpu_seconds=cpu,
-        check=f"{stored}/{n}, {appeals} appeals",
+        check=check,
         target=TARGET_POLLING_PER_S,
     )
     row.notes.append(
@@ -1085,7 +1046,7 @@ def run_polling(dbs: BenchDatabases, n: int, per_chat: int, timeout: float) -> l
     if stored_seen != n:
         row.notes.append(f"{row.name}: the poller reported {stored_seen} stored before its deadline")
     row.notes += [f"{row.name}: {note}" for note in child.log_notes()]
-    return [row] if step_two is None else [row, step_two]
+    return [row] if step_two_row is None else [row, step_two_row]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -1247,14 +1208,6 @@ def machine_lines(dbs: BenchDatabases, args: argparse.Namespace) -> list[str]:
         "          service in its own spawned process (web only for webhooks, poll_once loop for "
         "polling, web+worker for latency); client and fake Telegram in this process"
     )
-    lines.append(
-        "          fake Telegram: "
-        + (
-            "as shipped (no TCP_NODELAY: ~40 ms per answer)"
-            if args.fake_as_is
-            else "TCP_NODELAY on its accepted sockets (bench-side fix, see _TcpSocketModule)"
-        )
-    )
     return lines
 
 
@@ -1280,15 +1233,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "real limits) or lifted (bot-wide limit opened to 1000/s); default %(default)s",
     )
     p.add_argument(
-        "--only", default="raw,webhook,polling,latency", help="sections to run (default: all four)"
+        "--only",
+        default="raw,webhook,polling,steptwo,latency",
+        help="sections to run (default: all five; steptwo times the workflow on what polling stored)",
     )
     p.add_argument("--timeout", type=float, default=120.0, help="upper bound for one throughput run (120 s)")
     p.add_argument("--keep", action="store_true", help="keep the databases and service logs")
-    p.add_argument(
-        "--fake-as-is",
-        action="store_true",
-        help="run the fake Telegram without the TCP_NODELAY fix (adds ~40 ms to each of its answers)",
-    )
     args = p.parse_args(argv)
     args.latency_runs = [r.strip() for r in args.latency_runs.split(",") if r.strip()]
     for run in args.latency_runs:
@@ -1303,7 +1253,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     busy0, own0, pg0 = system_busy_seconds(), own_cpu_seconds(), postgres_cpu_seconds()
-    fake_nodelay(not args.fake_as_is)
     dbs = BenchDatabases(args.database_url, keep=args.keep)
     dbs.setup()
     notes: list[str] = []
@@ -1325,7 +1274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fake.stop()
         if "polling" in args.only:
             for per_chat in (1, 10):
-                rows += run_polling(dbs, args.updates, per_chat, args.timeout)
+                rows += run_polling(dbs, args.updates, per_chat, args.timeout, "steptwo" in args.only)
         if rows:
             ceiling = next(
                 (r.rate for r in rows if r.name.startswith("raw sqlite3") and "1 row/" in r.name), None

@@ -7,17 +7,16 @@ import ipaddress
 import os
 import shutil
 import socket
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from adaldyk_bots.settings import Settings
-from adaldyk_bots.storage.db import make_engine, normalize_url
+from adaldyk_bots.storage.db import make_engine
 from adaldyk_bots.storage.migrate import upgrade
+from adaldyk_bots.storage.scratch import ScratchDatabase, truncate_all
 from connectors.telegram.fake import FakeTelegramServer
 
 PG_URL = os.environ.get("ADALDYK_TEST_DATABASE_URL")
@@ -81,39 +80,18 @@ def _pg_database() -> Iterator[str | None]:
     if not PG_URL:
         yield None
         return
-    admin = create_engine(normalize_url(PG_URL), isolation_level="AUTOCOMMIT")
-    name = f"adaldyk_test_{uuid.uuid4().hex[:10]}"
     try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        database = ScratchDatabase(PG_URL, prefix="adaldyk_test")
     except Exception as exc:  # CI asked for PostgreSQL: its absence is a failure, never a skip
         pytest.fail(f"ADALDYK_TEST_DATABASE_URL is set but PostgreSQL is unreachable: {exc}")
-    url = admin.url.set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    yield database.url
+    database.drop()
 
 
 @pytest.fixture
 def database_url(tmp_path: Path, _sqlite_template: Path, _pg_database: str | None) -> str:
     if _pg_database:
-        engine = make_engine(_pg_database)
-        with engine.begin() as conn:
-            tables = [
-                r[0]
-                for r in conn.execute(
-                    text(
-                        "SELECT tablename FROM pg_tables"
-                        " WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
-                    )
-                )
-            ]
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        engine.dispose()
+        truncate_all(_pg_database)
         return _pg_database
     path = tmp_path / "adaldyk.sqlite3"
     shutil.copy(_sqlite_template, path)

@@ -1,28 +1,53 @@
-"""`adaldyk sandbox` shows the whole flow on one machine without any token."""
+"""`adaldyk sandbox` shows the whole flow on one machine without any token, on every installed channel."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+from adaldyk_bots.sandbox import load_sandboxes
 from tests.support import free_port
 
+KK_ACK = "Сіздің өтінішіңіз тіркелді"
+RU_ACK = "Ваше обращение зарегистрировано"
 
-def test_sandbox_citizens_get_answers_in_their_language(tmp_path):
+
+def _sandbox(cwd: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADALDYK_")}
     env["ADALDYK_PORT"] = str(free_port())
-    result = subprocess.run(
-        [sys.executable, "-m", "adaldyk_bots", "sandbox", "--duration", "12", "--citizens", "4"],
+    return subprocess.run(
+        [sys.executable, "-m", "adaldyk_bots", "sandbox", *args],
         env=env,
-        cwd=tmp_path,
+        cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=timeout,
     )
+
+
+def test_every_channel_brings_its_sandbox_through_the_registry() -> None:
+    factories, broken = load_sandboxes()
+    assert broken == {}
+    assert {"telegram", "vk"} <= set(factories)
+
+
+def test_citizens_of_every_channel_get_answers_in_their_language(tmp_path: Path) -> None:
+    result = _sandbox(tmp_path, "--duration", "14", "--citizens", "4")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "Сіздің өтінішіңіз тіркелді" in out  # Kazakh acknowledgement
-    assert "Ваше обращение зарегистрировано" in out  # Russian acknowledgement
+    for channel in ("telegram", "vk"):
+        wrote = [line for line in out.splitlines() if line.startswith(f"👤 [{channel}]")]
+        answered = "\n".join(line for line in out.splitlines() if line.startswith(f"🤖 [{channel}]"))
+        assert any("(kk)" in line for line in wrote) and any("(ru)" in line for line in wrote), channel
+        assert KK_ACK in answered, f"no Kazakh acknowledgement on {channel}:\n{out}"
+        assert RU_ACK in answered, f"no Russian acknowledgement on {channel}:\n{out}"
     assert "модератор" in out and "→ in_progress" in out
     assert (tmp_path / "var" / "sandbox.sqlite3").exists()
+
+
+def test_channels_option_chooses_and_refuses_unknown_ones(tmp_path: Path) -> None:
+    result = _sandbox(tmp_path, "--channels", "telegram,nosuch", "--duration", "1", timeout=30)
+    assert result.returncode == 2
+    assert "no sandbox for nosuch" in result.stdout and "telegram" in result.stdout

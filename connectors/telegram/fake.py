@@ -12,22 +12,21 @@ import json
 import math
 import random
 import re
-import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from adaldyk_bots.loopback import LoopbackServer
 
 __all__ = ["FakeTelegramServer"]
 
@@ -322,24 +321,7 @@ def _default_chat(chat_id: int) -> dict[str, Any]:
 Handler = Callable[[_Bot, dict[str, Any]], Awaitable[JSONResponse]]
 
 
-class _Uvicorn(uvicorn.Server):
-    """uvicorn.Server that notices should_exit at once instead of on its 0.1 s tick (fast per-test stop)."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.exit_event: asyncio.Event | None = None
-
-    async def main_loop(self) -> None:
-        self.exit_event = asyncio.Event()
-        # on_tick(0) refreshes the Date header on every tick, which is now once a second.
-        while not await self.on_tick(0):
-            try:
-                await asyncio.wait_for(self.exit_event.wait(), 1.0)
-            except TimeoutError:
-                pass  # the tick keeps uvicorn's Date header fresh
-
-
-class FakeTelegramServer:
+class FakeTelegramServer(LoopbackServer):
     """Serves /bot<token>/<method>, /file/bot<token>/<path> and a /_fake/<token>/… control API.
 
     All control methods are thread-safe: they run on the test thread while the server runs on its own loop.
@@ -357,9 +339,7 @@ class FakeTelegramServer:
         webhook_retry_delay: float = 0.2,
         webhook_timeout: float = 5.0,
     ) -> None:
-        self.host = host
-        self.port = port
-        self.url = ""
+        super().__init__(host=host, port=port, name="fake-telegram")
         self.chat_burst = chat_burst
         self.chat_rate_per_s = chat_rate_per_s
         self.bot_burst = bot_burst
@@ -380,12 +360,6 @@ class FakeTelegramServer:
         self._sent: list[dict[str, Any]] = []
         self._file_seq = itertools.count(1)
 
-        self._thread: threading.Thread | None = None
-        self._server: _Uvicorn | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        # Loop-thread-only: one "something changed" event per bot, replaced each time it fires.
-        self._events: dict[str, asyncio.Event] = {}
-        self._closing = False
         self._methods: dict[str, Handler] = {
             "getme": self._get_me,
             "getupdates": self._get_updates,
@@ -404,127 +378,20 @@ class FakeTelegramServer:
     # -----------------------------------------------------------------------------------------------------
     # Lifecycle.
 
-    def start(self) -> FakeTelegramServer:
-        if self._thread is not None:
-            raise RuntimeError("FakeTelegramServer is already running")
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and without
-        # it every answer waits ~40 ms for delayed ACKs (found by bench/intake_bench.py).
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        sock.listen(128)
-        # Remember the bound port so a restarted server comes back at the same URL (clients reconnect).
-        self.port = sock.getsockname()[1]
-        host = f"[{self.host}]" if family == socket.AF_INET6 else self.host
-        self.url = f"http://{host}:{self.port}"
-
-        config = uvicorn.Config(
-            self.app,
-            log_config=None,  # don't let uvicorn reconfigure the test process's logging
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            http="h11",
-            ws="none",
-            timeout_graceful_shutdown=2,
-            server_header=False,
-        )
-        self._server = _Uvicorn(config)
-        self._closing = False
-        self._thread = threading.Thread(target=self._run, args=(sock,), name="fake-telegram", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 5.0
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self._thread = None
-                sock.close()
-                raise RuntimeError("FakeTelegramServer did not start")
-            time.sleep(0.002)
-        return self
-
-    def stop(self) -> None:
-        thread, server, loop = self._thread, self._server, self._loop
-        if thread is None or server is None:
-            return
-        server.should_exit = True
-        if loop is not None:
-            try:
-                loop.call_soon_threadsafe(self._begin_shutdown)
-            except RuntimeError:
-                pass  # loop already closed: the thread is finishing anyway
-        thread.join(timeout=10)
-        self._thread = None
-        self._server = None
-        self._loop = None
-
-    def __enter__(self) -> FakeTelegramServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def _run(self, sock: socket.socket) -> None:
-        asyncio.run(self._serve(sock))
-
-    async def _serve(self, sock: socket.socket) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._events = {}
-        assert self._server is not None
+    async def _on_serving(self) -> None:
         with self._lock:
             # Webhooks set before a restart keep delivering, as Telegram's would.
             for bot in self._bots.values():
                 bot.deliverer = None
                 if bot.webhook_url:
                     bot.deliverer = asyncio.create_task(self._deliver(bot))
-        try:
-            await self._server.serve(sockets=[sock])
-        finally:
-            await self._cancel_deliverers()
 
-    def _begin_shutdown(self) -> None:
-        # Long-pollers would otherwise hold uvicorn's graceful shutdown for their whole timeout.
-        self._closing = True
-        for token in list(self._events):
-            self._wake(token)
-        if self._server is not None and self._server.exit_event is not None:
-            self._server.exit_event.set()
-
-    async def _cancel_deliverers(self) -> None:
+    async def _on_stopped(self) -> None:
         with self._lock:
-            tasks = [bot.deliverer for bot in self._bots.values() if bot.deliverer is not None]
+            tasks = [bot.deliverer for bot in self._bots.values()]
             for bot in self._bots.values():
                 bot.deliverer = None
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    # Wake-ups: state changes happen under the lock on any thread; waiters live on the loop thread.
-
-    def _event(self, token: str) -> asyncio.Event:
-        event = self._events.get(token)
-        if event is None:
-            event = self._events[token] = asyncio.Event()
-        return event
-
-    def _wake(self, token: str) -> None:
-        event = self._events.pop(token, None)
-        if event is not None:
-            event.set()
-
-    def _notify(self, token: str) -> None:
-        loop = self._loop
-        if loop is None:
-            return  # not running: nobody can be waiting
-        try:
-            loop.call_soon_threadsafe(self._wake, token)
-        except RuntimeError:
-            pass  # loop closed between the check and the call; same as not running
+        await self._cancel_tasks(tasks)
 
     # -----------------------------------------------------------------------------------------------------
     # Python control API.
@@ -815,7 +682,7 @@ class FakeTelegramServer:
                 if bot.webhook_url:
                     raise ApiError(409, CONFLICT_SET_WEBHOOK)
                 batch = bot.queue[:limit]
-            event = self._event(bot.token)
+            event = self._wakeup(bot.token)
             remaining = deadline - loop.time()
             if batch or self._closing or remaining <= 0:
                 return _ok(batch)
@@ -895,7 +762,7 @@ class FakeTelegramServer:
                         return
                     url, secret = bot.webhook_url, bot.webhook_secret
                     update = bot.queue[0] if bot.queue else None
-                event = self._event(bot.token)
+                event = self._wakeup(bot.token)
                 if update is None:
                     await event.wait()
                     continue

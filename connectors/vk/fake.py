@@ -21,22 +21,21 @@ import itertools
 import json
 import random
 import secrets
-import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from adaldyk_bots.loopback import LoopbackServer
 
 __all__ = ["FakeVK"]
 
@@ -136,26 +135,10 @@ class _Group:
     recent: deque[float] = field(default_factory=deque)  # request times in the last second (rate window)
 
 
-class _Uvicorn(uvicorn.Server):
-    """Stops at once on should_exit instead of on the next 0.1 s tick, so per-test servers stop fast."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.exit_event: asyncio.Event | None = None
-
-    async def main_loop(self) -> None:
-        self.exit_event = asyncio.Event()
-        while not await self.on_tick(0):
-            try:
-                await asyncio.wait_for(self.exit_event.wait(), 1.0)
-            except TimeoutError:
-                pass
-
-
 Handler = Callable[[_Group, dict[str, Any]], Awaitable[Any]]
 
 
-class FakeVK:
+class FakeVK(LoopbackServer):
     """Serves /method/<name>, /lp/<group_id> and /_fake/<group_id>/<action> on a loopback port."""
 
     def __init__(
@@ -168,7 +151,7 @@ class FakeVK:
         callback_retry_delay: float = 0.2,
         callback_timeout: float = 5.0,
     ) -> None:
-        self.host, self.port, self.url = host, port, ""
+        super().__init__(host=host, port=port, name="fake-vk")
         self.requests_per_second = requests_per_second
         self.longpoll_batch = longpoll_batch
         self.callback_retry_delay = callback_retry_delay
@@ -191,11 +174,6 @@ class FakeVK:
         self._delays: deque[tuple[str, float]] = deque()
         self._media_seq = itertools.count(457_239_000)
 
-        self._thread: threading.Thread | None = None
-        self._server: _Uvicorn | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wakeups: dict[int, asyncio.Event] = {}
-        self._closing = False
         self._methods: dict[str, Handler] = {
             "groups.getlongpollserver": self._get_long_poll_server,
             "groups.getbyid": self._get_by_id,
@@ -212,103 +190,19 @@ class FakeVK:
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
-    def start(self) -> FakeVK:
-        if self._thread is not None:
-            raise RuntimeError("FakeVK is already running")
-        # IPPROTO_TCP: asyncio sets TCP_NODELAY only then (no ~40 ms delayed-ACK wait per answer).
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        sock.listen(256)
-        self.port = sock.getsockname()[1]  # a restart comes back at the same address
-        self.url = f"http://{self.host}:{self.port}"
-        config = uvicorn.Config(
-            self.app,
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            http="h11",
-            ws="none",
-            timeout_graceful_shutdown=2,
-            server_header=False,
-        )
-        self._server = _Uvicorn(config)
-        self._closing = False
-        self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._serve(sock)), name="fake-vk", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 5.0
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self._thread = None
-                sock.close()
-                raise RuntimeError("FakeVK did not start")
-            time.sleep(0.002)
-        return self
-
-    def stop(self) -> None:
-        thread, server, loop = self._thread, self._server, self._loop
-        if thread is None or server is None:
-            return
-        server.should_exit = True
-        if loop is not None:
-            try:
-                loop.call_soon_threadsafe(self._begin_shutdown)
-            except RuntimeError:
-                pass  # the loop is already closed
-        thread.join(timeout=10)
-        self._thread = self._server = self._loop = None
-
-    def __enter__(self) -> FakeVK:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    async def _serve(self, sock: socket.socket) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._wakeups = {}
-        assert self._server is not None
+    async def _on_serving(self) -> None:
         with self._lock:
             for group in self._groups.values():
                 group.deliverer = None
                 if group.callback_url:
                     group.deliverer = asyncio.create_task(self._deliver(group))
-        try:
-            await self._server.serve(sockets=[sock])
-        finally:
-            with self._lock:
-                tasks = [g.deliverer for g in self._groups.values() if g.deliverer is not None]
-                for g in self._groups.values():
-                    g.deliverer = None
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _begin_shutdown(self) -> None:
-        self._closing = True  # long polls answer now instead of holding the shutdown for `wait` seconds
-        for group_id in list(self._wakeups):
-            self._wake(group_id)
-        if self._server is not None and self._server.exit_event is not None:
-            self._server.exit_event.set()
-
-    def _wake(self, group_id: int) -> None:
-        event = self._wakeups.pop(group_id, None)
-        if event is not None:
-            event.set()
-
-    def _notify(self, group_id: int) -> None:
-        loop = self._loop
-        if loop is None:
-            return
-        try:
-            loop.call_soon_threadsafe(self._wake, group_id)
-        except RuntimeError:
-            pass
+    async def _on_stopped(self) -> None:
+        with self._lock:
+            tasks = [g.deliverer for g in self._groups.values()]
+            for g in self._groups.values():
+                g.deliverer = None
+        await self._cancel_tasks(tasks)
 
     # --- Python control API ----------------------------------------------------------------------------
 
@@ -890,9 +784,7 @@ class FakeVK:
                 next_ts = batch[-1][0] + 1 if batch else ts
                 # ts is a string in answers and an integer in failed:1 (recorded answers, platforms.md §2a)
                 return JSONResponse({"ts": str(next_ts), "updates": [e for _n, e in batch]})
-            event = self._wakeups.get(group_id)
-            if event is None:
-                event = self._wakeups[group_id] = asyncio.Event()
+            event = self._wakeup(group_id)
             try:
                 await asyncio.wait_for(event.wait(), max(0.0, deadline - loop.time()))
             except TimeoutError:
@@ -917,10 +809,7 @@ class FakeVK:
                     url, secret = group.callback_url, group.callback_secret
                     event = group.callback_queue[0] if group.callback_queue else None
                 if event is None:
-                    wakeup = self._wakeups.get(group.group_id)
-                    if wakeup is None:
-                        wakeup = self._wakeups[group.group_id] = asyncio.Event()
-                    await wakeup.wait()
+                    await self._wakeup(group.group_id).wait()
                     continue
                 body = dict(event)
                 if secret:
