@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from adaldyk_bots.domain import Ignored, InboundMessage, ParseOutcome, Quarantined
-from adaldyk_bots.ports import RawEvent
+from adaldyk_bots.ports import IntakeResult, RawEvent
 from adaldyk_bots.storage.db import insert_many_ignoring_conflict, unit_of_work, utcnow
 from adaldyk_bots.storage.locks import PollerLock
 from adaldyk_bots.storage.models import ChannelCursor, IntakeGap
@@ -28,14 +27,6 @@ from adaldyk_bots.workflow import Workflow
 log = logging.getLogger(__name__)
 
 Parser = Callable[[bytes], RawEvent]
-
-
-@dataclass
-class IntakeResult:
-    stored: int = 0
-    duplicates: int = 0
-    quarantined: int = 0
-    ignored: int = 0
 
 
 def _state_of(outcomes: Sequence[ParseOutcome]) -> tuple[str, str | None]:

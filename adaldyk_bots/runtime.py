@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -18,7 +19,7 @@ from adaldyk_bots.calendar import OVERRIDES_FILE, CalendarOverrides, WorkingCale
 from adaldyk_bots.categories import CATEGORIES_FILE, CategoryRules
 from adaldyk_bots.dispatcher import Dispatcher
 from adaldyk_bots.intake import Intake
-from adaldyk_bots.ports import Connector, load_connector_factories
+from adaldyk_bots.ports import Connector, ConnectorFactory, load_connector_factories
 from adaldyk_bots.settings import Settings
 from adaldyk_bots.storage.db import make_engine, unit_of_work
 from adaldyk_bots.texts import Texts
@@ -38,7 +39,14 @@ class Runtime:
     off: list[str] = field(default_factory=list)  # installed channels without credentials
 
     @classmethod
-    def build(cls, settings: Settings, *, engine: Engine | None = None) -> Runtime:
+    def build(
+        cls,
+        settings: Settings,
+        *,
+        engine: Engine | None = None,
+        factories: Mapping[str, ConnectorFactory] | None = None,
+    ) -> Runtime:
+        """The parts, built once; `factories` replaces the registry (a test's own connectors)."""
         engine = engine or make_engine(settings.database_url)
         calendar = WorkingCalendar(
             tz=settings.tz,
@@ -55,7 +63,9 @@ class Runtime:
             categories=CategoryRules.load(settings.config_dir / CATEGORIES_FILE),
         )
         connectors: dict[str, Connector] = {}
-        factories, unavailable = load_connector_factories()
+        unavailable: dict[str, str] = {}
+        if factories is None:
+            factories, unavailable = load_connector_factories()
         off: list[str] = []
         for name, reason in unavailable.items():
             log.error("channel %s is unavailable: %s", name, reason)
