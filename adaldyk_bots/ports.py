@@ -197,9 +197,11 @@ class Connector(Protocol):
 class ConnectorFactory(Protocol):
     """What an `adaldyk.connectors` entry point names: usually the connector class itself."""
 
-    # The connector's own settings model (ADALDYK_* variables), validated with the core's at start-up;
-    # None when it has none.
-    settings_model: type[ChannelSettings] | None
+    @property
+    def settings_model(self) -> type[ChannelSettings] | None:
+        """The connector's own settings model (its ADALDYK_* variables), validated with the core's at
+        start-up; None when it has none. On a class: `settings_model: ClassVar[type[M]] = M`."""
+        ...
 
     def from_settings(self, settings: Settings) -> Connector | None:
         """Build the connector (its own model: `settings.channel(Model)`), or return None when its

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adaldyk_bots.registry import installed_connectors
@@ -40,8 +41,12 @@ _FieldError = FieldError  # the name the core's validators have always used
 
 @overload
 def http_url(value: str) -> str: ...
+
+
 @overload
 def http_url(value: None) -> None: ...
+
+
 def http_url(value: str | None) -> str | None:
     """A validator's body for an address setting: http(s) only, without a trailing slash."""
     if value is not None and not value.startswith(("http://", "https://")):
@@ -162,8 +167,14 @@ class Settings(BaseSettings):
         fields = type(self).model_fields
         self._source_options = {k: v for k, v in values.items() if k.startswith("_")}
         self._channel_values = {k: v for k, v in values.items() if not k.startswith("_") and k not in fields}
+        problems: list[ValidationError] = []
         for model in installed_channel_settings().values():
-            self.channel(model)  # a wrong channel value stops start-up here, like a core one
+            try:
+                self.channel(model)  # a wrong channel value stops start-up here, like a core one
+            except ValidationError as exc:
+                problems.append(exc)
+        if problems:
+            raise _joined(problems)
 
     def channel(self, model: type[C]) -> C:
         """The connector's settings, validated: environment, .env file and the keyword overrides given
@@ -188,6 +199,23 @@ class Settings(BaseSettings):
                     if name in model.model_fields:
                         return getattr(self.channel(model), name)
                 raise
+
+
+def _joined(problems: list[ValidationError]) -> ValidationError:
+    """Every channel's problems in one error, so one start-up names them all."""
+    if len(problems) == 1:
+        return problems[0]
+    details: list[InitErrorDetails] = []
+    for problem in problems:
+        for e in problem.errors():
+            detail = InitErrorDetails(type=e["type"], loc=e["loc"], input=e["input"])
+            if "ctx" in e:
+                detail["ctx"] = e["ctx"]
+            details.append(detail)
+    try:
+        return ValidationError.from_exception_data("Settings", details)
+    except (TypeError, KeyError, ValueError):  # an error type that cannot be rebuilt: the first then
+        return problems[0]
 
 
 def load_settings(**overrides: object) -> Settings:

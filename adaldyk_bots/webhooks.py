@@ -88,7 +88,7 @@ def webhook_router(routes: Sequence[WebhookRoute], sink: IntakeSink) -> APIRoute
         by_path.setdefault(route.path, []).append(route)
     for path, group in by_path.items():
         endpoint = _Endpoint(path, group, sink)
-        methods = sorted({m.upper() for r in group for m in r.methods})
+        methods = sorted({m for r in group for m in _methods(r)})
         router.add_api_route(path, endpoint.handle, methods=methods, include_in_schema=False)
     return router
 
@@ -118,14 +118,14 @@ class _Endpoint:
             method=request.method, headers=request.headers, query=request.query_params, body=body
         )
         for candidate in self.routes:
-            if candidate.handshake is not None and request.method in candidate.methods:
+            if candidate.handshake is not None and request.method in _methods(candidate):
                 reply = self._guarded(candidate.handshake, incoming, None, "handshake")
                 if reply is not None:
                     return _response(reply)
         if request.method != "POST":
             return Response(status_code=405)
         chosen = self._choose(body)
-        deliveries: list[Delivery] = []  # empty: the chosen route's `route` reads the body
+        deliveries: list[Delivery] | None = None  # None: the chosen route's `route` reads the body
         if chosen is not None:
             if not self._guarded(chosen.verify, incoming, False, "verify"):
                 return Response(status_code=403)
@@ -149,6 +149,10 @@ class _Endpoint:
                 str(exc).splitlines()[0] if str(exc) else "",
             )
             return Response(status_code=503)
+        except Exception:
+            # Not stored, whatever the reason: never a 2xx, and a 503 makes the platform try again.
+            log.exception("webhook %s: could not store; answered 503", self.path)
+            return Response(status_code=503)
         if route.on_stored is not None:
             self._guarded(route.on_stored, stored, None, "on_stored")
         return _response(route.reply)
@@ -162,9 +166,9 @@ class _Endpoint:
         return next((r for r in self.routes if r.key == key), None)
 
     def _route_and_store(
-        self, route: WebhookRoute, body: bytes, deliveries: list[Delivery]
+        self, route: WebhookRoute, body: bytes, deliveries: list[Delivery] | None
     ) -> list[Delivery]:
-        if not deliveries:
+        if deliveries is None:
             try:
                 deliveries = list(route.route(body))
             except Exception as exc:  # route must be total; if it is not, the body is still kept
@@ -187,6 +191,10 @@ class _Endpoint:
         except Exception:
             log.exception("webhook %s: the connector's %s failed", self.path, what)
             return default
+
+
+def _methods(route: WebhookRoute) -> set[str]:
+    return {m.upper() for m in route.methods}
 
 
 def _response(reply: WebhookReply) -> Response:

@@ -35,6 +35,7 @@ from telegram.warnings import PTBUserWarning
 from adaldyk_bots.domain import Delivered, Failed, ReplyTarget, RetryLater, SendResult
 from adaldyk_bots.ports import (
     ChannelHealth,
+    ConnectorFactory,
     Delivery,
     IntakeSink,
     RateScope,
@@ -326,3 +327,8 @@ class TelegramConnector:
 
 def _seconds(value: int | float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+# mypy checks the class against the ports here (its from_settings returns a Connector), so a drift is a
+# type error rather than a surprise at start-up.
+_FACTORY: ConnectorFactory = TelegramConnector

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from adaldyk_bots.domain import Delivered, Failed, ReplyTarget, RetryLater, SendResult
 from adaldyk_bots.ports import (
     ChannelHealth,
+    ConnectorFactory,
     Delivery,
     IntakeSink,
     RateScope,
@@ -351,3 +352,8 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
     except (ValueError, RecursionError):
         return None
     return event if isinstance(event, dict) else None
+
+
+# mypy checks the class against the ports here (its from_settings returns a Connector), so a drift is a
+# type error rather than a surprise at start-up.
+_FACTORY: ConnectorFactory = VKConnector
