@@ -3,6 +3,8 @@ the same variables, the same one-line errors, the same sources (environment, .en
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -137,3 +139,20 @@ def test_a_connector_outside_the_registry_reads_its_own_variables(monkeypatch: p
     twin = Settings(_env_file=None).channel(TwinSettings)  # type: ignore[call-arg]
     assert twin.twin_app_secret is not None
     assert twin.twin_app_secret.get_secret_value() == "from-the-environment"
+
+
+def test_cli_stops_on_a_connectors_value_with_one_line(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "ADALDYK_TELEGRAM_MODE": "push"}
+    result = subprocess.run(
+        [sys.executable, "-m", "adaldyk_bots", "migrate"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "adaldyk: configuration error: ADALDYK_TELEGRAM_MODE: Input should be 'polling' or 'webhook'"
+        " (got 'push')"
+    ]
