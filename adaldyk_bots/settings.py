@@ -236,8 +236,17 @@ def _describe(exc: ValidationError) -> str:
             field = str(error["loc"][0]) if error["loc"] else "?"
             message = error["msg"].removeprefix("Value error, ")
         given = error.get("input")
-        shown = (
-            "" if "secret" in field or "token" in field or isinstance(given, dict) else f" (got {given!r})"
-        )
+        hidden = "secret" in field or "token" in field or _is_secret(field) or isinstance(given, dict)
+        shown = "" if hidden else f" (got {given!r})"
         problems.append(f"{ENV_PREFIX}{field.upper()}: {message}{shown}")
     return "; ".join(problems)
+
+
+def _is_secret(field: str) -> bool:
+    """A SecretStr field of the core or of any connector (e.g. an IMAP URL with its password)."""
+    models: list[type[BaseSettings]] = [Settings, *installed_channel_settings().values()]
+    for model in models:
+        info = model.model_fields.get(field)
+        if info is not None and "SecretStr" in str(info.annotation):
+            return True
+    return False
