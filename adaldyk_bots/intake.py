@@ -21,7 +21,7 @@ from sqlmodel import Session, col, select
 
 from adaldyk_bots.domain import Ignored, InboundMessage, ParseOutcome, Quarantined
 from adaldyk_bots.groupcommit import GroupCommitter
-from adaldyk_bots.ports import RawEvent
+from adaldyk_bots.ports import IntakeResult, RawEvent
 from adaldyk_bots.storage.db import unit_of_work, utcnow
 from adaldyk_bots.storage.locks import PollerLock
 from adaldyk_bots.storage.models import ChannelCursor, IntakeGap
@@ -55,14 +55,6 @@ def _insert_raw_statement(engine: Engine) -> Any:
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     stmt = dialect.insert(table).on_conflict_do_nothing()
     return stmt.returning(table.c.id, table.c.state, table.c.channel, table.c.account, table.c.dedup_key)
-
-
-@dataclass
-class IntakeResult:
-    stored: int = 0
-    duplicates: int = 0
-    quarantined: int = 0
-    ignored: int = 0
 
 
 def _state_of(outcomes: Sequence[ParseOutcome]) -> tuple[str, str | None]:

@@ -1,21 +1,38 @@
-"""The boundary between the core and the channel connectors (loaded by entry point, never by name)."""
+"""The boundary between the core and the channel connectors (loaded by entry point, never by name).
+
+A connector implements `Connector` (and its class `ConnectorFactory`); the core hands it an `IntakeSink`
+to store what it receives, and mounts the `WebhookRoute`s it declares on the one webhook pipeline
+(`adaldyk_bots/webhooks.py`: handshake → verify → route → store → 2xx).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 
 from adaldyk_bots.domain import ParseOutcome, ReplyTarget, SendResult
+from adaldyk_bots.registry import CONNECTOR_GROUP, installed_connectors
 
 if TYPE_CHECKING:
-    from fastapi import APIRouter
+    from adaldyk_bots.settings import ChannelSettings, Settings
+    from adaldyk_bots.storage.locks import PollerLock
 
-    from adaldyk_bots.intake import Intake
-    from adaldyk_bots.settings import Settings
-
-CONNECTOR_GROUP = "adaldyk.connectors"
+__all__ = [
+    "CONNECTOR_GROUP",
+    "ChannelHealth",
+    "Connector",
+    "ConnectorFactory",
+    "Delivery",
+    "IntakeResult",
+    "IntakeSink",
+    "RateScope",
+    "RawEvent",
+    "WebhookReply",
+    "WebhookRequest",
+    "WebhookRoute",
+    "load_connector_factories",
+]
 
 
 @dataclass(frozen=True)
@@ -25,6 +42,44 @@ class RawEvent:
     dedup_key: str  # unique per (channel, account), e.g. "update:123456"
     payload: bytes  # the exact bytes the platform sent us
     outcomes: Sequence[ParseOutcome]  # usually one; a batch envelope may carry several
+
+
+@dataclass
+class IntakeResult:
+    """What one `IntakeSink.store` call did with a batch."""
+
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    ignored: int = 0
+
+
+class IntakeSink(Protocol):
+    """What a connector may do with intake: store batches (with its cursor), read the cursor, record a
+    gap the platform told it about, and take the lock that makes it the one poller of an account."""
+
+    def store(
+        self, *, channel: str, account: str, events: Sequence[RawEvent], cursor: str | None = None
+    ) -> IntakeResult:
+        """One transaction for the whole batch and the poller's new cursor: both land, or neither."""
+        ...
+
+    def cursor(self, channel: str, account: str) -> str | None: ...
+
+    def record_gap(
+        self,
+        *,
+        channel: str,
+        account: str,
+        reason: str,
+        detail: str,
+        cursor_before: str | None,
+        cursor_after: str,
+    ) -> None:
+        """The gap record and the new cursor in one transaction (invariant 1)."""
+        ...
+
+    def poller_lock(self, channel: str, account: str) -> PollerLock: ...
 
 
 @dataclass(frozen=True)
@@ -42,6 +97,66 @@ class ChannelHealth:
     detail: str = ""
     last_event_at: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# --- webhooks: what a connector plugs into the core's pipeline ------------------------------------
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """One request as the pipeline hands it to a connector's handshake and verify functions."""
+
+    method: str  # "GET", "POST"
+    headers: Mapping[str, str]  # case-insensitive
+    query: Mapping[str, str]
+    body: bytes  # the raw bytes, as signed by the platform (e.g. Meta's X-Hub-Signature-256)
+
+
+@dataclass(frozen=True)
+class WebhookReply:
+    """The answer to the platform: after commit (`WebhookRoute.reply`) or to a handshake."""
+
+    status: int = 200
+    body: bytes | str = b""
+    media_type: str | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One item of a webhook body, and the channel and account it belongs to."""
+
+    channel: str
+    account: str
+    event: RawEvent
+
+
+@dataclass(frozen=True)
+class WebhookRoute:
+    """One connector's part of one webhook endpoint.
+
+    The pipeline, per request: `handshake` (a platform's set-up call, answered without storing;
+    None = not a handshake) → `verify` (constant-time; False = 403) → `route` (pure and total: every
+    item of the body with its channel and account; if it raises anyway, the body is kept quarantined
+    under `quarantine_as`) → one `IntakeSink.store` per (channel, account) → `reply`.
+
+    Several connectors may share one path (Meta's /webhooks/meta serves Facebook, Instagram and
+    WhatsApp): each gives the same module-level `dispatch` function (body → key, e.g. Meta's `object`)
+    and its own `key`; the route whose key the body carries verifies and routes it.
+    """
+
+    path: str  # "/webhooks/<name>"
+    verify: Callable[[WebhookRequest], bool]
+    route: Callable[[bytes], Sequence[Delivery]]
+    quarantine_as: tuple[str, str]  # (channel, account) for an authentic body `route` cannot read
+    handshake: Callable[[WebhookRequest], WebhookReply | None] | None = None
+    methods: tuple[str, ...] = ("POST",)
+    reply: WebhookReply = WebhookReply()
+    dispatch: Callable[[bytes], str | None] | None = None  # only on a shared path
+    key: str | None = None  # what `dispatch` returns for this route's bodies
+    on_stored: Callable[[Sequence[Delivery]], None] | None = None  # after the commit (health, metrics)
+
+
+# --- connectors -----------------------------------------------------------------------------------
 
 
 class Connector(Protocol):
@@ -62,12 +177,14 @@ class Connector(Protocol):
         ...
 
     def parse_payload(self, payload: bytes) -> RawEvent:
-        """Pure: turn the exact bytes of one event into a RawEvent (used by intake and replay)."""
+        """Pure: turn the exact bytes of one stored event into a RawEvent (used by intake and replay)."""
         ...
 
-    def webhook_router(self, intake: Intake) -> APIRouter | None: ...
+    def webhooks(self) -> Sequence[WebhookRoute]:
+        """The webhook endpoints this connector serves in its configured mode (none when it polls)."""
+        ...
 
-    async def start(self, intake: Intake, *, receive: bool = True) -> None:
+    async def start(self, intake: IntakeSink, *, receive: bool = True) -> None:
         """Check credentials and, when `receive`, begin receiving (poll task or webhook registration).
         Must not raise on bad credentials: report them through `health`, so other channels keep running."""
         ...
@@ -78,19 +195,22 @@ class Connector(Protocol):
 
 
 class ConnectorFactory(Protocol):
+    """What an `adaldyk.connectors` entry point names: usually the connector class itself."""
+
+    @property
+    def settings_model(self) -> type[ChannelSettings] | None:
+        """The connector's own settings model (its ADALDYK_* variables), validated with the core's at
+        start-up; None when it has none. On a class: `settings_model: ClassVar[type[M]] = M`."""
+        ...
+
     def from_settings(self, settings: Settings) -> Connector | None:
-        """Build the connector, or return None when its credentials are not configured (channel off)."""
+        """Build the connector (its own model: `settings.channel(Model)`), or return None when its
+        credentials are not configured (channel off)."""
         ...
 
 
 def load_connector_factories() -> tuple[dict[str, ConnectorFactory], dict[str, str]]:
-    """The installed connectors, and the ones that failed to load with the reason (a broken install
-    of one channel must not take the others down; it shows on /healthz instead)."""
-    loaded: dict[str, ConnectorFactory] = {}
-    broken: dict[str, str] = {}
-    for ep in entry_points(group=CONNECTOR_GROUP):
-        try:
-            loaded[ep.name] = ep.load()
-        except Exception as exc:  # ImportError, or any error raised while importing the module
-            broken[ep.name] = f"cannot load {ep.value}: {type(exc).__name__}: {exc}"
-    return loaded, broken
+    """The installed connectors, and the ones that failed to load with the reason."""
+    loaded, broken = installed_connectors()
+    factories = {name: cast("ConnectorFactory", obj) for name, obj in loaded.items()}
+    return factories, dict(broken)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -19,7 +19,7 @@ from adaldyk_bots.calendar import OVERRIDES_FILE, CalendarOverrides, WorkingCale
 from adaldyk_bots.categories import CATEGORIES_FILE, CategoryRules
 from adaldyk_bots.dispatcher import Dispatcher
 from adaldyk_bots.intake import Intake
-from adaldyk_bots.ports import Connector, load_connector_factories
+from adaldyk_bots.ports import Connector, ConnectorFactory, load_connector_factories
 from adaldyk_bots.settings import Settings
 from adaldyk_bots.storage.db import make_engine, unit_of_work
 from adaldyk_bots.texts import Texts
@@ -40,9 +40,15 @@ class Runtime:
 
     @classmethod
     def build(
-        cls, settings: Settings, *, engine: Engine | None = None, channels: Collection[str] | None = None
+        cls,
+        settings: Settings,
+        *,
+        engine: Engine | None = None,
+        factories: Mapping[str, ConnectorFactory] | None = None,
+        channels: Collection[str] | None = None,
     ) -> Runtime:
-        """The parts, built once; `channels` limits the installed connectors used (the sandbox)."""
+        """The parts, built once; `factories` replaces the registry (a test's own connectors),
+        `channels` limits the installed connectors used (the sandbox)."""
         engine = engine or make_engine(settings.database_url)
         calendar = WorkingCalendar(
             tz=settings.tz,
@@ -59,7 +65,9 @@ class Runtime:
             categories=CategoryRules.load(settings.config_dir / CATEGORIES_FILE),
         )
         connectors: dict[str, Connector] = {}
-        factories, unavailable = load_connector_factories()
+        unavailable: dict[str, str] = {}
+        if factories is None:
+            factories, unavailable = load_connector_factories()
         off: list[str] = []
         for name, reason in unavailable.items():
             log.error("channel %s is unavailable: %s", name, reason)

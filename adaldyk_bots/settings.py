@@ -1,25 +1,87 @@
-"""Settings from ADALDYK_* environment variables (and .env), validated once at the entry point."""
+"""Settings from ADALDYK_* environment variables (and .env), validated once at the entry point.
+
+The core's own settings are the fields of `Settings`; each connector owns the model of its channel's
+(a `ChannelSettings`, named by its registry entry as `settings_model`). Building `Settings` validates
+every installed connector's model too, from the same environment, `.env` file and keyword overrides,
+so a wrong channel value stops start-up like a wrong core one; `settings.channel(Model)` gives it.
+"""
 
 from __future__ import annotations
 
-import re
+import functools
 from datetime import time
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from adaldyk_bots.registry import installed_connectors
 
 ENV_PREFIX = "ADALDYK_"
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
-# Telegram's rule for setWebhook secret_token: 1-256 characters of A-Z, a-z, 0-9, _ and -.
-_TELEGRAM_SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
-_TELEGRAM_TOKEN = re.compile(r"^\d+:[A-Za-z0-9_-]{20,}$")
 
 
 class SettingsError(Exception):
     """A setting is wrong or missing; the message names the variable and says why, in one line."""
+
+
+class FieldError(ValueError):
+    """Raised by a model validator that checks several fields: names the variable at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+_FieldError = FieldError  # the name the core's validators have always used
+
+
+@overload
+def http_url(value: str) -> str: ...
+
+
+@overload
+def http_url(value: None) -> None: ...
+
+
+def http_url(value: str | None) -> str | None:
+    """A validator's body for an address setting: http(s) only, without a trailing slash."""
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// address")
+    return value.rstrip("/") if value else value
+
+
+class ChannelSettings(BaseSettings):
+    """Base of a connector's settings model: the same ADALDYK_ prefix and .env file as the core.
+
+    A field that has the name of a core field (e.g. `public_url`) receives the core's validated value,
+    so a connector can check its own settings against it. Every SecretStr field is scrubbed from logs."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    def secret_values(self) -> list[str]:
+        values = [getattr(self, name) for name in type(self).model_fields]
+        return [v.get_secret_value() for v in values if isinstance(v, SecretStr) and v.get_secret_value()]
+
+
+C = TypeVar("C", bound=ChannelSettings)
+
+
+@functools.cache
+def installed_channel_settings() -> dict[str, type[ChannelSettings]]:
+    """The settings model of every installed connector that has one, by channel name."""
+    loaded, _broken = installed_connectors()  # a broken connector is reported by the runtime
+    models = {name: getattr(factory, "settings_model", None) for name, factory in loaded.items()}
+    return {
+        name: model
+        for name, model in sorted(models.items())
+        if isinstance(model, type) and issubclass(model, ChannelSettings)
+    }
 
 
 class Settings(BaseSettings):
@@ -50,25 +112,6 @@ class Settings(BaseSettings):
     send_timeout_seconds: float = Field(default=15.0, gt=0)
     dispatch_concurrency: int = Field(default=8, ge=1, le=100)
 
-    telegram_token: SecretStr | None = None
-    telegram_api_url: str = "https://api.telegram.org"
-    telegram_mode: Literal["polling", "webhook"] = "polling"
-    telegram_webhook_secret: SecretStr | None = None
-    telegram_poll_timeout: int = Field(default=25, ge=0, le=50)
-
-    # --- VKontakte (connectors/vk): a community token, Bots Long Poll or Callback API ---------------
-    vk_token: SecretStr | None = None
-    vk_group_id: int | None = Field(default=None, ge=1)
-    vk_api_url: str = "https://api.vk.com"
-    # message_new carries {"message", "client_info"} only from 5.103 on (platforms.md §2a); vk-api's
-    # own default (5.92) would give the legacy shape.
-    vk_api_version: str = Field(default="5.199", pattern=r"^5\.\d{1,3}$")
-    vk_mode: Literal["longpoll", "callback"] = "longpoll"
-    vk_confirmation: str | None = None
-    vk_secret: SecretStr | None = None
-    # Bots Long Poll `wait`: at most 90; 25 is VK's advice because proxies cut requests at 30 s.
-    vk_longpoll_wait: int = Field(default=25, ge=1, le=90)
-
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -85,66 +128,15 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite:// or postgresql:// (postgresql+psycopg://)")
         return value
 
-    @field_validator("telegram_api_url", "public_url")
+    @field_validator("public_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// address")
-        return value.rstrip("/") if value else value
-
-    @field_validator("telegram_token")
-    @classmethod
-    def _telegram_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        if (
-            value is not None
-            and value.get_secret_value()
-            and not _TELEGRAM_TOKEN.match(value.get_secret_value())
-        ):
-            raise ValueError("does not look like a bot token from @BotFather (<digits>:<secret>)")
-        return value or None
-
-    @field_validator("telegram_webhook_secret")
-    @classmethod
-    def _telegram_secret_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not _TELEGRAM_SECRET.match(value.get_secret_value()):
-            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)")
-        return value
-
-    @field_validator("vk_api_url")
-    @classmethod
-    def _vk_http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// address")
-        return value.rstrip("/")
-
-    @field_validator("vk_api_version")
-    @classmethod
-    def _vk_modern_version(cls, value: str) -> str:
-        if int(value.split(".")[1]) < 103:
-            raise ValueError("must be 5.103 or later (older versions send message_new in the legacy shape)")
-        return value
-
-    @field_validator("vk_token", "vk_secret")
-    @classmethod
-    def _vk_blank_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
-        return value if value is not None and value.get_secret_value().strip() else None
+        return http_url(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.working_hours_end <= self.working_hours_start:
             raise _FieldError("working_hours_end", "must be later than ADALDYK_WORKING_HOURS_START")
-        if self.telegram_token and self.telegram_mode == "webhook":
-            if not self.public_url:
-                raise _FieldError("public_url", "is required when ADALDYK_TELEGRAM_MODE=webhook")
-            if not self.telegram_webhook_secret:
-                raise _FieldError("telegram_webhook_secret", "is required when ADALDYK_TELEGRAM_MODE=webhook")
-        if self.vk_token and self.vk_group_id is None:
-            raise _FieldError("vk_group_id", "is required when ADALDYK_VK_TOKEN is set (the community's id)")
-        if self.vk_token and self.vk_mode == "callback":
-            if not self.vk_confirmation:
-                raise _FieldError("vk_confirmation", "is required when ADALDYK_VK_MODE=callback")
-            if not self.vk_secret:
-                raise _FieldError("vk_secret", "is required when ADALDYK_VK_MODE=callback")
         return self
 
     @property
@@ -156,22 +148,80 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite:")
 
     def secret_values(self) -> list[str]:
-        """Every secret in force, so log output can be scrubbed of them."""
-        secrets = [self.secret_key, self.telegram_token, self.telegram_webhook_secret]
-        secrets += [self.vk_token, self.vk_secret]
-        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+        """Every secret in force, the connectors' included, so log output can be scrubbed of them."""
+        secrets = [self.secret_key]
+        values = [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+        for model in installed_channel_settings().values():
+            values += self.channel(model).secret_values()
+        return values
+
+    # --- the connectors' settings ----------------------------------------------------------------
+
+    # What the caller passed that is not a core field (a connector's, e.g. telegram_token=…), and the
+    # settings-source options (_env_file=…): each connector's model is built from the same.
+    _channel_values: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _source_options: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        fields = type(self).model_fields
+        self._source_options = {k: v for k, v in values.items() if k.startswith("_")}
+        self._channel_values = {k: v for k, v in values.items() if not k.startswith("_") and k not in fields}
+        problems: list[ValidationError] = []
+        for model in installed_channel_settings().values():
+            try:
+                self.channel(model)  # a wrong channel value stops start-up here, like a core one
+            except ValidationError as exc:
+                problems.append(exc)
+        if problems:
+            raise _joined(problems)
+
+    def channel(self, model: type[C]) -> C:
+        """The connector's settings, validated: environment, .env file and the keyword overrides given
+        to `Settings`, plus the core's value for any field the model shares with the core."""
+        fields = type(self).model_fields
+        given = dict(self._channel_values)
+        # model_copy(update={...}) puts values that are not core fields into __dict__.
+        given.update({k: v for k, v in self.__dict__.items() if k not in fields})
+        given.update({k: getattr(self, k) for k in model.model_fields if k in fields})
+        return model(**self._source_options, **{k: v for k, v in given.items() if k in model.model_fields})
+
+    if not TYPE_CHECKING:
+        # Old callers read a connector's setting as an attribute (settings.telegram_token); typed code
+        # asks its own model through `channel`, which is why type checkers do not see this.
+        def __getattr__(self, name: str) -> Any:
+            try:
+                return super().__getattr__(name)
+            except AttributeError:
+                if name.startswith("_"):
+                    raise
+                for model in installed_channel_settings().values():
+                    if name in model.model_fields:
+                        return getattr(self.channel(model), name)
+                raise
 
 
-class _FieldError(ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+def _joined(problems: list[ValidationError]) -> ValidationError:
+    """Every channel's problems in one error, so one start-up names them all."""
+    if len(problems) == 1:
+        return problems[0]
+    details: list[InitErrorDetails] = []
+    for problem in problems:
+        for e in problem.errors():
+            detail = InitErrorDetails(type=e["type"], loc=e["loc"], input=e["input"])
+            if "ctx" in e:
+                detail["ctx"] = e["ctx"]
+            details.append(detail)
+    try:
+        return ValidationError.from_exception_data("Settings", details)
+    except (TypeError, KeyError, ValueError):  # an error type that cannot be rebuilt: the first then
+        return problems[0]
 
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings once; turn any validation problem into one line that names the variable."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
 
@@ -180,14 +230,23 @@ def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors():
         ctx_error = (error.get("ctx") or {}).get("error")
-        if isinstance(ctx_error, _FieldError):
+        if isinstance(ctx_error, FieldError):
             field, message = ctx_error.field, str(ctx_error)
         else:
             field = str(error["loc"][0]) if error["loc"] else "?"
             message = error["msg"].removeprefix("Value error, ")
         given = error.get("input")
-        shown = (
-            "" if "secret" in field or "token" in field or isinstance(given, dict) else f" (got {given!r})"
-        )
+        hidden = "secret" in field or "token" in field or _is_secret(field) or isinstance(given, dict)
+        shown = "" if hidden else f" (got {given!r})"
         problems.append(f"{ENV_PREFIX}{field.upper()}: {message}{shown}")
     return "; ".join(problems)
+
+
+def _is_secret(field: str) -> bool:
+    """A SecretStr field of the core or of any connector (e.g. an IMAP URL with its password)."""
+    models: list[type[BaseSettings]] = [Settings, *installed_channel_settings().values()]
+    for model in models:
+        info = model.model_fields.get(field)
+        if info is not None and "SecretStr" in str(info.annotation):
+            return True
+    return False

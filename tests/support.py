@@ -42,8 +42,10 @@ def wait_until(check: Callable[[], T], *, timeout: float = 20.0, interval: float
 class ServiceThread:
     """The real Service (web + worker) on its own event loop in a background thread."""
 
-    def __init__(self, settings: Settings, *, web: bool = True, worker: bool = True) -> None:
-        self.runtime = Runtime.build(settings)
+    def __init__(
+        self, settings: Settings, *, web: bool = True, worker: bool = True, factories: Any = None
+    ) -> None:
+        self.runtime = Runtime.build(settings, factories=factories)  # factories: a test's own connectors
         self.service = Service(self.runtime, web=web, worker=worker)
         self.settings = settings
         self._thread = threading.Thread(target=self._run, daemon=True)

@@ -50,8 +50,8 @@ class StubConnector:
     def parse_payload(self, payload: bytes) -> RawEvent:
         raise NotImplementedError
 
-    def webhook_router(self, intake: Any) -> None:
-        return None
+    def webhooks(self) -> list[Any]:
+        return []
 
     async def start(self, intake: Any, *, receive: bool = True) -> None:
         return None

@@ -14,7 +14,6 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine, or_
 from sqlmodel import Session, col, func, select
 
-from adaldyk_bots.runtime import Runtime
 from adaldyk_bots.storage.db import unit_of_work, utcnow
 from adaldyk_bots.storage.models import (
     ApiToken,
@@ -26,6 +25,7 @@ from adaldyk_bots.storage.models import (
     OutboxItem,
     Unit,
 )
+from adaldyk_bots.web.parts import AppParts
 from adaldyk_bots.workflow import Workflow, WorkflowError
 
 _bearer = HTTPBearer(auto_error=False)
@@ -128,7 +128,7 @@ class IntakeGapOut(BaseModel):
     detail: str
 
 
-def build_api_router(runtime: Runtime) -> APIRouter:
+def build_api_router(runtime: AppParts) -> APIRouter:
     engine: Engine = runtime.engine
     workflow: Workflow = runtime.workflow
 

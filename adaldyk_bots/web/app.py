@@ -11,12 +11,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, func, select
 
 from adaldyk_bots import __version__
-from adaldyk_bots.runtime import Runtime
 from adaldyk_bots.storage.models import IntakeGap, OutboxItem, RawEvent
 from adaldyk_bots.web.api import build_api_router
+from adaldyk_bots.web.parts import AppParts
+from adaldyk_bots.webhooks import webhook_router
 
 
-def create_app(runtime: Runtime) -> FastAPI:
+def create_app(runtime: AppParts) -> FastAPI:
     app = FastAPI(
         title="Adaldyk",
         version=__version__,
@@ -71,9 +72,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         code = 503 if body["database"]["state"] != "ok" else 200
         return JSONResponse(body, status_code=code)
 
-    for connector in runtime.connectors.values():
-        router = connector.webhook_router(runtime.intake)
-        if router is not None:
-            app.include_router(router)
+    # Every connector's webhook routes on the core's one pipeline; a path may serve several channels.
+    routes = [route for connector in runtime.connectors.values() for route in connector.webhooks()]
+    app.include_router(webhook_router(routes, runtime.intake))
     app.include_router(build_api_router(runtime), prefix="/api/v1")
     return app

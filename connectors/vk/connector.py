@@ -4,26 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import json
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import PlainTextResponse
-from sqlalchemy.exc import SQLAlchemyError
-from starlette.concurrency import run_in_threadpool
-
 from adaldyk_bots.domain import Delivered, Failed, ReplyTarget, RetryLater, SendResult
-from adaldyk_bots.intake import Intake
-from adaldyk_bots.ports import ChannelHealth, RateScope, RawEvent
+from adaldyk_bots.ports import (
+    ChannelHealth,
+    ConnectorFactory,
+    Delivery,
+    IntakeSink,
+    RateScope,
+    RawEvent,
+    WebhookReply,
+    WebhookRequest,
+    WebhookRoute,
+)
 from adaldyk_bots.settings import Settings
 from adaldyk_bots.storage.db import utcnow
 from adaldyk_bots.textsplit import utf16_units
+from adaldyk_bots.webhooks import same_secret
 from connectors.vk.client import VKClient, VKError, derive_random_id
 from connectors.vk.longpoll import LongPoller
 from connectors.vk.parser import CHANNEL, VK_TEXT_LIMIT, WallKey, parse_event_payload
+from connectors.vk.settings import VKSettings
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +67,7 @@ _SECRET_IN_BODY = re.compile(rb'"secret"\s*:\s*"((?:[^"\\]|\\.)*)"')
 class VKConnector:
     name: ClassVar[str] = CHANNEL
     text_limit: ClassVar[int] = VK_TEXT_LIMIT
+    settings_model: ClassVar[type[VKSettings]] = VKSettings
 
     def __init__(
         self,
@@ -103,19 +110,20 @@ class VKConnector:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> VKConnector | None:
-        if settings.vk_token is None or settings.vk_group_id is None:
+        own = settings.channel(VKSettings)
+        if own.vk_token is None or own.vk_group_id is None:
             return None
-        secret = settings.vk_secret
+        secret = own.vk_secret
         salt = settings.secret_key.get_secret_value() if settings.secret_key else ""
         return cls(
-            token=settings.vk_token.get_secret_value(),
-            group_id=settings.vk_group_id,
-            api_url=settings.vk_api_url,
-            api_version=settings.vk_api_version,
-            mode=settings.vk_mode,
-            confirmation=settings.vk_confirmation,
+            token=own.vk_token.get_secret_value(),
+            group_id=own.vk_group_id,
+            api_url=own.vk_api_url,
+            api_version=own.vk_api_version,
+            mode=own.vk_mode,
+            confirmation=own.vk_confirmation,
             secret=secret.get_secret_value() if secret else None,
-            longpoll_wait=settings.vk_longpoll_wait,
+            longpoll_wait=own.vk_longpoll_wait,
             random_id_salt=salt,
         )
 
@@ -139,58 +147,56 @@ class VKConnector:
 
     # --- receiving -------------------------------------------------------------------------------------
 
-    def webhook_router(self, intake: Intake) -> APIRouter | None:
+    def webhooks(self) -> list[WebhookRoute]:
         if self.mode != "callback" or not self._secret:
+            return []
+        return [
+            WebhookRoute(
+                path="/webhooks/vk",
+                handshake=self._confirm,
+                verify=self._authentic,
+                route=self._route,
+                quarantine_as=(self.name, self._account),
+                # The plain "ok", only after the commit (DESIGN.md invariant 1); anything else and VK
+                # sends the event again (and pauses the server only after several errors in a row).
+                reply=WebhookReply(body="ok", media_type="text/plain"),
+                on_stored=self._note_stored,
+            )
+        ]
+
+    def _confirm(self, request: WebhookRequest) -> WebhookReply | None:
+        event = _json_object(request.body)
+        if event is None or event.get("type") != "confirmation":
             return None
-        expected = self._secret.encode()
-        router = APIRouter()
-
-        @router.post("/webhooks/vk", include_in_schema=False)
-        async def vk_callback(request: Request) -> Response:
-            body = await request.body()
-            try:
-                event: Any = json.loads(body)
-            except ValueError:
-                event = None
-            if not isinstance(event, dict):
-                found = _SECRET_IN_BODY.search(body)
-                if found is None or not hmac.compare_digest(found.group(1), expected):
-                    return Response(status_code=403)
-                return await self._store(intake, self.parse_payload(body))
-            if event.get("type") == "confirmation":
-                return self._confirm(event, expected)
-            supplied = event.get("secret")
-            # The secret travels in the body (callback_base.secret); compare in constant time.
-            if not isinstance(supplied, str) or not hmac.compare_digest(supplied.encode(), expected):
-                return Response(status_code=403)
-            return await self._store(intake, self.parse_payload(body))
-
-        return router
-
-    def _confirm(self, event: dict[str, Any], expected: bytes) -> Response:
+        assert self._secret is not None  # webhooks() serves none without it
         # Public bot code records VK's confirmation request both with the secret and without it, and the
         # docs do not say (platforms.md §2a): a secret that is there must match; the group must be ours.
         supplied = event.get("secret")
-        if supplied is not None and not (
-            isinstance(supplied, str) and hmac.compare_digest(supplied.encode(), expected)
-        ):
-            return Response(status_code=403)
+        if supplied is not None and not (isinstance(supplied, str) and same_secret(supplied, self._secret)):
+            return WebhookReply(status=403)
         if str(event.get("group_id")) != self._account or not self._confirmation:
-            return Response(status_code=403)
-        return PlainTextResponse(self._confirmation)
+            return WebhookReply(status=403)
+        return WebhookReply(body=self._confirmation, media_type="text/plain")
 
-    async def _store(self, intake: Intake, event: RawEvent) -> Response:
-        try:
-            await run_in_threadpool(intake.store, channel=self.name, account=self._account, events=[event])
-        except SQLAlchemyError:
-            # Not "ok": VK sends the event again (and pauses the server only after several errors in a row).
-            log.exception("vk callback: could not store the event; VK will send it again")
-            return Response(status_code=503)
+    def _authentic(self, request: WebhookRequest) -> bool:
+        assert self._secret is not None
+        event = _json_object(request.body)
+        if event is None:
+            # The secret of an unreadable body can still be found by pattern, so an authentic but
+            # broken event is quarantined (kept) instead of refused.
+            found = _SECRET_IN_BODY.search(request.body)
+            return found is not None and same_secret(found.group(1), self._secret)
+        # The secret travels in the body (callback_base.secret); compared in constant time.
+        supplied = event.get("secret")
+        return isinstance(supplied, str) and same_secret(supplied, self._secret)
+
+    def _route(self, body: bytes) -> list[Delivery]:
+        return [Delivery(self.name, self._account, self.parse_payload(body))]
+
+    def _note_stored(self, _deliveries: Sequence[Delivery]) -> None:
         self._health.last_event_at = utcnow().isoformat()
-        # "ok" only now, after the commit (DESIGN.md invariant 1).
-        return PlainTextResponse("ok")
 
-    async def start(self, intake: Intake, *, receive: bool = True) -> None:
+    async def start(self, intake: IntakeSink, *, receive: bool = True) -> None:
         if self.mode == "callback" or not receive:
             try:
                 await self.client.call("groups.getById", group_id=self.group_id)
@@ -337,3 +343,17 @@ class VKConnector:
             reply_to_key=str(comment_id),
             kind="wall_comment",
         )
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, or None for anything else (total: deep nesting and huge numbers too)."""
+    try:
+        event = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return event if isinstance(event, dict) else None
+
+
+# mypy checks the class against the ports here (its from_settings returns a Connector), so a drift is a
+# type error rather than a surprise at start-up.
+_FACTORY: ConnectorFactory = VKConnector

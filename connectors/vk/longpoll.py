@@ -23,8 +23,7 @@ from typing import Any
 import httpx
 from sqlalchemy.exc import SQLAlchemyError
 
-from adaldyk_bots.intake import Intake
-from adaldyk_bots.ports import RawEvent
+from adaldyk_bots.ports import IntakeSink, RawEvent
 from connectors.vk.client import VKClient, VKError
 
 log = logging.getLogger(__name__)
@@ -67,7 +66,7 @@ class LongPoller:
         # `wait` plus a margin: the server holds the request up to `wait` seconds by design.
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(wait + 10.0, connect=10.0))
 
-    async def run(self, intake: Intake) -> None:
+    async def run(self, intake: IntakeSink) -> None:
         """Poll until cancelled, as the one poller of this community across workers: two loops would
         fight over ts (storage/locks.py); the others stand by."""
         lock = intake.poller_lock(CHANNEL, self.account)
@@ -79,7 +78,7 @@ class LongPoller:
         finally:
             await asyncio.to_thread(lock.release)
 
-    async def _poll_while_holding(self, intake: Intake) -> None:
+    async def _poll_while_holding(self, intake: IntakeSink) -> None:
         """Network trouble, bad JSON and a database that is down never end the loop: nothing was
         confirmed, so the next request asks for the same events again."""
         delay = 1.0
@@ -106,7 +105,7 @@ class LongPoller:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
-    async def poll_once(self, intake: Intake) -> int | None:
+    async def poll_once(self, intake: IntakeSink) -> int | None:
         """One a_check round. Returns how many events were stored, or None when there were none."""
         if self._session is None or self._ts is None:
             await self._open_session(intake)
@@ -138,7 +137,7 @@ class LongPoller:
             self.on_events()
         return result.stored or None
 
-    async def _open_session(self, intake: Intake) -> None:
+    async def _open_session(self, intake: IntakeSink) -> None:
         fresh = await self._new_server()
         stored = await asyncio.to_thread(intake.cursor, CHANNEL, self.account)
         if stored is None:
@@ -160,7 +159,7 @@ class LongPoller:
         self._session = _Session(server=str(answer["server"]), key=str(answer["key"]))
         return str(answer["ts"])
 
-    async def _handle_failed(self, intake: Intake, answer: dict[str, Any], ts: str) -> None:
+    async def _handle_failed(self, intake: IntakeSink, answer: dict[str, Any], ts: str) -> None:
         failed = answer.get("failed")
         if failed == 1 and isinstance(answer.get("ts"), str | int):
             await self._skip_to(
@@ -189,7 +188,7 @@ class LongPoller:
             log.warning("vk long poll: unexpected answer %s; getting a new key", _preview(answer))
             await self._new_server()
 
-    async def _skip_to(self, intake: Intake, before: str, after: str, reason: str, detail: str) -> None:
+    async def _skip_to(self, intake: IntakeSink, before: str, after: str, reason: str, detail: str) -> None:
         text = f"{detail}: events between ts {before} and {after} may never be delivered"
         await asyncio.to_thread(
             intake.record_gap,

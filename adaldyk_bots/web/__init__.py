@@ -1,0 +1,1 @@
+"""The web side: the ASGI app (health, webhooks) and the JSON API."""
