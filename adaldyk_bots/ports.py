@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -44,6 +44,31 @@ class ChannelHealth:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def poller_lock_name(channel: str, account: str) -> str:
+    """The lock a poller of one channel account holds, so two workers never poll one account."""
+    return f"poller:{channel}:{account}"
+
+
+@dataclass(frozen=True)
+class LoopSpec:
+    """A long-running loop for the supervisor (adaldyk_bots/supervisor.py) to run: it calls `run_round`
+    again and again, restarts it with backoff after any error, and reports it on /healthz.
+
+    With `lock`, at most one process per database runs the rounds: the supervisor takes the named lock,
+    checks it before every round, and stands by (`on_standby`) while another process holds it. A loop
+    owns no try/except-and-die and no lock handling of its own: only what one round does."""
+
+    name: str  # unique in a process, shown on /healthz, e.g. "telegram:poller:123"
+    run_round: Callable[[], Awaitable[object]]
+    lock: str | None = None  # e.g. poller_lock_name(channel, account)
+    on_acquire: Callable[[], Awaitable[None]] | None = None  # each time the lock is (re)taken
+    on_standby: Callable[[], None] | None = None  # another process holds the lock
+    # The longest a healthy round may take (a long poll's timeout): /healthz calls the loop stale only
+    # when it has not succeeded for ADALDYK_LOOP_STALE_SECONDS plus this.
+    period: float = 0.0
+    standby_seconds: float = 2.0  # how often a standby tries the lock
+
+
 class Connector(Protocol):
     name: ClassVar[str]
     text_limit: ClassVar[int]  # in the unit `measure_text` counts
@@ -68,8 +93,14 @@ class Connector(Protocol):
     def webhook_router(self, intake: Intake) -> APIRouter | None: ...
 
     async def start(self, intake: Intake, *, receive: bool = True) -> None:
-        """Check credentials and, when `receive`, begin receiving (poll task or webhook registration).
+        """Check credentials and, when `receive`, prepare receiving (webhook registration; polling
+        itself is a loop from `background_loops`, run by the core's supervisor).
         Must not raise on bad credentials: report them through `health`, so other channels keep running."""
+        ...
+
+    def background_loops(self, intake: Intake) -> list[LoopSpec]:
+        """The loops this process should run for the channel (pollers), asked for after `start` in a
+        process that receives (worker). Empty when the channel receives by webhook."""
         ...
 
     async def stop(self) -> None: ...

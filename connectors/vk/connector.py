@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -17,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from adaldyk_bots.domain import Delivered, Failed, ReplyTarget, RetryLater, SendResult
 from adaldyk_bots.intake import Intake
-from adaldyk_bots.ports import ChannelHealth, RateScope, RawEvent
+from adaldyk_bots.ports import ChannelHealth, LoopSpec, RateScope, RawEvent, poller_lock_name
 from adaldyk_bots.settings import Settings
 from adaldyk_bots.storage.db import utcnow
 from adaldyk_bots.textsplit import utf16_units
@@ -99,7 +98,6 @@ class VKConnector:
             on_gap=self._note_gap,
             on_events=self._note_events,
         )
-        self._poll_task: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> VKConnector | None:
@@ -207,16 +205,29 @@ class VKConnector:
             detail = "callback API at /webhooks/vk" if self.mode == "callback" else "sending only"
             self._set_health("ok", detail)
             return
-        self._poll_task = asyncio.create_task(self.poller.run(intake), name="vk-long-poll")
+        # Long poll: the loop itself comes from background_loops() and runs under the supervisor.
+
+    def background_loops(self, intake: Intake) -> list[LoopSpec]:
+        """The long-poll loop, one per community across workers (the supervisor holds the lock)."""
+        if self.mode != "longpoll":
+            return []
+
+        async def fresh_session() -> None:
+            self.poller.reset()
+
+        return [
+            LoopSpec(
+                name=f"vk:poller:{self._account}",
+                run_round=lambda: self.poller.poll_round(intake),
+                lock=poller_lock_name(self.name, self._account),
+                on_acquire=fresh_session,
+                on_standby=lambda: self._set_health("ok", "standby: another worker polls this community"),
+                period=self.poller.wait + 10.0,
+            )
+        ]
 
     async def stop(self) -> None:
-        if self._poll_task is not None:
-            self._poll_task.cancel()
-            try:
-                await self._poll_task
-            except (asyncio.CancelledError, Exception):  # noqa: S110 - shutting down; already logged
-                pass
-            self._poll_task = None
+        # The poll loop belongs to the supervisor, which has stopped it before this is called.
         await self.poller.close()
         self.client.close()
 
