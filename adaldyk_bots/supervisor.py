@@ -159,6 +159,10 @@ class Supervisor:
                         if holding and not await asyncio.to_thread(lock.check):
                             log.warning("loop %s: lost its lock %s; stopped acting", spec.name, spec.lock)
                             holding = False
+                            record.state = "standby"
+                            # Whatever cut this session off may still be there: the standbys, which
+                            # try every standby_seconds, get the first turn at the lock.
+                            await asyncio.sleep(2 * spec.standby_seconds)
                         if not holding:
                             if not await asyncio.to_thread(lock.try_acquire):
                                 record.state = "standby"
