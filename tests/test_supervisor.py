@@ -145,8 +145,8 @@ def test_a_holder_whose_connection_is_terminated_stops_within_one_round(database
         await asyncio.sleep(0.5)
         assert {which for which, _s, _e in rounds} == {0}  # exactly one runs
         assert supervisors[1].records["poller"].state == "standby"
-        terminated = time.monotonic()
         await asyncio.to_thread(terminate_lock_holder, database_url, "test:poller")
+        terminated = time.monotonic()  # the holder's session is gone from here on
         await _until(lambda: any(which == 1 for which, _s, _e in rounds), within=10)
         await asyncio.sleep(0.5)
         for supervisor in supervisors:
