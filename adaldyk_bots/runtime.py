@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -144,10 +145,12 @@ class Service:
             self.scheduler.start()
         supervisor.start()
         try:
+            # Also under uvicorn: it re-raises the signal it caught after its graceful stop, and with
+            # our handler in place that ends here, in a clean exit (code 0), not in death by SIGTERM.
+            self._install_signal_handlers()
             if self.web:
                 await self._serve_web()
             else:
-                self._install_signal_handlers()
                 await self._stop.wait()
         finally:
             if self.worker:
@@ -200,9 +203,11 @@ class Service:
         await server.serve()  # uvicorn handles SIGINT/SIGTERM and returns after a graceful stop
 
     def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # a service in a thread (tests, the sandbox) is stopped with stop()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._stop.set)
+            loop.add_signal_handler(sig, self._stop_now)
 
     def stop(self) -> None:
         """Ask the service to stop; safe to call from another thread (tests, the sandbox)."""

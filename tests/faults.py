@@ -4,6 +4,8 @@ terminate a lock holder's connection. Real faults on real databases; nothing of 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -89,3 +91,21 @@ def terminate_lock_holder(url: str, lock_name: str) -> int:
     finally:
         admin.dispose()
     return pids[0]
+
+
+def service_process(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`adaldyk <command>` as its own process, its output to a file: a pipe nobody reads would fill up
+    during an outage and block the process, which is not the fault under test."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ADALDYK_")}
+    full_env.update(env)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "adaldyk_bots", *command],
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def tail(log: Path, chars: int = 4000) -> str:
+    return log.read_text(errors="replace")[-chars:] if log.exists() else ""
