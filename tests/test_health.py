@@ -82,7 +82,11 @@ def test_a_web_only_process_shows_the_workers_loops(make_settings):
     with ServiceThread(make_settings(port=free_port()), web=False, worker=True) as worker:
         with ServiceThread(make_settings(port=port), web=True, worker=False) as web:
             body = wait_until(
-                lambda: (b := httpx.get(f"{web.url}/healthz").json()) and b["loops"] and b,
+                lambda: (
+                    (b := httpx.get(f"{web.url}/healthz").json())
+                    and b["loops"].get("intake:processor", {}).get("last_success_at")
+                    and b
+                ),
                 timeout=20,
                 what="the worker's first heartbeat",
             )
