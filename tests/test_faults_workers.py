@@ -94,7 +94,8 @@ def test_two_workers_killed_and_cut_off_lose_nothing_and_double_nothing(
     kills = 0
     feeder = threading.Thread(target=_citizens_write, args=(telegram, vk), daemon=True)
     try:
-        wait_until(lambda: _health(web_url).get("database"), timeout=30, what="the web process")
+        wait_until(lambda: _health(web_url).get("database") or web.poll() is not None, timeout=60, what="web")
+        assert web.poll() is None, tail(logs[0])
         # A first VK start begins at VK's current position; citizens write after that.
         wait_until(lambda: _count(engine, RawEvent) == 0 and _vk_cursor(engine), timeout=30, what="VK")
         wait_until(lambda: lock_holder_pids(database_url, TELEGRAM_POLLER), timeout=30, what="a poller")
