@@ -7,7 +7,7 @@ to store what it receives, and mounts the `WebhookRoute`s it declares on the one
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 
@@ -26,12 +26,14 @@ __all__ = [
     "Delivery",
     "IntakeResult",
     "IntakeSink",
+    "LoopSpec",
     "RateScope",
     "RawEvent",
     "WebhookReply",
     "WebhookRequest",
     "WebhookRoute",
     "load_connector_factories",
+    "poller_lock_name",
 ]
 
 
@@ -97,6 +99,31 @@ class ChannelHealth:
     detail: str = ""
     last_event_at: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def poller_lock_name(channel: str, account: str) -> str:
+    """The lock a poller of one channel account holds, so two workers never poll one account."""
+    return f"poller:{channel}:{account}"
+
+
+@dataclass(frozen=True)
+class LoopSpec:
+    """A long-running loop for the supervisor (adaldyk_bots/supervisor.py) to run: it calls `run_round`
+    again and again, restarts it with backoff after any error, and reports it on /healthz.
+
+    With `lock`, at most one process per database runs the rounds: the supervisor takes the named lock,
+    checks it before every round, and stands by (`on_standby`) while another process holds it. A loop
+    owns no try/except-and-die and no lock handling of its own: only what one round does."""
+
+    name: str  # unique in a process, shown on /healthz, e.g. "telegram:poller:123"
+    run_round: Callable[[], Awaitable[object]]
+    lock: str | None = None  # e.g. poller_lock_name(channel, account)
+    on_acquire: Callable[[], Awaitable[None]] | None = None  # each time the lock is (re)taken
+    on_standby: Callable[[], None] | None = None  # another process holds the lock
+    # The longest a healthy round may take (a long poll's timeout): /healthz calls the loop stale only
+    # when it has not succeeded for ADALDYK_LOOP_STALE_SECONDS plus this.
+    period: float = 0.0
+    standby_seconds: float = 2.0  # how often a standby tries the lock
 
 
 # --- webhooks: what a connector plugs into the core's pipeline ------------------------------------
@@ -185,8 +212,14 @@ class Connector(Protocol):
         ...
 
     async def start(self, intake: IntakeSink, *, receive: bool = True) -> None:
-        """Check credentials and, when `receive`, begin receiving (poll task or webhook registration).
+        """Check credentials and, when `receive`, prepare receiving (webhook registration; polling
+        itself is a loop from `background_loops`, run by the core's supervisor).
         Must not raise on bad credentials: report them through `health`, so other channels keep running."""
+        ...
+
+    def background_loops(self, intake: IntakeSink) -> list[LoopSpec]:
+        """The loops this process should run for the channel (pollers), asked for after `start` in a
+        process that receives (worker). Empty when the channel receives by webhook."""
         ...
 
     async def stop(self) -> None: ...

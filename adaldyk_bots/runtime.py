@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,13 +20,21 @@ from adaldyk_bots.calendar import OVERRIDES_FILE, CalendarOverrides, WorkingCale
 from adaldyk_bots.categories import CATEGORIES_FILE, CategoryRules
 from adaldyk_bots.dispatcher import Dispatcher
 from adaldyk_bots.intake import Intake
-from adaldyk_bots.ports import Connector, ConnectorFactory, load_connector_factories
+from adaldyk_bots.ports import Connector, ConnectorFactory, LoopSpec, load_connector_factories
 from adaldyk_bots.settings import Settings
 from adaldyk_bots.storage.db import make_engine, unit_of_work
+from adaldyk_bots.storage.locks import PollerLock
+from adaldyk_bots.supervisor import Supervisor
 from adaldyk_bots.texts import Texts
 from adaldyk_bots.workflow import Workflow
 
 log = logging.getLogger(__name__)
+
+# Names on /healthz (loops) and in the scheduler (jobs).
+PROCESSOR_LOOP = "intake:processor"
+PROCESSOR_LOCK = "intake:processor"  # Intake.processor_lock() takes the same lock (replay)
+DISPATCH_JOB = "dispatch_due_outbox"
+OVERDUE_JOB = "mark_overdue_appeals"
 
 
 @dataclass
@@ -108,7 +117,8 @@ class Runtime:
 
 
 class Service:
-    """The long-running part: connectors receiving, the scheduler sending, optionally the web server."""
+    """The long-running part: connectors receiving, the scheduler sending, optionally the web server.
+    Every loop runs under the one supervisor (adaldyk_bots/supervisor.py), which /healthz reports."""
 
     def __init__(self, runtime: Runtime, *, web: bool, worker: bool) -> None:
         self.runtime = runtime
@@ -116,87 +126,77 @@ class Service:
         self.worker = worker
         self.dispatcher = runtime.dispatcher()
         self.scheduler = AsyncIOScheduler(timezone="UTC")
+        self.supervisor = Supervisor(lambda name: PollerLock(runtime.engine, name))
         self._stop = asyncio.Event()
         self._server: uvicorn.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._received = asyncio.Event()  # set when intake stored something new
-        self._processor: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         rt = self.runtime
         self._loop = asyncio.get_running_loop()
+        supervisor = self.supervisor
         if self.worker:
             rt.intake.on_received = self._wake_processor
-            self._processor = asyncio.create_task(self._process_forever(), name="intake-processor")
+            supervisor.add(LoopSpec(PROCESSOR_LOOP, self._process_round, lock=PROCESSOR_LOCK))
         for connector in rt.connectors.values():
             # A web-only process serves webhooks but leaves polling and registration to the worker.
             await connector.start(rt.intake, receive=self.worker)
+            if self.worker:
+                for spec in connector.background_loops(rt.intake):
+                    supervisor.add(spec)
         if self.worker:
-            self.scheduler.add_job(
+            supervisor.add(supervisor.heartbeat_loop(rt.engine))
+            supervisor.schedule(
+                self.scheduler,
+                DISPATCH_JOB,
                 self.dispatcher.dispatch_due,
-                "interval",
                 seconds=rt.settings.dispatch_interval_seconds,
-                id="dispatch_due_outbox",
-                max_instances=1,
-                coalesce=True,
             )
-            self.scheduler.add_job(
-                rt.mark_overdue,
-                "interval",
-                seconds=60,
-                id="mark_overdue_appeals",
-                max_instances=1,
-                coalesce=True,
+            supervisor.schedule(
+                self.scheduler, OVERDUE_JOB, lambda: asyncio.to_thread(rt.mark_overdue), seconds=60
             )
             self.scheduler.start()
+        supervisor.start()
         try:
+            # Also under uvicorn: it re-raises the signal it caught after its graceful stop, and with
+            # our handler in place that ends here, in a clean exit (code 0), not in death by SIGTERM.
+            self._install_signal_handlers()
             if self.web:
                 await self._serve_web()
             else:
-                self._install_signal_handlers()
                 await self._stop.wait()
         finally:
             if self.worker:
                 self.scheduler.shutdown(wait=False)
+            await supervisor.stop()
+            if self.worker:
+                try:  # the last word of this process on /healthz: its loops stopped
+                    await asyncio.to_thread(supervisor.write_heartbeats, rt.engine)
+                except SQLAlchemyError as exc:
+                    log.warning("could not record the stopped loops: %s", exc)
             for connector in rt.connectors.values():
                 await connector.stop()
-            if self._processor is not None:
-                self._processor.cancel()
-                await asyncio.gather(self._processor, return_exceptions=True)
             log.info("stopped cleanly")
 
-    async def _process_forever(self) -> None:
+    async def _process_round(self) -> None:
         """Step two of intake: stored events become messages and appeals, then the dispatcher is nudged
         so the acknowledgement does not wait for its next tick."""
-        intake = self.runtime.intake
-        lock = intake.processor_lock()
-        # The lock is held by another process, so no in-process Event can say when it is free.
-        while not await asyncio.to_thread(lock.try_acquire):  # noqa: ASYNC110
-            await asyncio.sleep(5)  # another worker processes; stand by in case it dies
-        try:
-            while True:
-                self._received.clear()
-                try:
-                    handled = await asyncio.to_thread(intake.process_received)
-                except SQLAlchemyError:
-                    log.exception("intake processing failed; retrying")
-                    await asyncio.sleep(1)
-                    continue
-                if handled:
-                    self._nudge_dispatcher()
-                    continue
-                with contextlib.suppress(TimeoutError):
-                    # Events stored by another process (a separate `web`) arrive without a wake-up.
-                    await asyncio.wait_for(self._received.wait(), timeout=0.5)
-        finally:
-            await asyncio.to_thread(lock.release)
+        self._received.clear()
+        handled = await asyncio.to_thread(self.runtime.intake.process_received)
+        if handled:
+            self._nudge_dispatcher()
+            return
+        with contextlib.suppress(TimeoutError):
+            # Events stored by another process (a separate `web`) arrive without a wake-up.
+            await asyncio.wait_for(self._received.wait(), timeout=0.5)
 
     def _wake_processor(self) -> None:
         if self._loop is not None:  # called from web threads and pollers alike
             self._loop.call_soon_threadsafe(self._received.set)
 
     def _nudge_dispatcher(self) -> None:
-        job = self.scheduler.get_job("dispatch_due_outbox")
+        job = self.scheduler.get_job(DISPATCH_JOB)
         if job is not None:
             job.modify(next_run_time=datetime.now(UTC))
 
@@ -205,7 +205,7 @@ class Service:
 
         s = self.runtime.settings
         config = uvicorn.Config(
-            create_app(self.runtime),
+            create_app(self.runtime, supervisor=self.supervisor),
             host=s.host,
             port=s.port,
             log_config=None,
@@ -217,9 +217,11 @@ class Service:
         await server.serve()  # uvicorn handles SIGINT/SIGTERM and returns after a graceful stop
 
     def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # a service in a thread (tests, the sandbox) is stopped with stop()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._stop.set)
+            loop.add_signal_handler(sig, self._stop_now)
 
     def stop(self) -> None:
         """Ask the service to stop; safe to call from another thread (tests, the sandbox)."""

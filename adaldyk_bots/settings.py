@@ -112,6 +112,12 @@ class Settings(BaseSettings):
     send_timeout_seconds: float = Field(default=15.0, gt=0)
     dispatch_concurrency: int = Field(default=8, ge=1, le=100)
 
+    # /healthz says "degraded" when a supervised loop has not finished a round for this long (plus
+    # its own period, e.g. a long poll's timeout), or when the oldest unprocessed event or due notice
+    # is older than the backlog threshold.
+    loop_stale_seconds: float = Field(default=60.0, gt=0)
+    backlog_degraded_seconds: float = Field(default=300.0, gt=0)
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:

@@ -561,7 +561,7 @@ def _child_service(
 def _child_poll(
     settings_kw: dict[str, Any], n_warm: int, n: int, timeout: float, conn: Any, log_path: str
 ) -> None:
-    """The worker's receive loop (TelegramConnector.poll_once, as _poll_forever calls it), timed."""
+    """The worker's receive loop (TelegramConnector.poll_once, as its supervised loop calls it), timed."""
     _child_logging(log_path)
     from adaldyk_bots.runtime import Runtime
     from adaldyk_bots.settings import Settings

@@ -239,3 +239,21 @@ class IntakeGap(SQLModel, table=True):
     cursor_before: str | None = Field(default=None, max_length=200)
     cursor_after: str | None = Field(default=None, max_length=200)
     detail: str = Field(default="", sa_column=Column(Text, nullable=False))
+
+
+class LoopHeartbeat(SQLModel, table=True):
+    """What one process's supervised loop did last (adaldyk_bots/supervisor.py), rewritten every few
+    seconds, so a web-only process's /healthz can show the workers' loops."""
+
+    __tablename__ = "loop_heartbeat"
+
+    process: str = Field(primary_key=True, max_length=200)  # host:pid:random
+    loop: str = Field(primary_key=True, max_length=200)
+    state: str = Field(max_length=16)  # starting | running | standby | backing_off | stopped
+    started_at: datetime
+    last_success_at: datetime | None = None
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    last_error_at: datetime | None = None
+    restarts: int = 0
+    period_seconds: float = 0.0
+    updated_at: datetime

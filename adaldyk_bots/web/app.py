@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from adaldyk_bots import __version__
-from adaldyk_bots.storage.models import IntakeGap, OutboxItem, RawEvent
+from adaldyk_bots.dispatcher import UNFINISHED
+from adaldyk_bots.storage.db import utcnow
+from adaldyk_bots.storage.models import IntakeGap, LoopHeartbeat, OutboxItem, RawEvent
+from adaldyk_bots.supervisor import Supervisor, loops_report, read_heartbeats
 from adaldyk_bots.web.api import build_api_router
 from adaldyk_bots.web.parts import AppParts
 from adaldyk_bots.webhooks import webhook_router
 
 
-def create_app(runtime: AppParts) -> FastAPI:
+def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> FastAPI:
+    """`supervisor`: the loops of this process, reported live on /healthz beside the heartbeats that
+    other processes (workers) write to the database."""
     app = FastAPI(
         title="Adaldyk",
         version=__version__,
@@ -29,9 +35,12 @@ def create_app(runtime: AppParts) -> FastAPI:
     def healthz() -> JSONResponse:
         body: dict[str, Any] = {"status": "ok", "version": __version__, "channels": {}}
         gaps: dict[str, dict[str, Any]] = {}
+        heartbeats: list[LoopHeartbeat] = []
+        settings = runtime.settings
         try:
             with Session(runtime.engine) as s:
                 s.exec(text("SELECT 1"))  # type: ignore[call-overload]
+                body["backlog"] = _backlog(s)
                 body["database"] = {
                     "state": "ok",
                     "quarantined_events": s.exec(
@@ -50,9 +59,18 @@ def create_app(runtime: AppParts) -> FastAPI:
                 ):
                     last_at = last.isoformat() if last else None
                     gaps[channel] = {"recorded_gaps": count, "last_gap_at": last_at}
+            own = supervisor.process_id if supervisor is not None else None
+            heartbeats = read_heartbeats(runtime.engine, exclude_process=own)
         except SQLAlchemyError as exc:
             body["status"] = "degraded"
             body["database"] = {"state": "down", "detail": type(exc).__name__}
+        if supervisor is not None:
+            body["process"] = supervisor.process_id
+        body["loops"], stale = loops_report(supervisor, heartbeats, stale_seconds=settings.loop_stale_seconds)
+        backlog = body.get("backlog", {})
+        old = [k for k, age in backlog.items() if age is not None and age > settings.backlog_degraded_seconds]
+        if stale or old:
+            body["status"] = "degraded"
         for name, connector in runtime.connectors.items():
             h = connector.health
             body["channels"][name] = {
@@ -77,3 +95,28 @@ def create_app(runtime: AppParts) -> FastAPI:
     app.include_router(webhook_router(routes, runtime.intake))
     app.include_router(build_api_router(runtime), prefix="/api/v1")
     return app
+
+
+def _backlog(s: Session) -> dict[str, float | None]:
+    """Age in seconds of the oldest stored event not yet processed and of the oldest notice that is due
+    but not sent (None: nothing waiting). Either growing means appeals or answers have stopped."""
+    now = utcnow()
+    oldest_event = s.exec(select(func.min(RawEvent.received_at)).where(RawEvent.state == "received")).one()
+    oldest_due = s.exec(
+        select(func.min(OutboxItem.next_attempt_at)).where(
+            col(OutboxItem.state).in_(UNFINISHED), OutboxItem.next_attempt_at <= now
+        )
+    ).one()
+
+    def age(since: datetime | None) -> float | None:
+        return None if since is None else round(max(0.0, (now - _aware(since)).total_seconds()), 1)
+
+    return {
+        "oldest_unprocessed_event_seconds": age(oldest_event),
+        "oldest_due_notice_seconds": age(oldest_due),
+    }
+
+
+def _aware(value: datetime) -> datetime:
+    # Aggregates (min) come back without the column's type on SQLite: naive, but stored as UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -16,7 +16,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
-from sqlalchemy.exc import SQLAlchemyError
 from telegram import Bot
 from telegram.error import (
     BadRequest,
@@ -38,10 +37,12 @@ from adaldyk_bots.ports import (
     ConnectorFactory,
     Delivery,
     IntakeSink,
+    LoopSpec,
     RateScope,
     RawEvent,
     WebhookRequest,
     WebhookRoute,
+    poller_lock_name,
 )
 from adaldyk_bots.settings import Settings
 from adaldyk_bots.storage.db import utcnow
@@ -94,7 +95,6 @@ class TelegramConnector:
             request=HTTPXRequest(connection_pool_size=64, read_timeout=10.0, write_timeout=10.0),
             get_updates_request=HTTPXRequest(read_timeout=poll_timeout + 10.0),
         )
-        self._poll_task: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TelegramConnector | None:
@@ -173,8 +173,22 @@ class TelegramConnector:
             return
         if self.mode == "webhook":
             await self._register_webhook()
-        else:
-            self._poll_task = asyncio.create_task(self._poll_forever(intake), name="telegram-poller")
+
+    def background_loops(self, intake: IntakeSink) -> list[LoopSpec]:
+        """The getUpdates loop, one per bot across workers (the supervisor holds the lock), unless the
+        bot receives by webhook or its token was rejected at start."""
+        if self.mode == "webhook" or self._health.state == "broken":
+            return []
+        return [
+            LoopSpec(
+                name=f"telegram:poller:{self._account}",
+                run_round=lambda: self._poll_round(intake),
+                lock=poller_lock_name(self.name, self._account),
+                on_acquire=self._drop_webhook,
+                on_standby=lambda: self._set_health("ok", "standby: another worker polls this bot"),
+                period=self.poll_timeout + 10.0,
+            )
+        ]
 
     async def _register_webhook(self) -> None:
         url = f"{self.public_url}/webhooks/telegram"
@@ -189,47 +203,32 @@ class TelegramConnector:
         except TelegramError as exc:
             self._set_health("broken", f"setWebhook failed: {exc}")
 
-    async def _poll_forever(self, intake: IntakeSink) -> None:
-        lock = intake.poller_lock(self.name, self._account)
-        while not await asyncio.to_thread(lock.try_acquire):
-            self._set_health("ok", "standby: another worker polls this bot")
-            await asyncio.sleep(5)
-        try:
-            await self._poll_while_holding(intake)
-        finally:
-            await asyncio.to_thread(lock.release)
-
-    async def _poll_while_holding(self, intake: IntakeSink) -> None:
+    async def _drop_webhook(self) -> None:
         try:
             # A webhook left over from webhook mode would make every getUpdates fail with 409.
             await self._bot.delete_webhook(drop_pending_updates=False)
         except TelegramError as exc:
             log.warning("telegram: deleteWebhook failed: %s", exc)
-        delay = 1.0
-        while True:
-            try:
-                stored = await self.poll_once(intake)
-                delay = 1.0
-                if stored is None:
-                    continue
-            except asyncio.CancelledError:
-                raise
-            except InvalidToken:
-                self._set_health("broken", "the bot token was rejected by Telegram (ADALDYK_TELEGRAM_TOKEN)")
-                return
-            except RetryAfter as exc:
-                await asyncio.sleep(_seconds(exc.retry_after))
-            except Conflict as exc:
-                self._set_health("degraded", f"getUpdates conflict: {exc.message}")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-            except (TelegramError, SQLAlchemyError, OSError) as exc:
-                # Network errors and a database that is down never end the loop; the offset was
-                # not advanced, so the same updates come again.
-                self._set_health("degraded", f"polling: {type(exc).__name__}: {exc}")
-                log.warning("telegram polling failed, retrying in %.0f s: %s", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+
+    async def _poll_round(self, intake: IntakeSink) -> None:
+        """One round for the supervisor: an error says why on the channel's health and is raised, so
+        the supervisor logs it and backs off. Network errors and a database that is down never lose
+        anything: the offset was not advanced, so the same updates come again."""
+        try:
+            await self.poll_once(intake)
+        except RetryAfter as exc:
+            # Telegram's own pause is an answer, not a failure: wait exactly as long as it says.
+            self._set_health("degraded", f"getUpdates: flood control, retry after {exc.retry_after}")
+            await asyncio.sleep(_seconds(exc.retry_after))
+        except InvalidToken:
+            self._set_health("broken", "the bot token was rejected by Telegram (ADALDYK_TELEGRAM_TOKEN)")
+            raise
+        except Conflict as exc:
+            self._set_health("degraded", f"getUpdates conflict: {exc.message}")
+            raise
+        except Exception as exc:
+            self._set_health("degraded", f"polling: {type(exc).__name__}: {exc}")
+            raise
 
     async def poll_once(self, intake: IntakeSink) -> int | None:
         """One getUpdates round; stores the batch and the next offset in one transaction."""
@@ -262,13 +261,7 @@ class TelegramConnector:
         return result.stored
 
     async def stop(self) -> None:
-        if self._poll_task is not None:
-            self._poll_task.cancel()
-            try:
-                await self._poll_task
-            except (asyncio.CancelledError, Exception):  # noqa: S110 - shutting down; already logged
-                pass
-            self._poll_task = None
+        # The poll loop belongs to the supervisor, which has stopped it before this is called.
         try:
             await self._bot.shutdown()
         except TelegramError:

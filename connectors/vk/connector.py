@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -16,11 +15,13 @@ from adaldyk_bots.ports import (
     ConnectorFactory,
     Delivery,
     IntakeSink,
+    LoopSpec,
     RateScope,
     RawEvent,
     WebhookReply,
     WebhookRequest,
     WebhookRoute,
+    poller_lock_name,
 )
 from adaldyk_bots.settings import Settings
 from adaldyk_bots.storage.db import utcnow
@@ -106,7 +107,6 @@ class VKConnector:
             on_gap=self._note_gap,
             on_events=self._note_events,
         )
-        self._poll_task: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> VKConnector | None:
@@ -213,16 +213,29 @@ class VKConnector:
             detail = "callback API at /webhooks/vk" if self.mode == "callback" else "sending only"
             self._set_health("ok", detail)
             return
-        self._poll_task = asyncio.create_task(self.poller.run(intake), name="vk-long-poll")
+        # Long poll: the loop itself comes from background_loops() and runs under the supervisor.
+
+    def background_loops(self, intake: IntakeSink) -> list[LoopSpec]:
+        """The long-poll loop, one per community across workers (the supervisor holds the lock)."""
+        if self.mode != "longpoll":
+            return []
+
+        async def fresh_session() -> None:
+            self.poller.reset()
+
+        return [
+            LoopSpec(
+                name=f"vk:poller:{self._account}",
+                run_round=lambda: self.poller.poll_round(intake),
+                lock=poller_lock_name(self.name, self._account),
+                on_acquire=fresh_session,
+                on_standby=lambda: self._set_health("ok", "standby: another worker polls this community"),
+                period=self.poller.wait + 10.0,
+            )
+        ]
 
     async def stop(self) -> None:
-        if self._poll_task is not None:
-            self._poll_task.cancel()
-            try:
-                await self._poll_task
-            except (asyncio.CancelledError, Exception):  # noqa: S110 - shutting down; already logged
-                pass
-            self._poll_task = None
+        # The poll loop belongs to the supervisor, which has stopped it before this is called.
         await self.poller.close()
         self.client.close()
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from sqlalchemy.exc import SQLAlchemyError
 
 from adaldyk_bots.ports import IntakeSink, RawEvent
 from connectors.vk.client import VKClient, VKError
@@ -66,44 +65,33 @@ class LongPoller:
         # `wait` plus a margin: the server holds the request up to `wait` seconds by design.
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(wait + 10.0, connect=10.0))
 
-    async def run(self, intake: IntakeSink) -> None:
-        """Poll until cancelled, as the one poller of this community across workers: two loops would
-        fight over ts (storage/locks.py); the others stand by."""
-        lock = intake.poller_lock(CHANNEL, self.account)
-        while not await asyncio.to_thread(lock.try_acquire):
-            self.on_state("ok", "standby: another worker polls this community")
-            await asyncio.sleep(5)
-        try:
-            await self._poll_while_holding(intake)
-        finally:
-            await asyncio.to_thread(lock.release)
+    def reset(self) -> None:
+        """Forget the session and ts: a poller that (re)takes the lock reads ts from the database, where
+        another worker may have moved it meanwhile."""
+        self._session = None
+        self._ts = None
 
-    async def _poll_while_holding(self, intake: IntakeSink) -> None:
-        """Network trouble, bad JSON and a database that is down never end the loop: nothing was
-        confirmed, so the next request asks for the same events again."""
-        delay = 1.0
-        while True:
-            try:
-                await self.poll_once(intake)
-                delay = 1.0
-            except asyncio.CancelledError:
-                raise
-            except VKError as exc:
-                if exc.code == 5:
-                    self.on_state(
-                        "broken",
-                        "the community token was rejected (VK error 5): re-authorize, "
-                        "then set a new ADALDYK_VK_TOKEN",
-                    )
-                    return
+    async def poll_round(self, intake: IntakeSink) -> None:
+        """One round for the supervisor, which runs it while this worker holds the community's lock
+        (two loops would fight over ts: storage/locks.py). An error says why on the channel's health
+        and is raised, so the supervisor logs it and backs off. Network trouble, bad JSON and a
+        database that is down lose nothing: nothing was confirmed, so the next request asks for the
+        same events again."""
+        try:
+            await self.poll_once(intake)
+        except VKError as exc:
+            if exc.code == 5:
+                self.on_state(
+                    "broken",
+                    "the community token was rejected (VK error 5): re-authorize, "
+                    "then set a new ADALDYK_VK_TOKEN",
+                )
+            else:
                 self.on_state("degraded", f"groups.getLongPollServer failed: {exc}")
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-            except (httpx.HTTPError, LongPollAnswerError, SQLAlchemyError, OSError) as exc:
-                self.on_state("degraded", f"long poll: {type(exc).__name__}: {exc}")
-                log.warning("vk long poll failed, retrying in %.0f s: %s", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+            raise
+        except Exception as exc:
+            self.on_state("degraded", f"long poll: {type(exc).__name__}: {exc}")
+            raise
 
     async def poll_once(self, intake: IntakeSink) -> int | None:
         """One a_check round. Returns how many events were stored, or None when there were none."""

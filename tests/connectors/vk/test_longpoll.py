@@ -10,7 +10,9 @@ import httpx
 from sqlmodel import Session, func, select
 
 from adaldyk_bots.runtime import Runtime
+from adaldyk_bots.storage.locks import PollerLock
 from adaldyk_bots.storage.models import IntakeGap, Message, RawEvent
+from adaldyk_bots.supervisor import Supervisor
 from connectors.vk.connector import VKConnector
 from connectors.vk.fake import FakeVK
 from tests.connectors.vk import GROUP_ID, vk_settings, wait_for_long_poll
@@ -154,13 +156,22 @@ def test_one_long_poller_per_community_across_workers(make_settings: Any, fake_v
     first, second = Runtime.build(settings), Runtime.build(settings)
     a, b = first.connectors["vk"], second.connectors["vk"]
 
+    # Polling is a loop the supervisor runs (and holds the community's lock for), one per process.
+    supervisors = [Supervisor(lambda name, rt=rt: PollerLock(rt.engine, name)) for rt in (first, second)]
+
     async def scenario() -> None:
         await a.start(first.intake)
+        for spec in a.background_loops(first.intake):
+            supervisors[0].add(spec)
+        supervisors[0].start()
         for _ in range(200):
             if a.health.detail == "long poll":
                 break
             await asyncio.sleep(0.05)
         await b.start(second.intake)
+        for spec in b.background_loops(second.intake):
+            supervisors[1].add(spec)
+        supervisors[1].start()
         await asyncio.sleep(0.5)
         if first.engine.dialect.name == "postgresql":
             assert b.health.detail.startswith("standby"), b.health.detail  # two loops would fight over ts
@@ -169,6 +180,8 @@ def test_one_long_poller_per_community_across_workers(make_settings: Any, fake_v
             if _texts_stored(first.engine):
                 break
             await asyncio.sleep(0.05)
+        for supervisor in supervisors:
+            await supervisor.stop()
         await a.stop()
         await b.stop()
 
