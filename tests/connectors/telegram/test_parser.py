@@ -740,8 +740,8 @@ def test_dedup_key_of_an_edit_carries_its_edit_date() -> None:
     edit = load("private_edited")
     again = copy.deepcopy(edit)
     again["edited_message"]["edit_date"] += 60
-    message = edit["edited_message"]
-    assert key_of(edit) == f"edited_message:{message['chat']['id']}:{message['message_id']}:{message['edit_date']}"
+    msg = edit["edited_message"]
+    assert key_of(edit) == f"edited_message:{msg['chat']['id']}:{msg['message_id']}:{msg['edit_date']}"
     assert key_of(again) != key_of(edit)
 
 
