@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Row
@@ -98,6 +98,7 @@ class Workflow:
         self.categories = categories or CategoryRules()
         self.term_days = term_days
         self.number_prefix = number_prefix
+        self._due_by_day: dict[date, datetime] = {}
         self._number = re.compile(rf"\b{re.escape(number_prefix)}-\d{{4}}-\d{{6}}\b", re.IGNORECASE)
 
     # --- inbound -------------------------------------------------------------------------------
@@ -110,7 +111,7 @@ class Workflow:
         conn = s.connection()
         sql = statements(conn.dialect.name)
         contact_id, contact_language = self._sender(conn, sql, msg, now)
-        conversation_id = self._conversation(conn, sql, msg, contact_id, now)
+        conversation_id, new_conversation = self._conversation(conn, sql, msg, contact_id, now)
         attachments = [asdict(a) for a in msg.attachments]
         key = {"conversation_id": conversation_id, "external_key": msg.message_key}
 
@@ -147,7 +148,11 @@ class Workflow:
         ):
             return
 
-        found = conn.execute(sql.open_appeal_for_update, {"conversation_id": conversation_id}).first()
+        found = (
+            None  # a conversation created in this transaction has no appeal yet
+            if new_conversation
+            else conn.execute(sql.open_appeal_for_update, {"conversation_id": conversation_id}).first()
+        )
         if found is None:
             appeal = self._open_appeal(conn, sql, msg, contact_id, contact_language, conversation_id, now)
             self._add_event(conn, sql, appeal.id, "created", {"message_id": message_id}, now)
@@ -247,11 +252,12 @@ class Workflow:
     @staticmethod
     def _conversation(
         conn: Connection, sql: InboundStatements, msg: InboundMessage, contact_id: int, now: datetime
-    ) -> int:
+    ) -> tuple[int, bool]:
+        """(the conversation's id, whether it was created just now)."""
         where = {"channel": msg.channel, "account": msg.account, "chat_id": msg.chat_id}
         known = conn.execute(sql.conversation, where).first()
         if known is None:
-            return int(
+            created = int(
                 conn.execute(
                     sql.insert_conversation,
                     {
@@ -263,10 +269,11 @@ class Workflow:
                     },
                 ).scalar_one()
             )
+            return created, True
         conversation_id, last_inbound_at = known
         if msg.sent_at > last_inbound_at:
             conn.execute(sql.touch_conversation, {"b_id": conversation_id, "b_at": msg.sent_at})
-        return int(conversation_id)
+        return int(conversation_id), False
 
     def _merge_version(
         self,
@@ -344,7 +351,7 @@ class Workflow:
             else detect_language(msg.text, hint=msg.language_hint)
         )
         number = f"{self.number_prefix}-{year}-{seq:06d}"
-        due_at = self.calendar.due_at(registered_at, self.term_days)
+        due_at = self._due_at(registered_at)
         appeal_id = conn.execute(
             sql.insert_appeal,
             {
@@ -365,6 +372,15 @@ class Workflow:
             },
         ).scalar_one()
         return _AppealRef(int(appeal_id), number, language.value, registered_at, due_at)
+
+    def _due_at(self, registered_at: datetime) -> datetime:
+        # The term depends only on the day of registration; counting working days through the holiday
+        # calendar for every appeal was a tenth of the new-appeal path.
+        day = registered_at.astimezone(self.calendar.tz).date()
+        due = self._due_by_day.get(day)
+        if due is None:
+            due = self._due_by_day[day] = self.calendar.due_at(registered_at, self.term_days)
+        return due
 
     def _answer_command(
         self,

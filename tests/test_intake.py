@@ -379,3 +379,37 @@ def test_a_locked_sqlite_database_while_processing_is_retried(runtime: Runtime) 
         other.close()
     with Session(runtime.engine) as s:
         assert s.exec(select(RawEvent.state)).one() == "processed"
+
+
+def test_an_event_that_breaks_the_workflow_is_quarantined_and_the_rest_of_its_batch_goes_on(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    store(runtime, message(7000, 1, "Первый", chat=81))
+    process_all(runtime)
+    year = "2020"  # the fixture's date
+    with Session(runtime.engine) as s:
+        # Hand-made data (an import, a repair) took the number the next appeal will be given.
+        first = s.exec(select(Appeal)).one()
+        first.number = f"ADL-{year}-000003"
+        s.add(first)
+        s.commit()
+        first_id = first.id
+    store(
+        runtime,
+        message(7001, 1, "Второй", chat=82),
+        message(7002, 1, "Третий", chat=83),
+        message(7003, 2, "Первый пишет ещё", chat=81),
+    )
+    with caplog.at_level(logging.ERROR, logger="adaldyk_bots.intake"):
+        assert runtime.intake.process_received() == 3
+    with Session(runtime.engine) as s:
+        raws = {r.id: (r.state, r.reason) for r in s.exec(select(RawEvent))}
+        numbers = sorted(a.number for a in s.exec(select(Appeal)))
+        joined = s.exec(select(Message).where(Message.appeal_id == first_id)).all()
+    assert [state for state, _ in raws.values()] == ["processed", "processed", "quarantined", "processed"]
+    reason = raws[3][1] or ""
+    assert reason.startswith("processing_error: IntegrityError"), reason
+    assert numbers == [f"ADL-{year}-000002", f"ADL-{year}-000003"] and len(joined) == 2
+    assert [r.getMessage() for r in caplog.records] == [
+        "telegram event message:83:1 broke the workflow; quarantined"
+    ]
