@@ -123,6 +123,12 @@ class Workflow:
             # The original has not reached us (sent before the bot was connected, or delivered after its
             # edit on another webhook connection): the edit stands in for it until it comes.
 
+        target = Target(msg.channel, msg.account, msg.chat_id, msg.kind, msg.message_key)
+        # A conversation created in this transaction has no message and no appeal yet: the commonest path
+        # (a new citizen) opens the appeal first and inserts the message into it, a statement fewer.
+        opened = None
+        if new_conversation and not self._looks_like_command(msg.text):
+            opened = self._open_appeal(conn, sql, msg, contact_id, contact_language, conversation_id, now)
         message_id = conn.execute(
             sql.insert_message,
             {
@@ -135,15 +141,16 @@ class Workflow:
                 "sent_at": msg.sent_at,
                 "created_at": now,
                 "stand_in_edited_at": msg.edited_at,
+                "appeal_id": opened.id if opened else None,
             },
         ).scalar_one_or_none()
         if message_id is None:
+            assert opened is None, "a message already stored in a conversation created just now"
             known = conn.execute(sql.message_by_key, key).first()
             if known is not None and known.stand_in_edited_at is not None:
                 self._merge_version(conn, sql, known, msg, attachments, raw_event_id, now)
             return  # otherwise the same message under another delivery: already handled
-        target = Target(msg.channel, msg.account, msg.chat_id, msg.kind, msg.message_key)
-        if self._answer_command(
+        if opened is None and self._answer_command(
             conn, sql, msg, contact_id, contact_language, conversation_id, target, message_id
         ):
             return
@@ -154,7 +161,9 @@ class Workflow:
             else conn.execute(sql.open_appeal_for_update, {"conversation_id": conversation_id}).first()
         )
         if found is None:
-            appeal = self._open_appeal(conn, sql, msg, contact_id, contact_language, conversation_id, now)
+            appeal = opened or self._open_appeal(
+                conn, sql, msg, contact_id, contact_language, conversation_id, now
+            )
             self._add_event(conn, sql, appeal.id, "created", {"message_id": message_id}, now)
             self._enqueue(
                 conn,
@@ -166,6 +175,8 @@ class Workflow:
                 text=self._ack_text(appeal),
                 now=now,
             )
+            if opened is not None:
+                return  # the message was inserted into it
         else:
             appeal = _AppealRef(*found)
             self._add_event(conn, sql, appeal.id, "message", {"message_id": message_id}, now)
@@ -396,8 +407,7 @@ class Workflow:
         """Commands and status look-ups are answered at once and never open an appeal."""
         text = msg.text.strip()
         match = _COMMAND.match(text)
-        number = self._number.fullmatch(text.strip(" .!?"))
-        if not match and not number:
+        if not match and not self._looks_like_command(text):
             return False
         language = self._language_of(conn, sql, contact_language, conversation_id, msg)
         name = match.group("name").lower() if match else "status"
@@ -432,6 +442,11 @@ class Workflow:
             now=utcnow(),
         )
         return True
+
+    def _looks_like_command(self, text: str) -> bool:
+        """A command or a bare appeal number (a status look-up); unknown commands are decided later."""
+        text = text.strip()
+        return bool(_COMMAND.match(text) or self._number.fullmatch(text.strip(" .!?")))
 
     @staticmethod
     def _language_of(
