@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Row
-from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlmodel import Session, col, select
 
@@ -167,17 +167,21 @@ class Intake:
 
     def _log_duplicates(self, channel: str, account: str, keys: list[str], inserted_ids: set[int]) -> None:
         """One line per duplicate, naming the event it repeats: a false duplicate must be findable."""
-        with Session(self.engine) as s:
-            stored = {
-                key: (raw_id, state)
-                for raw_id, key, state in s.exec(
-                    select(RawEventRow.id, RawEventRow.dedup_key, RawEventRow.state).where(
-                        RawEventRow.channel == channel,
-                        RawEventRow.account == account,
-                        col(RawEventRow.dedup_key).in_(set(keys)),
+        try:
+            with Session(self.engine) as s:
+                stored = {
+                    key: (raw_id, state)
+                    for raw_id, key, state in s.exec(
+                        select(RawEventRow.id, RawEventRow.dedup_key, RawEventRow.state).where(
+                            RawEventRow.channel == channel,
+                            RawEventRow.account == account,
+                            col(RawEventRow.dedup_key).in_(set(keys)),
+                        )
                     )
-                )
-            }
+                }
+        except SQLAlchemyError as exc:  # the batch is committed; the log line must not turn it into a 5xx
+            stored = {}
+            log.warning("duplicates in a %s batch not looked up: %s", channel, type(exc).__name__)
         fresh = {key for key, (raw_id, _state) in stored.items() if raw_id in inserted_ids}
         for key in keys:
             if key in fresh:
