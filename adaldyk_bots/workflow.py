@@ -149,7 +149,16 @@ class Workflow:
             known = conn.execute(sql.message_by_key, key).first()
             if known is not None and known.stand_in_edited_at is not None:
                 self._merge_version(conn, sql, known, msg, attachments, raw_event_id, now)
-            return  # otherwise the same message under another delivery: already handled
+            # Otherwise the same message under another delivery: already handled. Logged, so that a
+            # message dropped as a false duplicate could be traced.
+            log.info(
+                "%s message %s in chat %s is already stored; raw event %s adds nothing",
+                msg.channel,
+                msg.message_key,
+                msg.chat_id,
+                raw_event_id,
+            )
+            return
         if opened is None and self._answer_command(
             conn, sql, msg, contact_id, contact_language, conversation_id, target, message_id
         ):
