@@ -145,10 +145,12 @@ class Workflow:
             },
         ).scalar_one_or_none()
         if message_id is None:
-            assert opened is None, "a message already stored in a conversation created just now"
+            if opened is not None:  # cannot happen; fail the event rather than leave an empty appeal
+                raise RuntimeError("a message already stored in a conversation created just now")
             known = conn.execute(sql.message_by_key, key).first()
             if known is not None and known.stand_in_edited_at is not None:
                 self._merge_version(conn, sql, known, msg, attachments, raw_event_id, now)
+                return
             # Otherwise the same message under another delivery: already handled. Logged, so that a
             # message dropped as a false duplicate could be traced.
             log.info(
