@@ -98,7 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     tcreate.set_defaults(handler=_token_create)
     tcreate.add_argument("name", help="who or what uses the token, e.g. 'crm-sync'")
 
-    replay = command("replay", _replay, "Process quarantined events again with the current code.")
+    replay = command(
+        "replay",
+        _replay,
+        "Process quarantined events again with the current code. Holds the intake processor's lock;"
+        " while a worker's processor runs, the events are handed back to it and their outcome reported.",
+    )
     replay.add_argument("--id", type=int, help="only this raw event")
     replay.add_argument("--body-file", type=Path, help="a corrected payload for --id (the original is kept)")
     return parser
@@ -222,4 +227,5 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
         print(f"event {raw_id}: {state}" + (f" ({reason})" if reason else ""))
     if not report:
         print("no quarantined events")
-    return 0 if all(state != "quarantined" for _id, state, _r in report) else 1
+    # "received": handed to a running processor that has not taken it within the wait.
+    return 0 if all(state not in ("quarantined", "received") for _id, state, _r in report) else 1

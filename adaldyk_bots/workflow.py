@@ -9,25 +9,23 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import update
+from sqlalchemy import Connection, Row
 from sqlmodel import Session, col, select
 
 from adaldyk_bots.calendar import WorkingCalendar
 from adaldyk_bots.categories import CategoryRules
 from adaldyk_bots.domain import AppealStatus, InboundMessage, Language, ReplyTarget
 from adaldyk_bots.language import detect_language, language_from_hint
-from adaldyk_bots.storage.db import insert_ignoring_conflict, require_id, upsert_increment, utcnow
+from adaldyk_bots.storage.db import insert_ignoring_conflict, require_id, utcnow
+from adaldyk_bots.storage.inbound import OPEN_STATUSES, InboundStatements, statements
 from adaldyk_bots.storage.models import (
     Appeal,
-    AppealCounter,
     AppealEvent,
-    ChannelIdentity,
-    Contact,
     Conversation,
     Message,
-    MessageVersion,
     OutboxItem,
     Unit,
 )
@@ -35,8 +33,9 @@ from adaldyk_bots.texts import Texts
 
 log = logging.getLogger(__name__)
 
-OPEN_STATUSES = [s.value for s in AppealStatus if s.is_open]
 _COMMAND = re.compile(r"^/(?P<name>[a-z_]+)(?:@\w+)?(?:\s+(?P<arg>.*))?$", re.IGNORECASE | re.DOTALL)
+
+__all__ = ["OPEN_STATUSES", "Target", "Workflow", "WorkflowError"]
 
 
 class WorkflowError(Exception):
@@ -50,6 +49,38 @@ class Target:
     chat_id: str
     kind: str = "message"
     reply_to_key: str | None = None
+
+
+class _AppealRef(NamedTuple):
+    """What the inbound path needs of an appeal (no ORM object on the hot path)."""
+
+    id: int
+    number: str
+    language: str
+    registered_at: datetime
+    due_at: datetime
+
+
+def _outbox_values(
+    key: str, target: Target, purpose: str, appeal_id: int | None, text: str, now: datetime
+) -> dict[str, Any]:
+    return {
+        "key": key,
+        "channel": target.channel,
+        "account": target.account,
+        "chat_id": target.chat_id,
+        "target_kind": target.kind,
+        "reply_to_key": target.reply_to_key,
+        "appeal_id": appeal_id,
+        "purpose": purpose,
+        "text": text,
+        "state": "pending",
+        "attempts": 0,
+        "parts_sent": 0,
+        "platform_message_ids": [],
+        "next_attempt_at": now,
+        "created_at": now,
+    }
 
 
 class Workflow:
@@ -67,35 +98,41 @@ class Workflow:
         self.categories = categories or CategoryRules()
         self.term_days = term_days
         self.number_prefix = number_prefix
+        self._due_by_day: dict[date, datetime] = {}
         self._number = re.compile(rf"\b{re.escape(number_prefix)}-\d{{4}}-\d{{6}}\b", re.IGNORECASE)
 
     # --- inbound -------------------------------------------------------------------------------
+    #
+    # The hot path: prebuilt Core statements (storage/inbound.py), no ORM objects, so one new appeal costs
+    # about a dozen short statements. Everything runs inside the caller's transaction.
 
     def accept_message(self, s: Session, msg: InboundMessage, *, raw_event_id: int | None) -> None:
         now = utcnow()
-        contact = self._contact_for(s, msg, now)
-        conversation = self._conversation_for(s, msg, contact, now)
+        conn = s.connection()
+        sql = statements(conn.dialect.name)
+        contact_id, contact_language = self._sender(conn, sql, msg, now)
+        conversation_id, new_conversation = self._conversation(conn, sql, msg, contact_id, now)
         attachments = [asdict(a) for a in msg.attachments]
+        key = {"conversation_id": conversation_id, "external_key": msg.message_key}
 
         if msg.edited_at is not None:
-            original = s.exec(
-                select(Message).where(
-                    Message.conversation_id == conversation.id,
-                    Message.direction == "in",
-                    Message.external_key == msg.message_key,
-                )
-            ).first()
-            if original is not None:
-                self._store_version(s, original, msg, attachments, raw_event_id, now)
+            known = conn.execute(sql.message_by_key, key).first()
+            if known is not None:
+                self._merge_version(conn, sql, known, msg, attachments, raw_event_id, now)
                 return
-            # The original never reached us (sent before the bot was connected): keep the edit as
-            # the message, so the citizen's words are not lost.
+            # The original has not reached us (sent before the bot was connected, or delivered after its
+            # edit on another webhook connection): the edit stands in for it until it comes.
 
-        message_id = insert_ignoring_conflict(
-            s,
-            Message,
+        target = Target(msg.channel, msg.account, msg.chat_id, msg.kind, msg.message_key)
+        # A conversation created in this transaction has no message and no appeal yet: the commonest path
+        # (a new citizen) opens the appeal first and inserts the message into it, a statement fewer.
+        opened = None
+        if new_conversation and not self._looks_like_command(msg.text):
+            opened = self._open_appeal(conn, sql, msg, contact_id, contact_language, conversation_id, now)
+        message_id = conn.execute(
+            sql.insert_message,
             {
-                "conversation_id": conversation.id,
+                "conversation_id": conversation_id,
                 "raw_event_id": raw_event_id,
                 "direction": "in",
                 "external_key": msg.message_key,
@@ -103,24 +140,45 @@ class Workflow:
                 "attachments": attachments,
                 "sent_at": msg.sent_at,
                 "created_at": now,
+                "stand_in_edited_at": msg.edited_at,
+                "appeal_id": opened.id if opened else None,
             },
-        )
+        ).scalar_one_or_none()
         if message_id is None:
-            return  # the same message under another delivery: already handled
-        target = Target(msg.channel, msg.account, msg.chat_id, msg.kind, msg.message_key)
-        if self._answer_command(s, msg, contact, conversation, target, message_id):
+            if opened is not None:  # cannot happen; fail the event rather than leave an empty appeal
+                raise RuntimeError("a message already stored in a conversation created just now")
+            known = conn.execute(sql.message_by_key, key).first()
+            if known is not None and known.stand_in_edited_at is not None:
+                self._merge_version(conn, sql, known, msg, attachments, raw_event_id, now)
+                return
+            # Otherwise the same message under another delivery: already handled. Logged, so that a
+            # message dropped as a false duplicate could be traced.
+            log.info(
+                "%s message %s in chat %s is already stored; raw event %s adds nothing",
+                msg.channel,
+                msg.message_key,
+                msg.chat_id,
+                raw_event_id,
+            )
+            return
+        if opened is None and self._answer_command(
+            conn, sql, msg, contact_id, contact_language, conversation_id, target, message_id
+        ):
             return
 
-        appeal = s.exec(
-            select(Appeal)
-            .where(Appeal.conversation_id == conversation.id, col(Appeal.status).in_(OPEN_STATUSES))
-            .order_by(col(Appeal.id).desc())
-        ).first()
-        if appeal is None:
-            appeal = self._open_appeal(s, msg, contact, conversation, now)
-            self._event(s, appeal, "created", "citizen", {"message_id": message_id}, now)
-            self.enqueue(
-                s,
+        found = (
+            None  # a conversation created in this transaction has no appeal yet
+            if new_conversation
+            else conn.execute(sql.open_appeal_for_update, {"conversation_id": conversation_id}).first()
+        )
+        if found is None:
+            appeal = opened or self._open_appeal(
+                conn, sql, msg, contact_id, contact_language, conversation_id, now
+            )
+            self._add_event(conn, sql, appeal.id, "created", {"message_id": message_id}, now)
+            self._enqueue(
+                conn,
+                sql,
                 key=f"ack:{appeal.id}",
                 target=target,
                 purpose="ack",
@@ -128,23 +186,26 @@ class Workflow:
                 text=self._ack_text(appeal),
                 now=now,
             )
+            if opened is not None:
+                return  # the message was inserted into it
         else:
-            self._event(s, appeal, "message", "citizen", {"message_id": message_id}, now)
-            appeal.updated_at = now
-            s.add(appeal)
-            self._acknowledge_again_if_undelivered(s, appeal, target, now)
-        s.execute(update(Message).where(col(Message.id) == message_id).values(appeal_id=appeal.id))
+            appeal = _AppealRef(*found)
+            self._add_event(conn, sql, appeal.id, "message", {"message_id": message_id}, now)
+            conn.execute(sql.touch_appeal, {"b_id": appeal.id, "b_at": now})
+            self._acknowledge_again_if_undelivered(conn, sql, appeal, target, now)
+        conn.execute(sql.set_message_appeal, {"b_id": message_id, "b_appeal_id": appeal.id})
 
     def _acknowledge_again_if_undelivered(
-        self, s: Session, appeal: Appeal, target: Target, now: datetime
+        self, conn: Connection, sql: InboundStatements, appeal: _AppealRef, target: Target, now: datetime
     ) -> None:
         """The acknowledgement failed for good (blocked, no permission: e.g. VK 901 for the author of a wall
         comment) and the citizen has written again, maybe where we can answer: owe it once more, there."""
-        first = s.exec(select(OutboxItem).where(OutboxItem.key == f"ack:{appeal.id}")).first()
-        if first is None or first.state != "failed":
+        state = conn.execute(sql.outbox_state, {"key": f"ack:{appeal.id}"}).scalar_one_or_none()
+        if state != "failed":
             return
-        self.enqueue(
-            s,
+        self._enqueue(
+            conn,
+            sql,
             key=f"ack:{appeal.id}:again",  # once: a second failure stays visible and is not retried here
             target=target,
             purpose="ack",
@@ -153,7 +214,7 @@ class Workflow:
             now=now,
         )
 
-    def _ack_text(self, appeal: Appeal) -> str:
+    def _ack_text(self, appeal: _AppealRef | Appeal) -> str:
         return self.texts.render(
             appeal.language,
             "ack",
@@ -181,137 +242,185 @@ class Workflow:
         )
         return key if added else None
 
-    def _contact_for(self, s: Session, msg: InboundMessage, now: datetime) -> Contact:
-        identity = s.exec(
-            select(ChannelIdentity).where(
-                ChannelIdentity.channel == msg.channel,
-                ChannelIdentity.account == msg.account,
-                ChannelIdentity.external_id == msg.sender_id,
-            )
-        ).first()
-        if identity is not None:
-            contact = s.get(Contact, identity.contact_id)
-            assert contact is not None
-            if msg.sender_name and contact.display_name != msg.sender_name:
-                contact.display_name = msg.sender_name
-            return contact
-        contact = Contact(display_name=msg.sender_name, created_at=now)
-        s.add(contact)
-        s.flush()
-        # A concurrent first message from the same person fails this insert on the UNIQUE key; the
-        # transaction rolls back, the platform gets a 5xx and redelivers, and the retry finds the row.
-        s.add(
-            ChannelIdentity(
-                contact_id=require_id(contact),
-                channel=msg.channel,
-                account=msg.account,
-                external_id=msg.sender_id,
-                username=msg.sender_username,
-            )
+    @staticmethod
+    def _sender(
+        conn: Connection, sql: InboundStatements, msg: InboundMessage, now: datetime
+    ) -> tuple[int, str | None]:
+        """The citizen behind the message: (contact id, the language they chose or None)."""
+        where = {"channel": msg.channel, "account": msg.account, "external_id": msg.sender_id}
+        known = conn.execute(sql.sender, where).first()
+        if known is not None:
+            contact_id, name, language = known
+            if msg.sender_name and name != msg.sender_name:
+                conn.execute(sql.rename_contact, {"b_id": contact_id, "b_name": msg.sender_name})
+            return int(contact_id), language
+        contact_id = conn.execute(
+            sql.insert_contact, {"display_name": msg.sender_name, "language": None, "created_at": now}
+        ).scalar_one()
+        # One processor runs at a time (Intake.processor_lock), so no concurrent first message of the same
+        # person can race this insert; if one ever did, the UNIQUE key fails the event, which is retried.
+        conn.execute(
+            sql.insert_identity,
+            {
+                "contact_id": contact_id,
+                "channel": msg.channel,
+                "account": msg.account,
+                "external_id": msg.sender_id,
+                "username": msg.sender_username,
+            },
         )
-        return contact
+        return int(contact_id), None
 
-    def _conversation_for(
-        self, s: Session, msg: InboundMessage, contact: Contact, now: datetime
-    ) -> Conversation:
-        conversation = s.exec(
-            select(Conversation).where(
-                Conversation.channel == msg.channel,
-                Conversation.account == msg.account,
-                Conversation.chat_id == msg.chat_id,
+    @staticmethod
+    def _conversation(
+        conn: Connection, sql: InboundStatements, msg: InboundMessage, contact_id: int, now: datetime
+    ) -> tuple[int, bool]:
+        """(the conversation's id, whether it was created just now)."""
+        where = {"channel": msg.channel, "account": msg.account, "chat_id": msg.chat_id}
+        known = conn.execute(sql.conversation, where).first()
+        if known is None:
+            created = int(
+                conn.execute(
+                    sql.insert_conversation,
+                    {
+                        **where,
+                        "contact_id": contact_id,
+                        "kind": msg.kind,
+                        "last_inbound_at": msg.sent_at,
+                        "created_at": now,
+                    },
+                ).scalar_one()
             )
-        ).first()
-        if conversation is None:
-            conversation = Conversation(
-                contact_id=require_id(contact),
-                channel=msg.channel,
-                account=msg.account,
-                chat_id=msg.chat_id,
-                kind=msg.kind,
-                last_inbound_at=msg.sent_at,
-                created_at=now,
-            )
-            s.add(conversation)
-            s.flush()
-        elif msg.sent_at > conversation.last_inbound_at:
-            conversation.last_inbound_at = msg.sent_at
-            s.add(conversation)
-        return conversation
+            return created, True
+        conversation_id, last_inbound_at = known
+        if msg.sent_at > last_inbound_at:
+            conn.execute(sql.touch_conversation, {"b_id": conversation_id, "b_at": msg.sent_at})
+        return int(conversation_id), False
 
-    def _store_version(
+    def _merge_version(
         self,
-        s: Session,
-        original: Message,
+        conn: Connection,
+        sql: InboundStatements,
+        known: Row[Any],
         msg: InboundMessage,
         attachments: list[dict[str, object]],
         raw_event_id: int | None,
         now: datetime,
     ) -> None:
-        version_id = insert_ignoring_conflict(
-            s,
-            MessageVersion,
+        """Add `msg` to the versions of the message we hold, keeping the platform's order.
+
+        The message row holds the earliest version known: the original, or an edit standing in for it
+        (`stand_in_edited_at`). A version older than the stand-in (above all the original itself, which has
+        no edit time) takes the row's place and the stand-in becomes a MessageVersion: the rows are
+        rearranged, no word the citizen wrote is changed or lost (invariant 5)."""
+        stand_in = known.stand_in_edited_at
+        arrived = msg.edited_at  # None: this is the original
+        if stand_in is not None and (arrived is None or arrived < stand_in):
+            conn.execute(
+                sql.replace_message_content,
+                {
+                    "b_id": known.id,
+                    "b_text": msg.text,
+                    "b_attachments": attachments,
+                    "b_raw_event_id": raw_event_id,
+                    "b_stand_in": arrived,
+                },
+            )
+            text, kept, edited_at, version_raw = known.text, known.attachments, stand_in, known.raw_event_id
+        elif arrived is None or arrived == stand_in:
+            return  # the original again, or the stand-in edit again: nothing new
+        else:
+            text, kept, edited_at, version_raw = msg.text, attachments, arrived, raw_event_id
+        version_id = conn.execute(
+            sql.insert_version,
             {
-                "message_id": original.id,
-                "raw_event_id": raw_event_id,
-                "text": msg.text,
-                "attachments": attachments,
-                "edited_at": msg.edited_at,
+                "message_id": known.id,
+                "raw_event_id": version_raw,
+                "text": text,
+                "attachments": kept,
+                "edited_at": edited_at,
                 "created_at": now,
             },
-        )
-        if version_id is not None and original.appeal_id is not None:
-            appeal = s.get(Appeal, original.appeal_id)
-            assert appeal is not None
-            self._event(
-                s, appeal, "edited", "citizen", {"message_id": original.id, "version_id": version_id}, now
+        ).scalar_one_or_none()
+        if version_id is None or known.appeal_id is None:
+            return
+        detail: dict[str, object] = {"message_id": known.id, "version_id": version_id}
+        if arrived is None:
+            detail["original_arrived_late"] = True
+            # The summary was taken from the stand-in; it is the original's words that open the appeal.
+            conn.execute(
+                sql.replace_summary,
+                {"b_id": known.appeal_id, "b_old": known.text[:1000], "b_new": msg.text[:1000]},
             )
+        self._add_event(conn, sql, known.appeal_id, "edited", detail, now)
 
     def _open_appeal(
-        self, s: Session, msg: InboundMessage, contact: Contact, conversation: Conversation, now: datetime
-    ) -> Appeal:
+        self,
+        conn: Connection,
+        sql: InboundStatements,
+        msg: InboundMessage,
+        contact_id: int,
+        contact_language: str | None,
+        conversation_id: int,
+        now: datetime,
+    ) -> _AppealRef:
         registered_at = self.calendar.registration_time(msg.sent_at)
         year = registered_at.astimezone(self.calendar.tz).year
-        seq = upsert_increment(s, AppealCounter, key={"year": year}, column="last")
+        seq = int(conn.execute(sql.bump_counter, {"year": year}).scalar_one())
         language = (
-            Language(contact.language)
-            if contact.language
+            Language(contact_language)
+            if contact_language
             else detect_language(msg.text, hint=msg.language_hint)
         )
-        appeal = Appeal(
-            number=f"{self.number_prefix}-{year}-{seq:06d}",
-            contact_id=require_id(contact),
-            conversation_id=require_id(conversation),
-            channel=msg.channel,
-            language=language.value,
-            status=AppealStatus.RECEIVED.value,
-            category=self.categories.classify(msg.text).value,
-            summary=msg.text[:1000],
-            received_at=msg.sent_at,
-            registered_at=registered_at,
-            due_at=self.calendar.due_at(registered_at, self.term_days),
-            created_at=now,
-            updated_at=now,
-        )
-        s.add(appeal)
-        s.flush()
-        return appeal
+        number = f"{self.number_prefix}-{year}-{seq:06d}"
+        due_at = self._due_at(registered_at)
+        appeal_id = conn.execute(
+            sql.insert_appeal,
+            {
+                "number": number,
+                "contact_id": contact_id,
+                "conversation_id": conversation_id,
+                "channel": msg.channel,
+                "language": language.value,
+                "status": AppealStatus.RECEIVED.value,
+                "category": self.categories.classify(msg.text).value,
+                "summary": msg.text[:1000],
+                "received_at": msg.sent_at,
+                "registered_at": registered_at,
+                "due_at": due_at,
+                "overdue": False,
+                "created_at": now,
+                "updated_at": now,
+            },
+        ).scalar_one()
+        return _AppealRef(int(appeal_id), number, language.value, registered_at, due_at)
+
+    def _due_at(self, registered_at: datetime) -> datetime:
+        # The term depends only on the day of registration; counting working days through the holiday
+        # calendar for every appeal was a tenth of the new-appeal path.
+        day = registered_at.astimezone(self.calendar.tz).date()
+        due = self._due_by_day.get(day)
+        if due is None:
+            due = self._due_by_day[day] = self.calendar.due_at(registered_at, self.term_days)
+        return due
 
     def _answer_command(
         self,
-        s: Session,
+        conn: Connection,
+        sql: InboundStatements,
         msg: InboundMessage,
-        contact: Contact,
-        conversation: Conversation,
+        contact_id: int,
+        contact_language: str | None,
+        conversation_id: int,
         target: Target,
         message_id: int,
     ) -> bool:
         """Commands and status look-ups are answered at once and never open an appeal."""
         text = msg.text.strip()
         match = _COMMAND.match(text)
-        number = self._number.fullmatch(text.strip(" .!?"))
-        if not match and not number:
+        if not match and not self._looks_like_command(text):
             return False
-        language = self._language_of(s, contact, conversation, msg)
+        language = self._language_of(conn, sql, contact_language, conversation_id, msg)
         name = match.group("name").lower() if match else "status"
         arg = (match.group("arg") or "").strip() if match else text
         if name == "start":
@@ -319,22 +428,23 @@ class Workflow:
         elif name == "lang":
             chosen = arg.lower()[:2]
             if chosen in Language._value2member_map_:
-                contact.language = chosen
-                s.add(contact)
+                conn.execute(sql.set_contact_language, {"b_id": contact_id, "b_language": chosen})
                 language = Language(chosen)
                 # An open appeal is answered in the language the citizen now asks for.
-                for appeal in self._open_appeals(s, conversation):
-                    appeal.language = chosen
-                    s.add(appeal)
+                conn.execute(
+                    sql.set_open_appeals_language,
+                    {"b_conversation_id": conversation_id, "b_language": chosen},
+                )
                 reply = self.texts.render(language, "lang_set")
             else:
                 reply = self.texts.render(language, "lang_unknown")
         elif name == "status":
-            reply = self._status_text(s, contact, language, arg)
+            reply = self._status_text(conn, contact_id, language, arg)
         else:
             return False  # an unknown command is ordinary text: the citizen may mean it
-        self.enqueue(
-            s,
+        self._enqueue(
+            conn,
+            sql,
             key=f"answer:{message_id}",
             target=target,
             purpose="info",
@@ -344,44 +454,76 @@ class Workflow:
         )
         return True
 
+    def _looks_like_command(self, text: str) -> bool:
+        """A command or a bare appeal number (a status look-up); unknown commands are decided later."""
+        text = text.strip()
+        return bool(_COMMAND.match(text) or self._number.fullmatch(text.strip(" .!?")))
+
+    @staticmethod
     def _language_of(
-        self, s: Session, contact: Contact, conversation: Conversation, msg: InboundMessage
+        conn: Connection,
+        sql: InboundStatements,
+        contact_language: str | None,
+        conversation_id: int,
+        msg: InboundMessage,
     ) -> Language:
-        if contact.language:
-            return Language(contact.language)
-        latest = s.exec(
-            select(Appeal).where(Appeal.conversation_id == conversation.id).order_by(col(Appeal.id).desc())
-        ).first()
-        return Language(latest.language) if latest else language_from_hint(msg.language_hint)
+        if contact_language:
+            return Language(contact_language)
+        latest = conn.execute(sql.latest_appeal_language, {"conversation_id": conversation_id}).scalar()
+        return Language(latest) if latest else language_from_hint(msg.language_hint)
 
-    def _open_appeals(self, s: Session, conversation: Conversation) -> list[Appeal]:
-        return list(
-            s.exec(
-                select(Appeal).where(
-                    Appeal.conversation_id == conversation.id, col(Appeal.status).in_(OPEN_STATUSES)
-                )
-            )
-        )
-
-    def _status_text(self, s: Session, contact: Contact, language: Language, arg: str) -> str:
+    def _status_text(self, conn: Connection, contact_id: int, language: Language, arg: str) -> str:
         found = self._number.search(arg)
-        query = select(Appeal).where(Appeal.contact_id == contact.id)
+        query = select(Appeal).where(Appeal.contact_id == contact_id)  # rare: built when asked
         if found:
             # Only the citizen's own appeals: a number alone must not reveal someone else's case.
-            appeal = s.exec(query.where(Appeal.number == found.group(0).upper())).first()
-            if appeal is None:
+            row = conn.execute(query.where(Appeal.number == found.group(0).upper())).first()
+            if row is None:
                 return self.texts.render(language, "status_not_found", number=found.group(0).upper())
         else:
-            appeal = s.exec(query.order_by(col(Appeal.id).desc())).first()
-            if appeal is None:
+            row = conn.execute(query.order_by(col(Appeal.id).desc()).limit(1)).first()
+            if row is None:
                 return self.texts.render(language, "status_none")
+        appeal = row._mapping
         return self.texts.render(
             language,
             "status_query",
-            number=appeal.number,
-            registered=appeal.registered_at,
-            due=appeal.due_at,
-            status=self.texts.status_name(language, appeal.status),
+            number=appeal["number"],
+            registered=appeal["registered_at"],
+            due=appeal["due_at"],
+            status=self.texts.status_name(language, appeal["status"]),
+        )
+
+    @staticmethod
+    def _add_event(
+        conn: Connection,
+        sql: InboundStatements,
+        appeal_id: int,
+        kind: str,
+        detail: dict[str, object],
+        now: datetime,
+    ) -> None:
+        conn.execute(
+            sql.insert_event,
+            {"appeal_id": appeal_id, "kind": kind, "actor": "citizen", "detail": detail, "created_at": now},
+        )
+
+    @staticmethod
+    def _enqueue(
+        conn: Connection,
+        sql: InboundStatements,
+        *,
+        key: str,
+        target: Target,
+        purpose: str,
+        appeal_id: int | None,
+        text: str,
+        now: datetime,
+    ) -> bool:
+        return (
+            conn.execute(sql.insert_outbox, _outbox_values(key, target, purpose, appeal_id, text, now))
+            .scalar_one_or_none()
+            is not None
         )
 
     # --- staff actions -------------------------------------------------------------------------
@@ -399,6 +541,7 @@ class Workflow:
             new = AppealStatus(status)
         except ValueError:
             raise WorkflowError(f"unknown status {status!r}; one of: {', '.join(AppealStatus)}") from None
+        self._lock(s, appeal)
         if new.value == appeal.status:
             raise WorkflowError(f"appeal {appeal.number} is already {status}")
         now = utcnow()
@@ -432,6 +575,7 @@ class Workflow:
     def reply(self, s: Session, appeal: Appeal, text: str, *, actor: str) -> AppealEvent:
         if not text.strip():
             raise WorkflowError("reply text is empty")
+        self._lock(s, appeal)
         now = utcnow()
         event = self._event(s, appeal, "reply", actor, {"text": text}, now)
         key = f"reply:{event.id}"
@@ -489,6 +633,20 @@ class Workflow:
             self._event(s, appeal, "overdue", "system", {"due_at": appeal.due_at.isoformat()}, now)
         return len(late)
 
+    @staticmethod
+    def _lock(s: Session, appeal: Appeal) -> None:
+        """Take the appeal's row lock and read it again before a staff action decides anything.
+
+        A citizen's message being processed at the same moment holds the same lock (inbound.py,
+        open_appeal_for_update): either it joined the appeal first, and is in the history before this
+        action, or it waits and then finds the appeal answered and opens a new one (issue 6 item 7)."""
+        s.execute(
+            select(Appeal)
+            .where(col(Appeal.id) == require_id(appeal))
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+
     # --- shared --------------------------------------------------------------------------------
 
     def _target(self, s: Session, appeal: Appeal) -> Target:
@@ -512,27 +670,5 @@ class Workflow:
         s: Session, *, key: str, target: Target, purpose: str, appeal_id: int | None, text: str, now: datetime
     ) -> bool:
         """Owe the citizen a message. The UNIQUE key makes a second enqueue of the same thing a no-op."""
-        return (
-            insert_ignoring_conflict(
-                s,
-                OutboxItem,
-                {
-                    "key": key,
-                    "channel": target.channel,
-                    "account": target.account,
-                    "chat_id": target.chat_id,
-                    "target_kind": target.kind,
-                    "reply_to_key": target.reply_to_key,
-                    "appeal_id": appeal_id,
-                    "purpose": purpose,
-                    "text": text,
-                    "state": "pending",
-                    "attempts": 0,
-                    "parts_sent": 0,
-                    "platform_message_ids": [],
-                    "next_attempt_at": now,
-                    "created_at": now,
-                },
-            )
-            is not None
-        )
+        values = _outbox_values(key, target, purpose, appeal_id, text, now)
+        return insert_ignoring_conflict(s, OutboxItem, values) is not None

@@ -142,6 +142,10 @@ class Message(SQLModel, table=True):
     attachments: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     sent_at: datetime
     created_at: datetime
+    # Set while `text` is an edit standing in for an original that has not arrived (Telegram may deliver
+    # an edit first): the edit's time. When the original comes, it takes `text` and the edit becomes a
+    # MessageVersion, so both are kept in the platform's order (invariant 5).
+    stand_in_edited_at: datetime | None = None
 
 
 class MessageVersion(SQLModel, table=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from datetime import datetime
@@ -113,6 +114,67 @@ _SERVICE_KEYS = frozenset(
         "unique_gift",
     }
 )
+
+
+# Update types (Bot API, Update) that never carry a citizen's words to us; anything else we cannot parse
+# is quarantined. Most are not even requested (connector.ALLOWED_UPDATES).
+_IGNORED_UPDATE_TYPES = frozenset(
+    {
+        "inline_query",
+        "chosen_inline_result",
+        "callback_query",
+        "shipping_query",
+        "pre_checkout_query",
+        "purchased_paid_media",
+        "poll",
+        "poll_answer",
+        "chat_member",
+        "chat_join_request",
+        "chat_boost",
+        "removed_chat_boost",
+        "message_reaction",
+        "message_reaction_count",
+        "business_connection",
+        "deleted_business_messages",
+    }
+)
+
+# Update fields holding a Message: the content is identified by its chat and message id (and, for an
+# edit, its edit_date), whatever update_id it came under.
+_MESSAGE_UPDATE_TYPES = ("message", "edited_message", "channel_post", "edited_channel_post")
+_MAX_KEY = 150  # raw_event.dedup_key holds 200
+
+
+def _dedup_key(update: Mapping[str, Any], update_id: int) -> str:
+    """The raw event's dedup key: what identifies the content, not the update_id alone.
+
+    Telegram picks a random update_id again after a week without updates (Bot API, getUpdates), so a key
+    `update:<id>` kept forever would one day drop a new message as a duplicate. A redelivery of the same
+    update (webhook retry, a poll repeated before the offset was confirmed) still gets the same key."""
+    for kind in _MESSAGE_UPDATE_TYPES:
+        msg = update.get(kind)
+        if not isinstance(msg, dict):
+            continue
+        chat = msg.get("chat")
+        chat_id = chat.get("id") if isinstance(chat, dict) else None
+        message_id = msg.get("message_id")
+        edit_date = msg.get("edit_date")
+        if is_int(chat_id) and is_int(message_id):
+            if not kind.startswith("edited_"):
+                return _bounded(f"{kind}:{chat_id}:{message_id}")
+            if is_int(edit_date):
+                return _bounded(f"{kind}:{chat_id}:{message_id}:{edit_date}")
+        break
+    # No content id to trust (another update type, or a broken message): the update_id with a hash of the
+    # content, so a reused update_id carrying something else is a new event.
+    canonical = json.dumps(update, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return _bounded(f"update:{update_id}:{digest}")
+
+
+def _bounded(key: str) -> str:
+    # An absurdly long id is hashed, never cut short: two different ids must not meet in one key.
+    return key if len(key) <= _MAX_KEY else "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 def _req_number(obj: Mapping[str, Any], key: str, path: str) -> float:
@@ -348,7 +410,9 @@ def _parse_message(msg: dict[str, Any], path: str, *, account: str, is_edit: boo
     if text is None and not attachments:
         content_keys = sorted(set(msg) - _ENVELOPE_KEYS - _SERVICE_KEYS)
         if content_keys:
-            return Ignored(f"telegram.unsupported_content:{short(content_keys[0])}")
+            # Something the citizen sent that we cannot read yet (a new kind, or one we do not model):
+            # kept for `adaldyk replay` once the parser knows it, never silently dropped.
+            return Quarantined(f"telegram.unsupported_content:{short(content_keys[0])}")
         return Ignored("telegram.service_message")
 
     reply_to_key: str | None = None
@@ -394,7 +458,10 @@ def _parse(update: Mapping[str, Any], account: str) -> ParseOutcome:
     if not others:
         raise _f.missing("update content (no update type field)")
     # Update carries at most one optional field (Bot API, Update), so the first other key is its type.
-    return Ignored(f"telegram.unsupported_update:{short(others[0])}")
+    if others[0] in _IGNORED_UPDATE_TYPES:
+        return Ignored(f"telegram.unsupported_update:{short(others[0])}")
+    # A type we do not know (e.g. business_message) may carry a citizen's words: keep it for replay.
+    return Quarantined(f"telegram.unknown_update:{short(others[0])}")
 
 
 def parse_update(update: dict[str, Any], *, account: str) -> ParseOutcome:
@@ -432,4 +499,8 @@ def parse_update_payload(payload: bytes, *, account: str) -> RawEvent:
         outcome = parse_update(update, account=account)
     except Exception as exc:  # a parser bug must quarantine the update, never drop the citizen's message
         outcome = Quarantined(f"telegram.parser_error: {type(exc).__name__}: {exc}")
-    return RawEvent(dedup_key=f"update:{update_id}", payload=payload, outcomes=[outcome])
+    try:
+        key = _dedup_key(update, update_id)
+    except Exception:  # never lose the update over its key: the exact bytes identify it too
+        key = "sha256:" + hashlib.sha256(payload).hexdigest()
+    return RawEvent(dedup_key=key, payload=payload, outcomes=[outcome])

@@ -44,6 +44,24 @@ def sha256_key(payload: bytes) -> str:
     return "sha256:" + hashlib.sha256(payload).hexdigest()
 
 
+def content_key(update: dict[str, Any]) -> str:
+    """The dedup key the parser must give: the message's chat and id (and edit date), else the update_id
+    with a hash of the content (see test_dedup_key_* below)."""
+    for kind in ("message", "edited_message", "channel_post", "edited_channel_post"):
+        msg = update.get(kind)
+        if isinstance(msg, dict):
+            chat = msg.get("chat")
+            if isinstance(chat, dict) and "id" in chat and "message_id" in msg:
+                if kind.startswith("edited_"):
+                    if "edit_date" in msg:
+                        return f"{kind}:{chat['id']}:{msg['message_id']}:{msg['edit_date']}"
+                else:
+                    return f"{kind}:{chat['id']}:{msg['message_id']}"
+            break
+    canonical = json.dumps(update, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return f"update:{update['update_id']}:" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
 ALL_FIXTURES = sorted(p.stem for p in FIXTURES.glob("*.json"))
 
 
@@ -59,13 +77,11 @@ def test_fixture_names_a_public_source_and_carries_one_update(name: str) -> None
 
 
 @pytest.mark.parametrize("name", ALL_FIXTURES)
-def test_payload_and_dict_entry_points_agree_and_key_by_update_id(name: str) -> None:
+def test_payload_and_dict_entry_points_agree_and_key_by_content(name: str) -> None:
     update = load(name)
     payload = as_bytes(update)
     event = parse_update_payload(payload, account=ACCOUNT)
-    assert event == RawEvent(
-        dedup_key=f"update:{update['update_id']}", payload=payload, outcomes=[parse(update)]
-    )
+    assert event == RawEvent(dedup_key=content_key(update), payload=payload, outcomes=[parse(update)])
     assert event.payload is payload  # the exact bytes are kept, never re-serialised
 
 
@@ -500,20 +516,27 @@ def test_private_service_message_is_ignored() -> None:
     assert parse(_private_without_text({"pinned_message": pinned})) == Ignored("telegram.service_message")
 
 
-def test_private_content_we_do_not_model_is_ignored_with_its_kind() -> None:
-    assert parse(_private_without_text({"dice": {"emoji": "🎲", "value": 4}})) == Ignored(
+def test_private_content_we_do_not_model_is_quarantined_with_its_kind() -> None:
+    # Issue 6 item 8: unknown content is kept for replay, not ignored.
+    assert parse(_private_without_text({"dice": {"emoji": "🎲", "value": 4}})) == Quarantined(
         "telegram.unsupported_content:dice"
     )
+
+
+@pytest.mark.parametrize("kind", ["business_message", "some_update_type_of_2030"])
+def test_unknown_update_types_are_quarantined(kind: str) -> None:
+    update = {"update_id": 11, kind: {"message_id": 1, "chat": {"id": 5, "type": "private"}}}
+    assert parse(update) == Quarantined(f"telegram.unknown_update:{kind}")
 
 
 # --- quarantined -----------------------------------------------------------------------------------
 
 
-def test_malformed_fixture_is_quarantined_but_keyed_by_update_id() -> None:
+def test_malformed_fixture_is_quarantined_but_keyed_by_update_id_and_content() -> None:
     update = load("malformed_missing_chat")
     payload = as_bytes(update)
     assert parse_update_payload(payload, account=ACCOUNT) == RawEvent(
-        dedup_key="update:639974079",
+        dedup_key=content_key(update),
         payload=payload,
         outcomes=[Quarantined("telegram.missing_field: message.chat")],
     )
@@ -688,7 +711,53 @@ def test_a_parser_bug_quarantines_the_update_instead_of_losing_it(monkeypatch: p
     monkeypatch.setattr(parser_module, "_parse", broken)
     payload = as_bytes(load("private_text"))
     assert parse_update_payload(payload, account=ACCOUNT) == RawEvent(
-        dedup_key="update:639974024",
+        dedup_key="message:100000001:1232",
         payload=payload,
         outcomes=[Quarantined("telegram.parser_error: KeyError: 'surprise'")],
     )
+
+
+# --- dedup keys (issue 6 item 5: Telegram reuses update_id after a week without updates) -------------
+
+
+def key_of(update: dict[str, Any]) -> str:
+    return parse_update_payload(as_bytes(update), account=ACCOUNT).dedup_key
+
+
+def test_dedup_key_is_the_message_not_the_update_id() -> None:
+    first = load("private_text")
+    reused = copy.deepcopy(first)
+    reused["message"]["message_id"] += 1
+    reused["message"]["text"] = "a new message under the same update_id"
+    redelivered = copy.deepcopy(first)
+    redelivered["update_id"] += 12345  # the same message under another update_id is still the same
+    assert key_of(first) == "message:100000001:1232"
+    assert key_of(reused) == "message:100000001:1233"
+    assert key_of(redelivered) == key_of(first)
+
+
+def test_dedup_key_of_an_edit_carries_its_edit_date() -> None:
+    edit = load("private_edited")
+    again = copy.deepcopy(edit)
+    again["edited_message"]["edit_date"] += 60
+    msg = edit["edited_message"]
+    assert key_of(edit) == f"edited_message:{msg['chat']['id']}:{msg['message_id']}:{msg['edit_date']}"
+    assert key_of(again) != key_of(edit)
+
+
+def test_dedup_key_of_other_updates_is_the_update_id_with_a_content_hash() -> None:
+    member = {"update_id": 5, "my_chat_member": {"chat": {"id": 1, "type": "private"}, "date": 1}}
+    later = copy.deepcopy(member)
+    later["my_chat_member"]["date"] = 2
+    assert key_of(member).startswith("update:5:")
+    assert key_of(member) == key_of(copy.deepcopy(member))  # a redelivery is a duplicate
+    assert key_of(later) != key_of(member)  # a reused update_id with other content is not
+    spaced = json.dumps(member, indent=2).encode()  # the content decides, not the formatting
+    assert parse_update_payload(spaced, account=ACCOUNT).dedup_key == key_of(member)
+
+
+def test_dedup_key_stays_short_for_absurd_ids() -> None:
+    update = load("private_text")
+    update["message"]["message_id"] = 10**190
+    key = key_of(update)
+    assert key.startswith("sha256:") and len(key) <= 200
