@@ -1,7 +1,7 @@
 """message.stand_in_edited_at: an edit kept as the message until its late original arrives
 
-Revision ID: 0003_message_stand_in
-Revises: 0002
+Revision ID: 0004_message_stand_in
+Revises: 0003_loop_heartbeat
 Create Date: 2026-12-01 09:40:00
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = "0003_message_stand_in"
-down_revision = "0002"
+revision = "0004_message_stand_in"
+down_revision = "0003_loop_heartbeat"
 branch_labels = None
 depends_on = None
 
