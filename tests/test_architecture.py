@@ -43,9 +43,7 @@ def test_no_core_module_names_a_connector() -> None:
     # string-based loading outside the registry's entry points.
     pattern = re.compile(r"^\s*(from|import)\s+connectors\b|[\"']connectors\.", re.MULTILINE)
     offenders = {str(p.relative_to(ROOT)) for p in _sources(CORE) if pattern.search(p.read_text("utf-8"))}
-    # The same exemption as the contract's ignore_imports, and just as short-lived: when the sandbox
-    # finds its fakes through the registry, this fails until the exemption is removed.
-    assert offenders == {"adaldyk_bots/sandbox.py"}
+    assert offenders == set()
 
 
 def test_connectors_reach_intake_through_the_port_only() -> None:
