@@ -63,8 +63,13 @@ BUDGET_RETRY_SECONDS = 1.0  # Redis unreachable: try the budgets again this soon
 ELECTION_NAME = "outbox-dispatcher"
 # A leader hands over this long after its last send (the longest budget window we use is 1 s).
 ELECTION_HANDOVER_SECONDS = 2.0
-# Claim only what the account's budget can send in this share of the lease (the rest is margin).
+# Claim only what the account's budget can send in this share of the lease (the rest is margin), and
+# no more than about CLAIM_SECONDS of sending: a round's rows wait for the budget in the round itself.
 CLAIM_SHARE_OF_LEASE = 0.5
+CLAIM_SECONDS = 2.0
+# A budget that frees within this long is waited for in the round; a longer wait (a pause the platform
+# asked for) gives the row back to the database with its next attempt time.
+INLINE_WAIT_SECONDS = 2.0
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -207,13 +212,15 @@ class Dispatcher:
 
     def claim_limit(self, channel: str) -> int:
         """Rows worth claiming for one channel: no more than its broadest budget can send in half the
-        lease (the rest of the lease is margin), so a claimed row never waits its lease out."""
+        lease after the send timeout (the rest is margin), so a claimed row never waits its lease out,
+        and at most CLAIM_SECONDS of sending, so a round stays short."""
         connector = self.connectors[channel]
         scopes = connector.rate_scopes(ReplyTarget(channel, connector.account, ""))
         if not scopes:
             return self.batch_size
         broad = scopes[0]
         seconds = max(self.lease.total_seconds() - self.send_timeout, 1.0) * CLAIM_SHARE_OF_LEASE
+        seconds = min(seconds, CLAIM_SECONDS)
         return max(1, min(self.batch_size, int(broad.limit / broad.per_seconds * seconds)))
 
     def _claim(self, owner: str) -> list[OutboxItem]:
@@ -327,14 +334,20 @@ class Dispatcher:
                 except BudgetUnavailable as exc:
                     self._budget_error = exc
                     return BUDGET_RETRY_SECONDS
-                if wait is not None:
-                    return wait
-                result = await self._send(connector, target, parts[row.parts_sent], key)
-                if isinstance(result, RetryLater):
-                    await self._obey(result, scopes)
-                if isinstance(result, Held):
-                    self._held_in_round.add((row.channel, row.account))
-                recorded = await asyncio.to_thread(self._record, row.id, owner, result, len(parts))
+                if wait is None:
+                    result = await self._send(connector, target, parts[row.parts_sent], key)
+                    if isinstance(result, RetryLater):
+                        await self._obey(result, scopes)
+                    if isinstance(result, Held):
+                        self._held_in_round.add((row.channel, row.account))
+                    recorded = await asyncio.to_thread(self._record, row.id, owner, result, len(parts))
+            if wait is not None:
+                if wait > INLINE_WAIT_SECONDS:
+                    return wait  # a pause: the row goes back to the database until then
+                # The budget frees within a moment: wait for it here, outside the send slot, instead of
+                # giving the row back and claiming it again (the claim is sized for this, claim_limit).
+                await asyncio.sleep(wait + random.uniform(0.0, 0.05))
+                continue
             if recorded is None:
                 return LOST
             row = recorded
