@@ -10,8 +10,8 @@ Several workers on one database are safe in one of two ways:
 - ADALDYK_REDIS_URL set: every dispatcher sends; the rate budgets and pauses live in Redis (ratelimit.py).
 - not set, PostgreSQL: one dispatcher per database is elected (a `dispatcher_lease` row with an owner
   and an expiry in database time, renewed every round); the others stand by and send nothing. The
-  leader sends only while its lease has at least `send_timeout + 1 s` left, so a successor's first send
-  comes at least a budget window (1 s) after the old leader's last one.
+  leader starts a send only while its lease has at least 1 s left, and a standby takes over only 2 s
+  after the expiry, so two leaders' sends are always more than a budget window (1 s) apart.
 SQLite is the one-machine default: its one dispatcher always sends.
 
 Waiting is not failing: a rate limit, a pause or a retry_after never uses up `max_attempts`; a refused
@@ -61,8 +61,11 @@ BACKOFF_CAP_SECONDS = 30 * 60.0
 HOLD_PROBE_SECONDS = 30.0
 BUDGET_RETRY_SECONDS = 1.0  # Redis unreachable: try the budgets again this soon
 ELECTION_NAME = "outbox-dispatcher"
-# A leader hands over this long after its last send (the longest budget window we use is 1 s).
+# A standby takes over only this long after the leader's lease expired, and a leader starts a send only
+# while its lease has at least ELECTION_SEND_MARGIN_SECONDS left: two leaders' sends are always more
+# than a budget window (1 s, the longest we use) apart, so per-process budgets are never overdrawn.
 ELECTION_HANDOVER_SECONDS = 2.0
+ELECTION_SEND_MARGIN_SECONDS = 1.0
 # Claim only what the account's budget can send in this share of the lease (the rest is margin), and
 # no more than about CLAIM_SECONDS of sending: a round's rows wait for the budget in the round itself.
 CLAIM_SHARE_OF_LEASE = 0.5
@@ -107,7 +110,7 @@ class Dispatcher:
         fallback_writer: FallbackWriter | None = None,
         now: Clock = utcnow,
         elect: bool | None = None,
-        election_seconds: float = 30.0,
+        election_seconds: float = 10.0,
         hold_probe_seconds: float = HOLD_PROBE_SECONDS,
         owner: str | None = None,
     ) -> None:
@@ -377,11 +380,15 @@ class Dispatcher:
     async def _leases_last(self, row: OutboxItem, owner: str) -> bool:
         """Both leases (the row's and, if elected, the dispatcher's) must outlive the send; renew them if
         they would not, and give the row up when one of them is no longer ours."""
-        margin = self.send_timeout + 1.0
-        if self.election is not None and not self.election.valid_for(margin):
-            if not await asyncio.to_thread(self.may_dispatch):
+        if self.election is not None and not self.election.valid_for(self.election.seconds / 2):
+            if not await asyncio.to_thread(self.may_dispatch) or not self.election.valid_for(
+                ELECTION_SEND_MARGIN_SECONDS
+            ):
                 log.warning("dispatcher lost the election mid-round; leaving %s to the new leader", row.key)
                 return False
+        # The send must end (send_timeout) before the lease does; with a lease shorter than that (tests
+        # of crashes use 2 s) renew at half of it instead of before every part.
+        margin = min(self.send_timeout + 1.0, self.lease.total_seconds() / 2)
         if row.lease_until is None or row.lease_until - timedelta(seconds=margin) <= self.now():
             renewed = await asyncio.to_thread(self._renew, row.id, owner)
             if renewed is None:
@@ -575,11 +582,12 @@ class Election:
         started = time.monotonic()
         table = DispatcherLease.__table__  # type: ignore[attr-defined]
         expires = func.clock_timestamp() + timedelta(seconds=self.seconds)
+        handed_over = func.clock_timestamp() - timedelta(seconds=ELECTION_HANDOVER_SECONDS)
         insert = postgresql.insert(table).values(name=self.name, owner=self.owner, expires_at=expires)
         stmt = insert.on_conflict_do_update(
             index_elements=["name"],
             set_={"owner": self.owner, "expires_at": expires},
-            where=(table.c.owner == self.owner) | (table.c.expires_at < func.clock_timestamp()),
+            where=(table.c.owner == self.owner) | (table.c.expires_at < handed_over),
         ).returning(table.c.owner)
         try:
             with self.engine.begin() as conn:
@@ -594,7 +602,7 @@ class Election:
         return time.monotonic() + seconds < self._valid_until
 
     def release(self) -> None:
-        """Let a standby take over soon after our last send (not at once: budgets are per process)."""
+        """Let a standby take over (ELECTION_HANDOVER_SECONDS after now: budgets are per process)."""
         if self._valid_until == 0.0:
             return
         table = DispatcherLease.__table__  # type: ignore[attr-defined]
@@ -603,7 +611,7 @@ class Election:
                 conn.execute(
                     update(table)
                     .where(table.c.name == self.name, table.c.owner == self.owner)
-                    .values(expires_at=func.clock_timestamp() + timedelta(seconds=ELECTION_HANDOVER_SECONDS))
+                    .values(expires_at=func.clock_timestamp())
                 )
         except SQLAlchemyError:
             log.warning("could not hand the dispatcher election over; it expires by itself", exc_info=True)

@@ -179,7 +179,9 @@ def test_without_redis_one_dispatcher_per_postgresql_database_sends(
     assert second.status["role"] == "standby"
     # The leader stops renewing (it died or lost its database): the standby takes over once it expires,
     # and the old leader, back again, finds that it no longer leads.
-    time.sleep(1.7)
+    time.sleep(1.7)  # expired, but not yet handed over (2 s after the expiry)
+    assert not second.may_dispatch()
+    time.sleep(2.1)
     assert second.may_dispatch() and not first.may_dispatch()
 
     async def leader_round() -> None:
@@ -188,7 +190,7 @@ def test_without_redis_one_dispatcher_per_postgresql_database_sends(
 
     asyncio.run(leader_round())
     assert _states(engine) == {"e:1": "sent"}
-    second.close()  # hands over after the budget window, not at once
+    second.close()  # hands over after a budget window, not at once
     assert not first.may_dispatch()
     time.sleep(2.2)
     assert first.may_dispatch()

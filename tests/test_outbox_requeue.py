@@ -4,6 +4,7 @@ each requeue in the appeal's history; the command prints what it requeued."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +42,12 @@ def _dispatch(settings: Any) -> None:
     """One dispatch round in a fresh runtime (a connector's HTTP client belongs to one event loop)."""
     runtime = Runtime.build(settings)
     dispatcher = runtime.dispatcher()
+    # PostgreSQL without Redis: the previous round's dispatcher handed the election over on close,
+    # and a successor takes it a moment later (dispatcher.ELECTION_HANDOVER_SECONDS).
+    deadline = time.monotonic() + 10
+    while not dispatcher.may_dispatch():
+        assert time.monotonic() < deadline, "the dispatcher election was never handed over"
+        time.sleep(0.1)
 
     async def run() -> None:
         await dispatcher.dispatch_due()
