@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 from sqlmodel import Session, select
 
@@ -17,6 +18,7 @@ from adaldyk_bots.runtime import Runtime
 from adaldyk_bots.storage.db import unit_of_work
 from adaldyk_bots.storage.models import Appeal, AppealEvent, OutboxItem
 from tests.conftest import BOT_ID, TOKEN
+from tests.support import ServiceThread, free_port
 
 CITIZENS = (9101, 9102)
 
@@ -122,6 +124,9 @@ def test_requeue_sends_held_rows_too(
     _dispatch(settings)
     (row,) = _outbox(runtime).values()
     assert (row.state, row.last_error_code, row.attempts) == ("held", "telegram.token_invalid", 0)
+    with ServiceThread(make_settings(port=free_port()), worker=False) as web:
+        database = httpx.get(f"{web.url}/healthz").json()["database"]
+    assert (database["held_sends"], database["failed_sends"]) == (1, 0)
 
     fake_telegram.restore_token(TOKEN)
     monkeypatch.setenv("ADALDYK_DATABASE_URL", database_url)
