@@ -141,6 +141,7 @@ class Dispatcher:
             "role": "elected" if self.election else "sender",
             "state": "starting",
             "detail": "",
+            "held": [],
         }
 
     # --- the round -------------------------------------------------------------------------------------
@@ -187,6 +188,8 @@ class Dispatcher:
                     # One chat's trouble (a database hiccup while recording) must not stop the others;
                     # its rows stay leased and are sent again when the lease runs out.
                     log.error("dispatch to one chat failed", exc_info=error)
+            # Channels whose sends wait for a refused token to work again (the rows say why).
+            self.status["held"] = sorted(f"{channel}:{account}" for channel, account in self._held)
             if self._budget_error is not None:
                 self._set_status("waiting", str(self._budget_error))
                 raise self._budget_error

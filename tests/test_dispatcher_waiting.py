@@ -160,6 +160,7 @@ def test_a_broken_token_for_an_hour_fails_nothing_and_the_held_sends_go_out_afte
         assert {r.state for r in rows.values()} == {"held"}
         assert all(r.attempts == 0 and r.last_error_code == "telegram.token_invalid" for r in rows.values())
         assert connector.health.state == "broken"
+        assert dispatcher.status["held"] == [f"telegram:{BOT_ID}"]
         assert fake_telegram.sent_messages(TOKEN) == []
         # A row queued while the hold is in force joins it instead of trying the refused token itself.
         _enqueue(engine, [("h:late", 7401, "ещё ответ")])
