@@ -4,15 +4,16 @@ each requeue in the appeal's history; the command prints what it requeued."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-import pytest
 from sqlmodel import Session, select
 
-from adaldyk_bots.cli import main
 from adaldyk_bots.domain import InboundMessage
 from adaldyk_bots.runtime import Runtime
 from adaldyk_bots.storage.db import unit_of_work
@@ -40,6 +41,15 @@ def _outbox(runtime: Runtime) -> dict[str, OutboxItem]:
         return {r.chat_id: r for r in s.exec(select(OutboxItem))}
 
 
+def _adaldyk(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real command, in its own process (it sets up logging for itself)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADALDYK_")}
+    env.update(ADALDYK_DATABASE_URL=database_url, ADALDYK_SECRET_KEY="test-secret-key-0123456789")
+    return subprocess.run(
+        [sys.executable, "-m", "adaldyk_bots", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
 def _dispatch(settings: Any) -> None:
     """One dispatch round in a fresh runtime (a connector's HTTP client belongs to one event loop)."""
     runtime = Runtime.build(settings)
@@ -62,7 +72,7 @@ def _dispatch(settings: Any) -> None:
 
 
 def test_requeue_sends_failed_rows_again_and_records_it(
-    make_settings: Any, database_url: str, fake_telegram: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+    make_settings: Any, database_url: str, fake_telegram: Any
 ) -> None:
     settings = make_settings(telegram_token=TOKEN, telegram_api_url=fake_telegram.url)
     for chat in CITIZENS:
@@ -81,10 +91,9 @@ def test_requeue_sends_failed_rows_again_and_records_it(
     # The citizens unblocked the bot; an operator sends the first appeal's acknowledgement again.
     for chat in CITIZENS:
         fake_telegram.unblock_chat(TOKEN, chat)
-    monkeypatch.setenv("ADALDYK_DATABASE_URL", database_url)
-    monkeypatch.setenv("ADALDYK_SECRET_KEY", "test-secret-key-0123456789")
-    assert main(["outbox", "requeue", "--appeal", first_number]) == 0
-    printed = capsys.readouterr().out
+    done = _adaldyk(database_url, "outbox", "requeue", "--appeal", first_number)
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout
     assert f"appeal {first_number}" in printed and "was telegram.blocked" in printed
     assert "1 message(s) requeued" in printed
     rows = _outbox(runtime)
@@ -100,21 +109,18 @@ def test_requeue_sends_failed_rows_again_and_records_it(
     assert event.detail == {"outbox": first.key, "was": "failed", "code": "telegram.blocked"}
 
     # Filters: another channel's or another code's rows stay; the matching ones go.
-    assert main(["outbox", "requeue", "--channel", "vk"]) == 0
-    assert "nothing to requeue" in capsys.readouterr().out
-    assert main(["outbox", "requeue", "--code", "telegram.chat_not_found"]) == 0
-    assert "nothing to requeue" in capsys.readouterr().out
-    assert main(["outbox", "requeue", "--channel", "telegram", "--code", "telegram.blocked"]) == 0
-    assert "1 message(s) requeued" in capsys.readouterr().out
+    assert "nothing to requeue" in _adaldyk(database_url, "outbox", "requeue", "--channel", "vk").stdout
+    done = _adaldyk(database_url, "outbox", "requeue", "--code", "telegram.chat_not_found")
+    assert "nothing to requeue" in done.stdout
+    done = _adaldyk(database_url, "outbox", "requeue", "--channel", "telegram", "--code", "telegram.blocked")
+    assert "1 message(s) requeued" in done.stdout
     assert _outbox(runtime)[str(CITIZENS[1])].state == "pending"
-    assert main(["outbox", "requeue", "--appeal", "ADL-1999-000001"]) == 1
-    assert "no appeal ADL-1999-000001" in capsys.readouterr().err
+    done = _adaldyk(database_url, "outbox", "requeue", "--appeal", "ADL-1999-000001")
+    assert done.returncode == 1 and "no appeal ADL-1999-000001" in done.stderr
     runtime.engine.dispose()
 
 
-def test_requeue_sends_held_rows_too(
-    make_settings: Any, database_url: str, fake_telegram: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
-) -> None:
+def test_requeue_sends_held_rows_too(make_settings: Any, database_url: str, fake_telegram: Any) -> None:
     settings = make_settings(telegram_token=TOKEN, telegram_api_url=fake_telegram.url)
     fake_telegram.add_chat(TOKEN, CITIZENS[0])
     fake_telegram.revoke_token(TOKEN)
@@ -129,10 +135,8 @@ def test_requeue_sends_held_rows_too(
     assert (database["held_sends"], database["failed_sends"]) == (1, 0)
 
     fake_telegram.restore_token(TOKEN)
-    monkeypatch.setenv("ADALDYK_DATABASE_URL", database_url)
-    monkeypatch.setenv("ADALDYK_SECRET_KEY", "test-secret-key-0123456789")
-    assert main(["outbox", "requeue", "--code", "telegram.token_invalid"]) == 0
-    assert "1 message(s) requeued" in capsys.readouterr().out
+    done = _adaldyk(database_url, "outbox", "requeue", "--code", "telegram.token_invalid")
+    assert "1 message(s) requeued" in done.stdout, done.stderr
     _dispatch(settings)
     assert [r.state for r in _outbox(runtime).values()] == ["sent"]
     runtime.engine.dispose()
