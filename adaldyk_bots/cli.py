@@ -1,4 +1,4 @@
-"""The `adaldyk` command: serve, web, worker, migrate, sandbox, user/token administration, replay."""
+"""The `adaldyk` command: serve, web, worker, migrate, sandbox, user/token administration, replay, outbox."""
 
 from __future__ import annotations
 
@@ -97,6 +97,17 @@ def _parser() -> argparse.ArgumentParser:
     tcreate = token.add_parser("create", help="Create a bearer token for /api/v1 and print it once.")
     tcreate.set_defaults(handler=_token_create)
     tcreate.add_argument("name", help="who or what uses the token, e.g. 'crm-sync'")
+
+    outbox = sub.add_parser("outbox", help="Messages we owe citizens.").add_subparsers(metavar="ACTION")
+    requeue_help = (
+        "Send failed (and held) messages again, with a fresh count of attempts; each requeue is "
+        "recorded in the appeal's history. Without filters: every failed and held message."
+    )
+    requeue = outbox.add_parser("requeue", help=requeue_help, description=requeue_help)
+    requeue.set_defaults(handler=_outbox_requeue)
+    requeue.add_argument("--channel", help="only this channel, e.g. telegram or vk")
+    requeue.add_argument("--code", help="only rows whose last error is this code, e.g. telegram.blocked")
+    requeue.add_argument("--appeal", metavar="NUMBER", help="only this appeal's messages (its public number)")
 
     replay = command(
         "replay",
@@ -229,3 +240,33 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
         print("no quarantined events")
     # "received": handed to a running processor that has not taken it within the wait.
     return 0 if all(state not in ("quarantined", "received") for _id, state, _r in report) else 1
+
+
+def _outbox_requeue(settings: Settings, args: argparse.Namespace) -> int:
+    from sqlmodel import col, select
+
+    from adaldyk_bots.dispatcher import requeue
+    from adaldyk_bots.storage.db import unit_of_work, utcnow
+    from adaldyk_bots.storage.models import Appeal
+
+    runtime = _runtime(settings, auto_migrate=settings.is_sqlite)
+    with unit_of_work(runtime.engine) as s:
+        if args.appeal and s.exec(select(Appeal.id).where(Appeal.number == args.appeal)).first() is None:
+            raise _Refused(f"no appeal {args.appeal}")
+        rows = requeue(s, now=utcnow(), channel=args.channel, code=args.code, appeal_number=args.appeal)
+        numbers = dict(
+            s.exec(
+                select(Appeal.id, Appeal.number).where(
+                    col(Appeal.id).in_({r.appeal_id for r in rows if r.appeal_id is not None})
+                )
+            ).all()
+        )
+        lines = [
+            f"requeued {row.key} ({row.channel} {row.chat_id}; was {row.last_error_code or 'no error'})"
+            + (f" appeal {numbers[row.appeal_id]}" if row.appeal_id in numbers else "")
+            for row in rows
+        ]
+    for line in lines:
+        print(line)
+    print(f"{len(rows)} message(s) requeued" if rows else "nothing to requeue")
+    return 0

@@ -114,9 +114,24 @@ class Delivered:
 
 @dataclass(frozen=True)
 class RetryLater:
+    """Not now. A platform rate limit (`rate_limited`) is waiting, not failing: it uses up no attempt."""
+
     code: str  # stable, e.g. "telegram.rate_limited", "telegram.network"
     detail: str
     after_seconds: float | None = None  # the platform's hint (retry_after), if it gave one
+    rate_limited: bool = False  # the platform said "too fast" (429, VK 6/29): wait, do not count an attempt
+    # Which budget the platform's wait is about, when the connector can tell: "account" (the whole bot or
+    # token, the broadest rate scope) or "target" (this chat, the narrowest). None: the dispatcher decides.
+    scope: str | None = None
+
+
+@dataclass(frozen=True)
+class Held:
+    """The channel cannot send at all for now (its token was rejected): nothing is the message's fault, so
+    the channel's sends wait in state `held` and go out by themselves once a probe send succeeds."""
+
+    code: str  # stable, e.g. "telegram.token_invalid", "vk.5"
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -128,4 +143,4 @@ class Failed:
     fallback: ReplyTarget | None = None
 
 
-SendResult = Delivered | RetryLater | Failed
+SendResult = Delivered | RetryLater | Held | Failed

@@ -21,6 +21,7 @@ from adaldyk_bots.categories import CATEGORIES_FILE, CategoryRules
 from adaldyk_bots.dispatcher import Dispatcher
 from adaldyk_bots.intake import Intake
 from adaldyk_bots.ports import Connector, ConnectorFactory, LoopSpec, load_connector_factories
+from adaldyk_bots.ratelimit import BudgetUnavailable, ScopeLimiter
 from adaldyk_bots.settings import Settings
 from adaldyk_bots.storage.db import make_engine, unit_of_work
 from adaldyk_bots.storage.locks import PollerLock
@@ -101,9 +102,16 @@ class Runtime:
 
     def dispatcher(self) -> Dispatcher:
         s = self.settings
+        limiter = ScopeLimiter(s.redis_url)
+        if s.redis_url:
+            try:
+                limiter.check()
+            except BudgetUnavailable as exc:  # sends wait until Redis answers; the rest runs
+                log.error("shared rate budgets: %s; sends wait until it answers", exc)
         return Dispatcher(
             engine=self.engine,
             connectors=self.connectors,
+            limiter=limiter,
             lease_seconds=s.outbox_lease_seconds,
             max_attempts=s.outbox_max_attempts,
             send_timeout=s.send_timeout_seconds,
@@ -177,6 +185,7 @@ class Service:
                     log.warning("could not record the stopped loops: %s", exc)
             for connector in rt.connectors.values():
                 await connector.stop()
+            await asyncio.to_thread(self.dispatcher.close)
             log.info("stopped cleanly")
 
     async def _process_round(self) -> None:

@@ -12,6 +12,7 @@ import functools
 from datetime import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
@@ -111,6 +112,9 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = Field(default=12, ge=1)
     send_timeout_seconds: float = Field(default=15.0, gt=0)
     dispatch_concurrency: int = Field(default=8, ge=1, le=100)
+    # Rate budgets shared by every dispatcher (the `limits` library's Redis storage). Unset: budgets live
+    # in memory and, on PostgreSQL, one elected dispatcher per database sends.
+    redis_url: str | None = None
 
     # /healthz says "degraded" when a supervised loop has not finished a round for this long (plus
     # its own period, e.g. a long poll's timeout), or when the oldest unprocessed event or due notice
@@ -132,6 +136,15 @@ class Settings(BaseSettings):
     def _supported_database(cls, value: str) -> str:
         if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
             raise ValueError("must start with sqlite:// or postgresql:// (postgresql+psycopg://)")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_shape(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://", "redis+unix://")):
+            raise ValueError("must be a redis:// (rediss://, unix://) address, e.g. redis://127.0.0.1:6379/0")
         return value
 
     @field_validator("public_url")
@@ -157,6 +170,8 @@ class Settings(BaseSettings):
         """Every secret in force, the connectors' included, so log output can be scrubbed of them."""
         secrets = [self.secret_key]
         values = [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+        redis_password = urlsplit(self.redis_url).password if self.redis_url else None
+        values += [redis_password] if redis_password else []
         for model in installed_channel_settings().values():
             values += self.channel(model).secret_values()
         return values

@@ -7,7 +7,9 @@ import ipaddress
 import os
 import shutil
 import socket
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,10 @@ from adaldyk_bots.storage.scratch import ScratchDatabase, truncate_all
 from connectors.telegram.fake import FakeTelegramServer
 
 PG_URL = os.environ.get("ADALDYK_TEST_DATABASE_URL")
+# Shared rate budgets: CI's PostgreSQL run sets it (then Redis must answer); without it, tests that need
+# Redis use this machine's on database 15 when it answers, and are skipped when it does not.
+REDIS_URL = os.environ.get("ADALDYK_TEST_REDIS_URL")
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/15"
 TOKEN = "123456789:AAHfakeTokenForTestsOnly_abcdefghijk"
 BOT_ID = TOKEN.split(":")[0]
 
@@ -59,7 +65,7 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
     monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
     for name in list(os.environ):  # the developer's own settings must not leak into a test
-        if name.startswith("ADALDYK_") and name != "ADALDYK_TEST_DATABASE_URL":
+        if name.startswith("ADALDYK_") and not name.startswith("ADALDYK_TEST_"):
             monkeypatch.delenv(name)
 
 
@@ -120,3 +126,35 @@ def fake_telegram() -> Iterator[FakeTelegramServer]:
         yield server
     finally:
         server.stop()
+
+
+# --- Redis (shared rate budgets) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RedisForTest:
+    url: str
+    prefix: str  # unique per test: parallel runs and earlier tests never share a budget
+
+
+@pytest.fixture
+def redis_budget() -> Iterator[RedisForTest]:
+    import redis
+
+    url = REDIS_URL or LOCAL_REDIS_URL
+    client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        if REDIS_URL:  # CI asked for Redis: its absence is a failure, never a skip
+            pytest.fail(f"ADALDYK_TEST_REDIS_URL is set but Redis is unreachable: {exc}")
+        pytest.skip(f"no Redis at {LOCAL_REDIS_URL} (set ADALDYK_TEST_REDIS_URL to require one): {exc}")
+    prefix = f"adaldyk-test-{uuid.uuid4().hex[:12]}"
+    try:
+        yield RedisForTest(url, prefix)
+    finally:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=500))
+        if keys:
+            client.delete(*keys)
+        client.close()

@@ -45,6 +45,7 @@ def _drain(engine, fake, *, until, timeout=120.0):
             await dispatcher.dispatch_due()
             await asyncio.sleep(0.05)
         await connector.stop()
+        dispatcher.close()
 
     asyncio.run(run())
     return _rows(engine)
@@ -77,7 +78,8 @@ def test_retry_after_is_waited_out_before_the_next_attempt(database_url, fake_te
     )
     _enqueue(engine, [("r:1", 6001, "первое"), ("r:2", 6001, "второе")])
     rows = _drain(engine, fake_telegram, until=_all_final)
-    assert rows["r:1"].state == "sent" and rows["r:1"].attempts == 1
+    # A 429 is waiting, not failing: it uses up no attempt (issue 6).
+    assert rows["r:1"].state == "sent" and rows["r:1"].attempts == 0
     assert rows["r:1"].last_error_code is None
     attempts = [a for a in fake_telegram.send_attempts if a["chat_id"] == 6001]
     assert attempts[0]["error_code"] == 429

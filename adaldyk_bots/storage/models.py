@@ -194,17 +194,31 @@ class OutboxItem(SQLModel, table=True):
     appeal_id: int | None = Field(default=None, foreign_key="appeal.id", index=True)
     purpose: str = Field(max_length=32)  # ack, status, reply, status_query, info
     text: str = Field(sa_column=Column(Text, nullable=False))
-    # pending -> sending -> sent | retrying -> ... | failed
+    # pending -> sending -> sent | retrying -> ... | failed; held while the channel's token is refused
+    # (last_error_* say why), then pending again by itself. Waiting (rate limits, held) is not an attempt.
     state: str = Field(default="pending", max_length=16)
     attempts: int = 0
     parts_sent: int = 0  # long texts go out in parts; a retry resumes at the first unsent part
     platform_message_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     next_attempt_at: datetime
     lease_until: datetime | None = None
+    # Who holds the lease (dispatcher id and round); a result is recorded only by the holder, so a row that
+    # was claimed again after its lease ran out is never counted twice.
+    lease_owner: str | None = Field(default=None, max_length=64)
     last_error_code: str | None = Field(default=None, max_length=64)
     last_error_detail: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime
     sent_at: datetime | None = None
+
+
+class DispatcherLease(SQLModel, table=True):
+    """The one dispatcher of a PostgreSQL database that sends when the rate budgets are not shared (no
+    ADALDYK_REDIS_URL): held by `owner` until `expires_at` (database time), renewed every round."""
+
+    __tablename__ = "dispatcher_lease"
+    name: str = Field(primary_key=True, max_length=64)
+    owner: str = Field(max_length=64)
+    expires_at: datetime
 
 
 class ApiToken(SQLModel, table=True):

@@ -49,6 +49,10 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
                     "failed_sends": s.exec(
                         select(func.count()).select_from(OutboxItem).where(OutboxItem.state == "failed")
                     ).one(),
+                    # Waiting for a channel whose token is refused (the channel says why); not failed.
+                    "held_sends": s.exec(
+                        select(func.count()).select_from(OutboxItem).where(OutboxItem.state == "held")
+                    ).one(),
                 }
                 # Windows in which a platform said events may be lost (VK long poll failed 1/3): for
                 # moderators to check by hand; they never clear by themselves.

@@ -31,7 +31,7 @@ from telegram.error import (
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBUserWarning
 
-from adaldyk_bots.domain import Delivered, Failed, ReplyTarget, RetryLater, SendResult
+from adaldyk_bots.domain import Delivered, Failed, Held, ReplyTarget, RetryLater, SendResult
 from adaldyk_bots.ports import (
     ChannelHealth,
     ConnectorFactory,
@@ -59,7 +59,9 @@ ALLOWED_UPDATES = ["message", "edited_message", "my_chat_member"]
 # Bot FAQ: about 30 messages/s in bulk and 1 message/s per chat; stay under both.
 BOT_SENDS_PER_SECOND = 25
 CHAT_SENDS_PER_SECOND = 1
-TOKEN_INVALID_RETRY_SECONDS = 300.0
+# A retry_after longer than this is about the whole bot (see send()).
+BOT_WIDE_RETRY_AFTER_SECONDS = 10.0
+TOKEN_REJECTED = "the bot token was rejected by Telegram (ADALDYK_TELEGRAM_TOKEN)"  # noqa: S105 - a message
 
 
 class TelegramConnector:
@@ -280,15 +282,20 @@ class TelegramConnector:
         try:
             message = await self._bot.send_message(chat_id=int(target.chat_id), text=text)
         except RetryAfter as exc:
-            return RetryLater("telegram.rate_limited", str(exc), _seconds(exc.retry_after))
+            after = _seconds(exc.retry_after)
+            # Telegram does not say whether a 429 is the chat's or the bot's (platforms.md §1c). A chat's
+            # limit (1/s, 20/min in groups) frees a message within seconds; a longer wait is flood control
+            # of the whole bot. Shorter ones are left to the dispatcher (two chats at once: the bot's).
+            scope = "account" if after > BOT_WIDE_RETRY_AFTER_SECONDS else None
+            return RetryLater("telegram.rate_limited", str(exc), after, rate_limited=True, scope=scope)
         except Forbidden as exc:
             code = "telegram.blocked" if "blocked" in exc.message else "telegram.forbidden"
             if "deactivated" in exc.message:
                 code = "telegram.user_deactivated"
             return Failed(code, exc.message)
         except InvalidToken as exc:
-            self._set_health("broken", "the bot token was rejected by Telegram (ADALDYK_TELEGRAM_TOKEN)")
-            return RetryLater("telegram.token_invalid", exc.message, TOKEN_INVALID_RETRY_SECONDS)
+            self._set_health("broken", TOKEN_REJECTED)
+            return Held("telegram.token_invalid", f"{TOKEN_REJECTED}: {exc.message}")
         except ChatMigrated as exc:
             return Failed("telegram.chat_migrated", f"chat moved to {exc.new_chat_id}")
         except BadRequest as exc:  # before NetworkError: PTB's BadRequest subclasses it
@@ -304,6 +311,8 @@ class TelegramConnector:
             return RetryLater("telegram.network", exc.message)
         except TelegramError as exc:
             return RetryLater("telegram.error", exc.message)
+        if self._health.detail == TOKEN_REJECTED:
+            self._set_health("ok", "the bot token is accepted again")
         return Delivered(str(message.message_id))
 
     async def download_file(self, file_id: str) -> Path:

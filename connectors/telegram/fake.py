@@ -357,6 +357,7 @@ class FakeTelegramServer(LoopbackServer):
         # One RLock guards all state: handlers take it briefly (never across an await), the test thread too.
         self._lock = threading.RLock()
         self._bots: dict[str, _Bot] = {}
+        self._revoked: set[str] = set()  # tokens that answer 401 until restored (a revoked/broken token)
         self._sent: list[dict[str, Any]] = []
         self._file_seq = itertools.count(1)
 
@@ -534,6 +535,22 @@ class FakeTelegramServer(LoopbackServer):
         with self._lock:
             self._bot(token).blocked.discard(chat_id)
 
+    def revoke_token(self, token: str) -> None:
+        """Every Bot API call with this token answers 401 Unauthorized until restore_token (the bot keeps
+        its state, as when a token is briefly refused)."""
+        with self._lock:
+            self._bot(token)
+            self._revoked.add(token)
+
+    def restore_token(self, token: str) -> None:
+        with self._lock:
+            self._revoked.discard(token)
+
+    def rate_limit_answers(self, token: str | None = None) -> list[dict[str, Any]]:
+        """Every 429 the fake answered for exceeding its limits (not the forced ones), with its scope."""
+        with self._lock:
+            return [dict(v) for v in self.violations if token in (None, v["token"])]
+
     def force_status(
         self,
         token: str,
@@ -584,7 +601,7 @@ class FakeTelegramServer(LoopbackServer):
             if path.startswith("/bot"):
                 token, _, method = path[len("/bot") :].partition("/")
                 bot = self._bots.get(token)
-                if bot is None:
+                if bot is None or token in self._revoked:
                     raise ApiError(401, "Unauthorized")
                 handler = self._methods.get(method.lower())
                 if handler is None:

@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from adaldyk_bots.domain import Delivered, Failed, ReplyTarget, RetryLater, SendResult
+from adaldyk_bots.domain import Delivered, Failed, Held, ReplyTarget, RetryLater, SendResult
 from adaldyk_bots.ports import (
     ChannelHealth,
     ConnectorFactory,
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 # when a key refresh falls between sends.
 COMMUNITY_REQUESTS_PER_SECOND = 17
 CLIENT_REQUESTS_PER_SECOND = 18
-TOKEN_INVALID_RETRY_SECONDS = 300.0
 # Error 29 is a method quota, not a per-second limit; VK does not say when it resets (UNCONFIRMED).
 QUOTA_RETRY_SECONDS = 600.0
 TOO_MANY_REQUESTS_PAUSE_SECONDS = 1.0
@@ -279,6 +278,8 @@ class VKConnector:
             return self._classify(exc, target)
         if not isinstance(message_id, int) or isinstance(message_id, bool):
             return RetryLater("vk.bad_response", f"messages.send answered {message_id!r}")
+        if self._health.state == "broken" and "VK error 5" in self._health.detail:
+            self._set_health("ok", "the community token is accepted again")
         return Delivered(str(message_id))
 
     async def _comment(self, target: ReplyTarget, text: str, idempotency_key: str) -> SendResult:
@@ -309,12 +310,15 @@ class VKConnector:
 
     def _classify(self, exc: VKError, target: ReplyTarget | None) -> SendResult:
         code = exc.code
+        # Both are about the community token (VK's only budget for us): waiting, not failing.
         if code == 6:
+            detail = f"VK: too many requests per second ({exc.message})"
             return RetryLater(
-                "vk.6", f"VK: too many requests per second ({exc.message})", TOO_MANY_REQUESTS_PAUSE_SECONDS
+                "vk.6", detail, TOO_MANY_REQUESTS_PAUSE_SECONDS, rate_limited=True, scope="account"
             )
         if code == 29:
-            return RetryLater("vk.29", f"VK: method quota reached ({exc.message})", QUOTA_RETRY_SECONDS)
+            detail = f"VK: method quota reached ({exc.message})"
+            return RetryLater("vk.29", detail, QUOTA_RETRY_SECONDS, rate_limited=True, scope="account")
         if code in _RETRY_LATER:
             return RetryLater(f"vk.{code}", f"{_RETRY_LATER[code]} ({exc.message})")
         if code == 5:
@@ -324,7 +328,8 @@ class VKConnector:
                 "then set a new ADALDYK_VK_TOKEN",
             )
             self._alert("vk.5", "a send was refused: the community token is invalid")
-            return RetryLater("vk.5", f"community token invalid: {exc.message}", TOKEN_INVALID_RETRY_SECONDS)
+            # Nothing is wrong with the message: the channel's sends wait (held) until the token works.
+            return Held("vk.5", f"community token invalid: {exc.message}")
         if code == 14:
             # A captcha cannot be solved by a server; a human must look at why VK suspects the community.
             log.error("vk: captcha required on send (VK error 14): sending needs attention")
