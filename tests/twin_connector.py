@@ -21,6 +21,7 @@ from adaldyk_bots.ports import (
     ChannelHealth,
     Delivery,
     IntakeSink,
+    LoopSpec,
     RateScope,
     RawEvent,
     WebhookReply,
@@ -142,6 +143,9 @@ class _TwinConnector:
                 item = json.dumps({"entry_id": entry["id"], "message": message}, ensure_ascii=False)
                 deliveries.append(Delivery(self.name, str(entry["id"]), self.parse_payload(item.encode())))
         return deliveries
+
+    def background_loops(self, intake: IntakeSink) -> list[LoopSpec]:
+        return []  # webhooks only: nothing to poll
 
     async def start(self, intake: IntakeSink, *, receive: bool = True) -> None:
         return None
