@@ -15,6 +15,7 @@ from adaldyk_bots.ports import LoopSpec
 from adaldyk_bots.storage.db import make_engine
 from adaldyk_bots.storage.locks import PollerLock
 from adaldyk_bots.supervisor import Supervisor
+from tests.conftest import TOKEN
 from tests.faults import database_away, lock_holder_pids, terminate_lock_holder
 from tests.support import ServiceThread, free_port, wait_until
 
@@ -35,9 +36,12 @@ def _health(url: str) -> tuple[int, dict[str, Any]]:
 
 
 def test_a_loop_whose_database_goes_away_restarts_and_health_says_degraded_meanwhile(
-    make_settings: Any, database_url: str
+    make_settings: Any, database_url: str, fake_telegram: Any
 ) -> None:
-    settings = make_settings(port=free_port(), loop_stale_seconds=3.0)
+    # A configured channel, so the processor has events to look for: with none it reads nothing.
+    settings = make_settings(
+        port=free_port(), loop_stale_seconds=3.0, telegram_token=TOKEN, telegram_api_url=fake_telegram.url
+    )
     with ServiceThread(settings) as svc:
         wait_until(
             lambda: _health(svc.url)[1]["loops"].get(PROCESSOR, {}).get("last_success_at"), what="a round"
