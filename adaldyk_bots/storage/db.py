@@ -15,11 +15,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, SQLModel
 
+from adaldyk_bots.storage.types import dumps_storable
+
 log = logging.getLogger(__name__)
 
 # WAL lets readers run beside the single writer; FULL makes every commit durable across power loss,
 # which is what "2xx only after commit" promises the platforms.
 _WRITER_WAIT_SECONDS = 30.0
+_READ_ONLY = "adaldyk_read_only"  # execution option set by read_only()
 _SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=30000")
 
 
@@ -41,10 +44,33 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            json_serializer=dumps_storable,
+            **kwargs,
+        )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, json_serializer=dumps_storable, **kwargs
+    )
+
+
+def read_only(engine: Engine) -> Engine:
+    """The same engine (pool, listeners) for transactions that only read.
+
+    On SQLite they begin DEFERRED and never take the writer hand-off, so in WAL mode they read the
+    last commit beside a writer instead of queueing behind it; `PRAGMA query_only` turns a write
+    attempted through them into an immediate error. On PostgreSQL readers never wait anyway."""
+    return engine.execution_options(**{_READ_ONLY: True})
+
+
+@contextmanager
+def read_session(engine: Engine) -> Iterator[Session]:
+    """A session for reading (health, API lists and look-ups); it never commits."""
+    with Session(read_only(engine), expire_on_commit=False) as session:
+        yield session
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -65,6 +91,11 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get(_READ_ONLY):
+            conn.info["query_only"] = True
+            conn.exec_driver_sql("PRAGMA query_only=ON")
+            conn.exec_driver_sql("BEGIN")
+            return
         # Bounded wait: if a transaction were ever left open without commit or rollback, we fall back to
         # SQLite's busy handler instead of stopping every writer for good.
         if writer.acquire(timeout=_WRITER_WAIT_SECONDS):
@@ -80,6 +111,9 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "commit")
     @event.listens_for(engine, "rollback")
     def _on_end(conn: Any) -> None:
+        if conn.info.pop("query_only", False):
+            # The connection goes back to the shared pool, where the next user may be a writer.
+            conn.exec_driver_sql("PRAGMA query_only=OFF")
         if conn.info.pop("holds_writer", False):
             writer.release()
 

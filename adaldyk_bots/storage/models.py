@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from adaldyk_bots.storage.types import use_storable_text
+
 
 def _json_column() -> Any:
     return Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -239,3 +241,7 @@ class IntakeGap(SQLModel, table=True):
     cursor_before: str | None = Field(default=None, max_length=200)
     cursor_after: str | None = Field(default=None, max_length=200)
     detail: str = Field(default="", sa_column=Column(Text, nullable=False))
+
+
+# Last, after every table: any string column holds NUL and lone surrogates (storage/types.py).
+use_storable_text(SQLModel.metadata)

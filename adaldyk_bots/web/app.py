@@ -8,12 +8,15 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, func, select
+from sqlmodel import func, select
 
 from adaldyk_bots import __version__
 from adaldyk_bots.runtime import Runtime
+from adaldyk_bots.storage.db import read_session
 from adaldyk_bots.storage.models import IntakeGap, OutboxItem, RawEvent
 from adaldyk_bots.web.api import build_api_router
+from adaldyk_bots.web.errors import install_error_handlers
+from adaldyk_bots.web.limits import LimitBodySize
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -23,13 +26,15 @@ def create_app(runtime: Runtime) -> FastAPI:
         description="Citizens' appeals from social networks: intake, deadlines and answers.",
     )
     app.state.runtime = runtime
+    install_error_handlers(app)
+    app.add_middleware(LimitBodySize, max_bytes=runtime.settings.max_body_bytes)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:
         body: dict[str, Any] = {"status": "ok", "version": __version__, "channels": {}}
         gaps: dict[str, dict[str, Any]] = {}
         try:
-            with Session(runtime.engine) as s:
+            with read_session(runtime.engine) as s:
                 s.exec(text("SELECT 1"))  # type: ignore[call-overload]
                 body["database"] = {
                     "state": "ok",

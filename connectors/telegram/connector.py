@@ -36,6 +36,7 @@ from telegram.warnings import PTBUserWarning
 
 from adaldyk_bots.domain import Delivered, Failed, ReplyTarget, RetryLater, SendResult
 from adaldyk_bots.intake import Intake
+from adaldyk_bots.logs import describe, failure_kind, throttled
 from adaldyk_bots.ports import ChannelHealth, RateScope, RawEvent
 from adaldyk_bots.settings import Settings
 from adaldyk_bots.storage.db import utcnow
@@ -140,8 +141,14 @@ class TelegramConnector:
                 await run_in_threadpool(
                     intake.store, channel=self.name, account=self._account, events=[event]
                 )
-            except SQLAlchemyError:
-                log.exception("telegram webhook: could not store update; Telegram will redeliver")
+            except SQLAlchemyError as exc:
+                # One line a minute however many requests fail (an outage would otherwise flood the log).
+                throttled(
+                    log,
+                    failure_kind("telegram.webhook", exc),
+                    "telegram webhook: could not store update; Telegram will redeliver: %s",
+                    describe(exc),
+                )
                 return Response(status_code=503)
             self._health.last_event_at = utcnow().isoformat()
             return Response(status_code=200)

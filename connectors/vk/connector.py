@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
 import re
 from typing import Any, ClassVar
@@ -15,8 +14,10 @@ from fastapi.responses import PlainTextResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from adaldyk_bots import safejson
 from adaldyk_bots.domain import Delivered, Failed, ReplyTarget, RetryLater, SendResult
 from adaldyk_bots.intake import Intake
+from adaldyk_bots.logs import describe, failure_kind, throttled
 from adaldyk_bots.ports import ChannelHealth, RateScope, RawEvent
 from adaldyk_bots.settings import Settings
 from adaldyk_bots.storage.db import utcnow
@@ -56,6 +57,11 @@ _RETRY_LATER = {
 # The secret of an unparseable body can still be found by pattern, so an authentic but broken event is
 # quarantined (kept) instead of refused.
 _SECRET_IN_BODY = re.compile(rb'"secret"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+def _utf8(text: str) -> bytes:
+    # A JSON string may hold a lone surrogate (written \ud800 in JSON), which plain encode() refuses.
+    return text.encode("utf-8", "surrogatepass")
 
 
 class VKConnector:
@@ -149,8 +155,8 @@ class VKConnector:
         async def vk_callback(request: Request) -> Response:
             body = await request.body()
             try:
-                event: Any = json.loads(body)
-            except ValueError:
+                event: Any = safejson.loads(body)
+            except safejson.NotJson:
                 event = None
             if not isinstance(event, dict):
                 found = _SECRET_IN_BODY.search(body)
@@ -161,7 +167,7 @@ class VKConnector:
                 return self._confirm(event, expected)
             supplied = event.get("secret")
             # The secret travels in the body (callback_base.secret); compare in constant time.
-            if not isinstance(supplied, str) or not hmac.compare_digest(supplied.encode(), expected):
+            if not isinstance(supplied, str) or not hmac.compare_digest(_utf8(supplied), expected):
                 return Response(status_code=403)
             return await self._store(intake, self.parse_payload(body))
 
@@ -172,19 +178,26 @@ class VKConnector:
         # docs do not say (platforms.md §2a): a secret that is there must match; the group must be ours.
         supplied = event.get("secret")
         if supplied is not None and not (
-            isinstance(supplied, str) and hmac.compare_digest(supplied.encode(), expected)
+            isinstance(supplied, str) and hmac.compare_digest(_utf8(supplied), expected)
         ):
             return Response(status_code=403)
-        if str(event.get("group_id")) != self._account or not self._confirmation:
+        group_id = event.get("group_id")
+        if not isinstance(group_id, int | str) or str(group_id) != self._account or not self._confirmation:
             return Response(status_code=403)
         return PlainTextResponse(self._confirmation)
 
     async def _store(self, intake: Intake, event: RawEvent) -> Response:
         try:
             await run_in_threadpool(intake.store, channel=self.name, account=self._account, events=[event])
-        except SQLAlchemyError:
+        except SQLAlchemyError as exc:
             # Not "ok": VK sends the event again (and pauses the server only after several errors in a row).
-            log.exception("vk callback: could not store the event; VK will send it again")
+            # One line a minute however many requests fail (an outage would otherwise flood the log).
+            throttled(
+                log,
+                failure_kind("vk.callback", exc),
+                "vk callback: could not store the event; VK will send it again: %s",
+                describe(exc),
+            )
             return Response(status_code=503)
         self._health.last_event_at = utcnow().isoformat()
         # "ok" only now, after the commit (DESIGN.md invariant 1).
