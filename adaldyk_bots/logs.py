@@ -52,6 +52,12 @@ class LogThrottle:
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
+    def reset(self) -> None:
+        """Forget what was logged (a test that counts lines starts from a clean window)."""
+        with self._lock:
+            self._last.clear()
+            self._suppressed.clear()
+
     def __call__(
         self, logger: logging.Logger, kind: str, message: str, *args: object, level: int = logging.ERROR
     ) -> bool:
