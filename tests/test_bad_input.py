@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
-from adaldyk_bots.storage.models import Appeal, Message, RawEvent
+from adaldyk_bots.storage.models import Appeal, ChannelIdentity, Contact, Message, RawEvent
 from adaldyk_bots.storage.types import REPLACEMENT
 from connectors.vk.fake import FakeVK
 from tests.conftest import TOKEN
@@ -40,6 +40,11 @@ def _update(update_id: int, text: str, *, chat: int = 3001, **extra: Any) -> dic
             **extra,
         },
     }
+
+
+def _named(update: dict[str, Any], first_name: str, username: str) -> dict[str, Any]:
+    update["message"]["from"].update(first_name=first_name, username=username)
+    return update
 
 
 def _captioned(update: dict[str, Any]) -> dict[str, Any]:
@@ -154,7 +159,9 @@ def test_hostile_vk_bodies_with_the_secret_are_kept_without_it_refused(svc: Serv
 def test_nul_and_lone_surrogates_in_a_citizens_text_still_open_an_appeal(svc: ServiceThread) -> None:
     document = {"file_id": "F1", "file_unique_id": "U1", "file_name": "акт\u0000.pdf"}
     bodies = [
-        json.dumps(_update(21, "Өзен\u0000 ластанған", chat=4001)).encode(),
+        json.dumps(
+            _named(_update(21, "Өзен\u0000 ластанған", chat=4001), "Да\u0000на", "dana\udc00")
+        ).encode(),
         json.dumps(_update(22, "Жалоба \ud83d на завод", chat=4002)).encode(),  # a lone high surrogate
         json.dumps(_captioned(_update(23, "", chat=4003, caption="скан\u0000", document=document))).encode(),
     ]
@@ -170,9 +177,12 @@ def test_nul_and_lone_surrogates_in_a_citizens_text_still_open_an_appeal(svc: Se
         ]  # type: ignore[arg-type]
         attachments = s.exec(select(Message).where(Message.external_key == "23")).one().attachments
         appeals = len(s.exec(select(Appeal)).all())
+        names = {c.display_name for c in s.exec(select(Contact))}
+        usernames = {i.username for i in s.exec(select(ChannelIdentity))}
     assert texts == [f"Өзен{REPLACEMENT} ластанған", f"Жалоба {REPLACEMENT} на завод", f"скан{REPLACEMENT}"]
     assert attachments[0]["name"] == f"акт{REPLACEMENT}.pdf"
     assert appeals == 3
+    assert f"Да{REPLACEMENT}на" in names and f"dana{REPLACEMENT}" in usernames  # VARCHAR columns too
 
 
 def test_oversized_bodies_get_413_before_they_are_read(svc: ServiceThread) -> None:

@@ -71,9 +71,11 @@ def use_storable_text(metadata: MetaData) -> None:
     for table in metadata.tables.values():
         for column in table.columns:
             current = column.type
-            if isinstance(current, TypeDecorator) or not isinstance(current, String):
+            if isinstance(current, StorableString | StorableText):
                 continue
-            if isinstance(current, Text):
+            # SQLModel's str columns are AutoString, a TypeDecorator over String: look at what it wraps.
+            inner = current.impl_instance if isinstance(current, TypeDecorator) else current
+            if isinstance(inner, Text):
                 column.type = StorableText()
-            else:
-                column.type = StorableString(current.length)
+            elif isinstance(inner, String):
+                column.type = StorableString(inner.length)
