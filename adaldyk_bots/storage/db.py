@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -22,7 +23,6 @@ log = logging.getLogger(__name__)
 # WAL lets readers run beside the single writer; FULL makes every commit durable across power loss,
 # which is what "2xx only after commit" promises the platforms.
 _WRITER_WAIT_SECONDS = 30.0
-_READ_ONLY = "adaldyk_read_only"  # execution option set by read_only()
 _SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=30000")
 
 
@@ -44,13 +44,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": 30},
-            json_serializer=dumps_storable,
-            **kwargs,
-        )
-        _configure_sqlite(engine)
+        engine = _sqlite_engine(url, **kwargs)
+        _configure_sqlite_writer(engine)
         return engine
     return create_engine(
         url, pool_pre_ping=True, pool_size=10, max_overflow=20, json_serializer=dumps_storable, **kwargs
@@ -58,22 +53,45 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def read_only(engine: Engine) -> Engine:
-    """The same engine (pool, listeners) for transactions that only read.
+    """The engine to use for transactions that only read (health, API lists and look-ups).
 
-    On SQLite they begin DEFERRED and never take the writer hand-off, so in WAL mode they read the
-    last commit beside a writer instead of queueing behind it; `PRAGMA query_only` turns a write
-    attempted through them into an immediate error. On PostgreSQL readers never wait anyway."""
-    return engine.execution_options(**{_READ_ONLY: True})
+    On SQLite it is a second engine on the same file with its own pool: its transactions begin
+    DEFERRED, never take the writer hand-off and never queue for a connection that a waiting writer
+    holds, so in WAL mode they read the last commit beside the writer; `PRAGMA query_only` makes a
+    write attempted through it fail at once. On PostgreSQL readers never wait (MVCC): the same engine.
+    The reader is made on first use and disposed with `engine`."""
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return engine
+    with _readers_lock:
+        reader = _readers.get(engine)
+        if reader is None:
+            reader = _readers[engine] = _sqlite_engine(
+                engine.url.render_as_string(hide_password=False), pool_size=10, max_overflow=30
+            )
+            _configure_sqlite_reader(reader)
+            event.listen(engine, "engine_disposed", lambda _engine: reader.dispose())
+    return reader
 
 
 @contextmanager
 def read_session(engine: Engine) -> Iterator[Session]:
-    """A session for reading (health, API lists and look-ups); it never commits."""
+    """A session for reading only, on `read_only(engine)`; it never commits."""
     with Session(read_only(engine), expire_on_commit=False) as session:
         yield session
 
 
-def _configure_sqlite(engine: Engine) -> None:
+_readers: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+_readers_lock = threading.Lock()
+
+
+def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        json_serializer=dumps_storable,
+        **kwargs,
+    )
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Take over transaction control from the sqlite3 module so we can say BEGIN IMMEDIATE:
@@ -83,6 +101,21 @@ def _configure_sqlite(engine: Engine) -> None:
         for pragma in _SQLITE_PRAGMAS:
             dbapi_conn.execute(f"PRAGMA {pragma}")
 
+    return engine
+
+
+def _configure_sqlite_reader(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute("PRAGMA query_only=ON")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # DEFERRED: a read transaction takes no lock a writer needs; WAL gives it a stable snapshot.
+        conn.exec_driver_sql("BEGIN")
+
+
+def _configure_sqlite_writer(engine: Engine) -> None:
     # Hand the single write lock over in turn inside the process. SQLite's own busy handler sleeps
     # 1, 2, 5 ... 100 ms between tries, so a waiting writer wakes late and in random order; under load
     # that, not the work, made up most of an acknowledgement's latency (bench/README.md). A plain Lock
@@ -91,11 +124,6 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        if conn.get_execution_options().get(_READ_ONLY):
-            conn.info["query_only"] = True
-            conn.exec_driver_sql("PRAGMA query_only=ON")
-            conn.exec_driver_sql("BEGIN")
-            return
         # Bounded wait: if a transaction were ever left open without commit or rollback, we fall back to
         # SQLite's busy handler instead of stopping every writer for good.
         if writer.acquire(timeout=_WRITER_WAIT_SECONDS):
@@ -111,9 +139,6 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "commit")
     @event.listens_for(engine, "rollback")
     def _on_end(conn: Any) -> None:
-        if conn.info.pop("query_only", False):
-            # The connection goes back to the shared pool, where the next user may be a writer.
-            conn.exec_driver_sql("PRAGMA query_only=OFF")
         if conn.info.pop("holds_writer", False):
             writer.release()
 

@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.concurrency import run_in_threadpool
 from telegram import Bot
 from telegram.error import (
     BadRequest,
@@ -41,6 +40,7 @@ from adaldyk_bots.ports import ChannelHealth, RateScope, RawEvent
 from adaldyk_bots.settings import Settings
 from adaldyk_bots.storage.db import utcnow
 from adaldyk_bots.textsplit import utf16_units
+from adaldyk_bots.threads import run_write
 from connectors.telegram.parser import TELEGRAM_TEXT_LIMIT, parse_update_payload
 
 log = logging.getLogger(__name__)
@@ -138,9 +138,7 @@ class TelegramConnector:
                 return Response(status_code=403)
             event = self.parse_payload(await request.body())
             try:
-                await run_in_threadpool(
-                    intake.store, channel=self.name, account=self._account, events=[event]
-                )
+                await run_write(intake.store, channel=self.name, account=self._account, events=[event])
             except SQLAlchemyError as exc:
                 # One line a minute however many requests fail (an outage would otherwise flood the log).
                 throttled(

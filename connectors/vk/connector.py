@@ -12,7 +12,6 @@ from typing import Any, ClassVar
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.concurrency import run_in_threadpool
 
 from adaldyk_bots import safejson
 from adaldyk_bots.domain import Delivered, Failed, ReplyTarget, RetryLater, SendResult
@@ -22,6 +21,7 @@ from adaldyk_bots.ports import ChannelHealth, RateScope, RawEvent
 from adaldyk_bots.settings import Settings
 from adaldyk_bots.storage.db import utcnow
 from adaldyk_bots.textsplit import utf16_units
+from adaldyk_bots.threads import run_write
 from connectors.vk.client import VKClient, VKError, derive_random_id
 from connectors.vk.longpoll import LongPoller
 from connectors.vk.parser import CHANNEL, VK_TEXT_LIMIT, WallKey, parse_event_payload
@@ -188,7 +188,7 @@ class VKConnector:
 
     async def _store(self, intake: Intake, event: RawEvent) -> Response:
         try:
-            await run_in_threadpool(intake.store, channel=self.name, account=self._account, events=[event])
+            await run_write(intake.store, channel=self.name, account=self._account, events=[event])
         except SQLAlchemyError as exc:
             # Not "ok": VK sends the event again (and pauses the server only after several errors in a row).
             # One line a minute however many requests fail (an outage would otherwise flood the log).
