@@ -2,13 +2,13 @@
 
     AdaldykError                 a refusal; the message is shown to the caller as `detail`
     ├── NotFound                 404  nothing there, or nothing the caller may see
-    │   └── AppealNotFound
+    │   ├── AppealNotFound
+    │   └── UnknownUnit              (a unit code that is not in config/org.toml)
     ├── Conflict                 409  the request is valid but the state does not allow it
     │   ├── StatusUnchanged          (the appeal already has that status)
     │   └── NoFile                   (an attachment kind that holds no file)
-    ├── Invalid                  422  the request names something that does not exist or is empty
-    │   ├── UnknownStatus
-    │   ├── UnknownUnit
+    ├── Invalid                  422  the request is well-formed but not a valid instruction
+    │   ├── UnknownStatus            (the API's schema refuses these first; kept for other callers)
     │   └── EmptyReply
     ├── Unauthorized             401  no token, or one that is unknown or revoked
     ├── UpstreamFailed           502  a platform refused or could not be reached
@@ -92,7 +92,7 @@ class UnknownStatus(WorkflowError, Invalid):
     pass
 
 
-class UnknownUnit(WorkflowError, Invalid):
+class UnknownUnit(WorkflowError, NotFound):
     pass
 
 

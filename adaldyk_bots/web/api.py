@@ -11,15 +11,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine, or_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, func, select
 from starlette.concurrency import run_in_threadpool
 
+from adaldyk_bots.domain import AppealStatus
 from adaldyk_bots.errors import NoFile, NotFound, Unauthorized, UpstreamFailed
 from adaldyk_bots.logs import describe, failure_kind, throttled
 from adaldyk_bots.runtime import Runtime
@@ -44,7 +48,7 @@ _bearer = HTTPBearer(auto_error=False)
 # Every parameter is bounded: an unbounded integer reached the database driver and failed there
 # (offset=983423261871276556288 was a 500: SQLite integers are 64-bit).
 MAX_OFFSET = 1_000_000
-MAX_ID = 2**63 - 1
+MAX_ID = 2**31 - 1  # ids are INTEGER columns: 32-bit on PostgreSQL
 NUMBER_LENGTH = 32  # appeal.number is VARCHAR(32)
 CODE_LENGTH = 64  # status, channel, category and unit codes
 # last_used_at is for an operator asking "is this token still used?": minute precision is plenty,
@@ -54,6 +58,7 @@ LAST_USED_PRECISION = timedelta(minutes=1)
 _ERROR: dict[str, Any] = {"model": ErrorOut}
 Responses = dict[int | str, dict[str, Any]]
 COMMON_ERRORS: Responses = {
+    400: {**_ERROR, "description": "the body could not be read at all (not UTF-8 JSON)"},
     401: {**_ERROR, "description": "no bearer token, or an unknown or revoked one"},
     422: {**_ERROR, "description": "a parameter or the body does not match this schema"},
     503: {**_ERROR, "description": "the database is unavailable; try again later"},
@@ -136,20 +141,27 @@ class AppealPage(BaseModel):
     items: list[AppealOut]
 
 
+# Request bodies refuse fields they do not declare (additionalProperties: false in /openapi.json), as
+# the query does: a misspelt field would otherwise be dropped without a word.
+_STRICT = ConfigDict(extra="forbid")
+
+
 class StatusChange(BaseModel):
-    status: str = Field(max_length=CODE_LENGTH, examples=["in_progress"])
+    model_config = _STRICT
+    status: AppealStatus = Field(examples=["in_progress"])
     note: str | None = Field(default=None, max_length=4000, description="shown to the citizen")
 
 
 class ReplyIn(BaseModel):
-    text: str = Field(min_length=1, max_length=20000)
-    status: str | None = Field(
-        default=None, max_length=CODE_LENGTH, description="optionally change the status in the same step"
-    )
+    model_config = _STRICT
+    # At least one non-space character: an empty answer is refused by the schema, not later.
+    text: str = Field(min_length=1, max_length=20000, pattern=r"\S")
+    status: AppealStatus | None = Field(default=None, description="optionally change the status in one step")
 
 
 class UnitChange(BaseModel):
-    unit: str = Field(max_length=CODE_LENGTH, description="unit code from config/org.toml")
+    model_config = _STRICT
+    unit: str = Field(min_length=1, max_length=CODE_LENGTH, description="unit code from config/org.toml")
 
 
 class ActionOut(BaseModel):
@@ -223,7 +235,7 @@ def build_api_router(runtime: Runtime) -> APIRouter:
 
     Caller = Annotated[str, Depends(caller)]
     Db = Annotated[Session, Depends(session)]
-    router = APIRouter(tags=["appeals"], responses=COMMON_ERRORS)
+    router = APIRouter(tags=["appeals"], responses=COMMON_ERRORS, dependencies=[Depends(_known_query_only)])
 
     @router.get("/appeals", response_model=AppealPage)
     def list_appeals(
@@ -371,6 +383,32 @@ def build_api_router(runtime: Runtime) -> APIRouter:
             return ActionOut(appeal=_appeal_out(s, appeal), event=_event_out(event))
 
     return router
+
+
+_query_names: dict[int, frozenset[str]] = {}
+
+
+def _known_query_only(request: Request) -> None:
+    """A query parameter the operation does not declare is refused: `?stauts=open` would otherwise list
+    every appeal as if no filter had been asked for."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    allowed = _query_names.get(id(route))
+    if allowed is None:
+        allowed = _query_names[id(route)] = frozenset(_declared_query(route.dependant))
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise RequestValidationError(
+            [{"loc": ("query", unknown[0][:64]), "msg": "unknown query parameter", "type": "extra_forbidden"}]
+        )
+
+
+def _declared_query(dependant: Dependant) -> set[str]:
+    names = {field.alias for field in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _declared_query(sub)
+    return names
 
 
 def _aware(moment: datetime) -> datetime:
