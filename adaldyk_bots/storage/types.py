@@ -27,7 +27,19 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 def storable(value: str) -> str:
     """`value` with NUL and lone surrogates replaced by U+FFFD; everything else as it was."""
+    # Every bound string passes here (keys, states, texts): the common case must cost next to nothing,
+    # so the scans are C ones (`in`, isascii, encode) and the regular expression runs only on a hit.
+    if "\x00" not in value and (value.isascii() or _encodes(value)):
+        return value
     return _UNSTORABLE.sub(REPLACEMENT, value)
+
+
+def _encodes(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
 
 
 def _storable_json(value: Any) -> Any:
