@@ -97,6 +97,11 @@ def _parser() -> argparse.ArgumentParser:
     tcreate = token.add_parser("create", help="Create a bearer token for /api/v1 and print it once.")
     tcreate.set_defaults(handler=_token_create)
     tcreate.add_argument("name", help="who or what uses the token, e.g. 'crm-sync'")
+    trevoke = token.add_parser(
+        "revoke", help="Revoke every live token of NAME: the next request with it is refused (401)."
+    )
+    trevoke.set_defaults(handler=_token_revoke)
+    trevoke.add_argument("name", help="the name given to `token create`")
 
     outbox = sub.add_parser("outbox", help="Messages we owe citizens.").add_subparsers(metavar="ACTION")
     requeue_help = (
@@ -225,6 +230,27 @@ def _token_create(settings: Settings, args: argparse.Namespace) -> int:
         f"token {args.name!r} created; it is shown only once. Use: Authorization: Bearer <token>",
         file=sys.stderr,
     )
+    return 0
+
+
+def _token_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from sqlmodel import col, select
+
+    from adaldyk_bots.storage.db import unit_of_work, utcnow
+    from adaldyk_bots.storage.models import ApiToken
+
+    runtime = _runtime(settings, auto_migrate=settings.is_sqlite)
+    with unit_of_work(runtime.engine) as s:
+        live = s.exec(
+            select(ApiToken).where(ApiToken.name == args.name, col(ApiToken.revoked_at).is_(None))
+        ).all()
+        if not live:
+            raise _Refused(f"no live token named {args.name!r}")
+        now = utcnow()
+        for token in live:
+            token.revoked_at = now
+            s.add(token)
+    print(f"token {args.name!r} revoked ({len(live)} token{'s' if len(live) != 1 else ''})")
     return 0
 
 

@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     config_dir: Path = DEFAULT_CONFIG_DIR
     files_dir: Path = Path("var/files")  # citizens' files fetched from the platforms
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Largest request body the web server reads (413 above it, before it is read). 4 MiB: a Telegram
+    # update or a VK event is at most tens of KB (9000 escaped characters are ~54 KB); WhatsApp says a
+    # webhook body can be up to 3 MB, the largest any platform documents (Meta batches up to 1000).
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=1024**3)
 
     # Appeal rules (kz-appeals-law.md): every number is configurable because the Code is amended.
     timezone: str = "Asia/Almaty"

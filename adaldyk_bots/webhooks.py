@@ -21,9 +21,9 @@ from typing import TypeVar
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.concurrency import run_in_threadpool
 
 from adaldyk_bots.domain import Quarantined
+from adaldyk_bots.logs import describe, failure_kind, throttled
 from adaldyk_bots.ports import (
     Delivery,
     IntakeSink,
@@ -32,6 +32,7 @@ from adaldyk_bots.ports import (
     WebhookRequest,
     WebhookRoute,
 )
+from adaldyk_bots.threads import run_write
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,9 @@ def same_secret(supplied: str | bytes | None, expected: str | bytes) -> bool:
     """Constant-time comparison of a shared secret (a header or a body field); None never matches."""
     if supplied is None:
         return False
-    a = supplied.encode() if isinstance(supplied, str) else supplied
-    b = expected.encode() if isinstance(expected, str) else expected
+    # surrogatepass: a JSON string may hold a lone surrogate (\ud800), which plain encode() refuses.
+    a = supplied.encode("utf-8", "surrogatepass") if isinstance(supplied, str) else supplied
+    b = expected.encode("utf-8", "surrogatepass") if isinstance(expected, str) else expected
     return hmac.compare_digest(a, b)
 
 
@@ -139,14 +141,17 @@ class _Endpoint:
             route = authentic[0]
             deliveries = [Delivery(*route.quarantine_as, quarantined_body(body, "webhook.unknown_kind"))]
         try:
-            stored = await run_in_threadpool(self._route_and_store, route, body, deliveries)
+            # Writes on their own threads: a burst of them must not take the pool that serves reads.
+            stored = await run_write(self._route_and_store, route, body, deliveries)
         except SQLAlchemyError as exc:
-            # One line, no traceback: during an outage every request ends here.
-            log.warning(
-                "webhook %s: could not store (%s: %s); answered 503 so the platform delivers again",
+            # One line a minute per kind of failure, no traceback: during an outage every request ends here.
+            throttled(
+                log,
+                failure_kind(f"webhook {self.path}", exc),
+                "webhook %s: could not store (%s); answered 503 so the platform delivers again",
                 self.path,
-                type(exc).__name__,
-                str(exc).splitlines()[0] if str(exc) else "",
+                describe(exc),
+                level=logging.WARNING,
             )
             return Response(status_code=503)
         except Exception:

@@ -18,6 +18,8 @@ from sqlmodel import Session, col, select
 from adaldyk_bots.calendar import WorkingCalendar
 from adaldyk_bots.categories import CategoryRules
 from adaldyk_bots.domain import AppealStatus, InboundMessage, Language, ReplyTarget
+from adaldyk_bots.errors import AppealNotFound, EmptyReply, StatusUnchanged, UnknownStatus, UnknownUnit
+from adaldyk_bots.errors import WorkflowError as WorkflowError  # re-exported for callers that catch it
 from adaldyk_bots.language import detect_language, language_from_hint
 from adaldyk_bots.storage.db import insert_ignoring_conflict, require_id, utcnow
 from adaldyk_bots.storage.inbound import OPEN_STATUSES, InboundStatements, statements
@@ -36,10 +38,6 @@ log = logging.getLogger(__name__)
 _COMMAND = re.compile(r"^/(?P<name>[a-z_]+)(?:@\w+)?(?:\s+(?P<arg>.*))?$", re.IGNORECASE | re.DOTALL)
 
 __all__ = ["OPEN_STATUSES", "Target", "Workflow", "WorkflowError"]
-
-
-class WorkflowError(Exception):
-    """A request the workflow refuses (unknown appeal, status or unit); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -531,7 +529,7 @@ class Workflow:
     def appeal_by_number(self, s: Session, number: str) -> Appeal:
         appeal = s.exec(select(Appeal).where(Appeal.number == number.upper())).first()
         if appeal is None:
-            raise WorkflowError(f"appeal {number} not found")
+            raise AppealNotFound(f"appeal {number} not found")
         return appeal
 
     def change_status(
@@ -540,10 +538,10 @@ class Workflow:
         try:
             new = AppealStatus(status)
         except ValueError:
-            raise WorkflowError(f"unknown status {status!r}; one of: {', '.join(AppealStatus)}") from None
+            raise UnknownStatus(f"unknown status {status!r}; one of: {', '.join(AppealStatus)}") from None
         self._lock(s, appeal)
         if new.value == appeal.status:
-            raise WorkflowError(f"appeal {appeal.number} is already {status}")
+            raise StatusUnchanged(f"appeal {appeal.number} is already {status}")
         now = utcnow()
         event = self._event(
             s, appeal, "status", actor, {"from": appeal.status, "to": new.value, "note": note}, now
@@ -574,7 +572,7 @@ class Workflow:
 
     def reply(self, s: Session, appeal: Appeal, text: str, *, actor: str) -> AppealEvent:
         if not text.strip():
-            raise WorkflowError("reply text is empty")
+            raise EmptyReply("reply text is empty")
         self._lock(s, appeal)
         now = utcnow()
         event = self._event(s, appeal, "reply", actor, {"text": text}, now)
@@ -607,7 +605,7 @@ class Workflow:
     def assign_unit(self, s: Session, appeal: Appeal, unit_code: str, *, actor: str) -> AppealEvent:
         unit = s.exec(select(Unit).where(Unit.code == unit_code)).first()
         if unit is None:
-            raise WorkflowError(f"unknown unit {unit_code!r}")
+            raise UnknownUnit(f"unknown unit {unit_code!r}")
         now = utcnow()
         event = self._event(
             s, appeal, "unit", actor, {"from": appeal.unit_id, "to": unit.id, "code": unit.code}, now

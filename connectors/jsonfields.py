@@ -12,10 +12,15 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
+from adaldyk_bots import safejson
 from adaldyk_bots.domain import Quarantined
 from adaldyk_bots.ports import RawEvent
 
 MAX_NAME_IN_REASON = 64
+# Every id and count the platforms send fits a signed 64-bit integer (Telegram documents ids as "at
+# most 52 significant bits", VK as int64). A larger number is hostile or broken, and kept out of keys
+# and columns: a 4000-digit chat id would make a 4000-character dedup key.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class Unparseable(Exception):
@@ -47,6 +52,10 @@ def is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def is_int64(value: object) -> TypeGuard[int]:
+    return is_int(value) and INT64_MIN <= value <= INT64_MAX
+
+
 def is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -56,13 +65,23 @@ def short(name: str) -> str:
     return name if len(name) <= MAX_NAME_IN_REASON else name[:MAX_NAME_IN_REASON] + "..."
 
 
+def body_key(payload: bytes) -> str:
+    """The dedup key of a body whose platform id cannot be read: a repeated delivery still dedupes."""
+    return "sha256:" + hashlib.sha256(payload).hexdigest()
+
+
 def payload_failure(payload: bytes, reason: str) -> RawEvent:
-    # No trustworthy platform id: the hash of the exact bytes still lets a repeated delivery dedupe.
-    return RawEvent(
-        dedup_key="sha256:" + hashlib.sha256(payload).hexdigest(),
-        payload=payload,
-        outcomes=[Quarantined(reason)],
-    )
+    return RawEvent(dedup_key=body_key(payload), payload=payload, outcomes=[Quarantined(reason)])
+
+
+def loads(payload: bytes, channel: str) -> Any:
+    """The body as JSON, or Unparseable with a reason such as `vk.invalid_json: nesting too deep`.
+
+    Raises nothing else, whatever the bytes (see adaldyk_bots.safejson)."""
+    try:
+        return safejson.loads(payload)
+    except safejson.NotJson as exc:
+        raise Unparseable(f"{channel}.{exc.reason}") from None
 
 
 class JsonFields:
@@ -92,6 +111,8 @@ class JsonFields:
             raise self.missing(path)
         if not is_int(value):
             raise self.bad(path, "integer", value)
+        if not is_int64(value):
+            raise Unparseable(f"{self.channel}.bad_field: {path} (integer out of range)")
         return value
 
     def req_str(self, obj: Mapping[str, Any], key: str, path: str) -> str:
@@ -113,7 +134,7 @@ class JsonFields:
     @staticmethod
     def opt_int(obj: Mapping[str, Any], key: str) -> int | None:
         value = obj.get(key)
-        return value if is_int(value) else None
+        return value if is_int64(value) else None
 
     def utc(self, timestamp: int, path: str) -> datetime:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -14,6 +15,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, SQLModel
+
+from adaldyk_bots.storage.types import dumps_storable
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +44,54 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs)
-        _configure_sqlite(engine)
+        engine = _sqlite_engine(url, **kwargs)
+        _configure_sqlite_writer(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, json_serializer=dumps_storable, **kwargs
+    )
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def read_only(engine: Engine) -> Engine:
+    """The engine to use for transactions that only read (health, API lists and look-ups).
+
+    On SQLite it is a second engine on the same file with its own pool: its transactions begin
+    DEFERRED, never take the writer hand-off and never queue for a connection that a waiting writer
+    holds, so in WAL mode they read the last commit beside the writer; `PRAGMA query_only` makes a
+    write attempted through it fail at once. On PostgreSQL readers never wait (MVCC): the same engine.
+    The reader is made on first use and disposed with `engine`."""
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return engine
+    with _readers_lock:
+        reader = _readers.get(engine)
+        if reader is None:
+            reader = _readers[engine] = _sqlite_engine(
+                engine.url.render_as_string(hide_password=False), pool_size=10, max_overflow=30
+            )
+            _configure_sqlite_reader(reader)
+            event.listen(engine, "engine_disposed", lambda _engine: reader.dispose())
+    return reader
+
+
+@contextmanager
+def read_session(engine: Engine) -> Iterator[Session]:
+    """A session for reading only, on `read_only(engine)`; it never commits."""
+    with Session(read_only(engine), expire_on_commit=False) as session:
+        yield session
+
+
+_readers: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+_readers_lock = threading.Lock()
+
+
+def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        json_serializer=dumps_storable,
+        **kwargs,
+    )
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Take over transaction control from the sqlite3 module so we can say BEGIN IMMEDIATE:
@@ -57,6 +101,21 @@ def _configure_sqlite(engine: Engine) -> None:
         for pragma in _SQLITE_PRAGMAS:
             dbapi_conn.execute(f"PRAGMA {pragma}")
 
+    return engine
+
+
+def _configure_sqlite_reader(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute("PRAGMA query_only=ON")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # DEFERRED: a read transaction takes no lock a writer needs; WAL gives it a stable snapshot.
+        conn.exec_driver_sql("BEGIN")
+
+
+def _configure_sqlite_writer(engine: Engine) -> None:
     # Hand the single write lock over in turn inside the process. SQLite's own busy handler sleeps
     # 1, 2, 5 ... 100 ms between tries, so a waiting writer wakes late and in random order; under load
     # that, not the work, made up most of an acknowledgement's latency (bench/README.md). A plain Lock

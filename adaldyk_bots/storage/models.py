@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from adaldyk_bots.storage.types import use_storable_text
+
 
 def _json_column() -> Any:
     return Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
@@ -275,3 +277,7 @@ class LoopHeartbeat(SQLModel, table=True):
     restarts: int = 0
     period_seconds: float = 0.0
     updated_at: datetime
+
+
+# Last, after every table: any string column holds NUL and lone surrogates (storage/types.py).
+use_storable_text(SQLModel.metadata)

@@ -3,18 +3,30 @@
 # build_api_router at run time, and string annotations could not see those local names.
 
 import hashlib
+import logging
+import threading
+import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
-from sqlalchemy import Engine, or_
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Engine, or_, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, func, select
+from starlette.concurrency import run_in_threadpool
 
-from adaldyk_bots.storage.db import unit_of_work, utcnow
+from adaldyk_bots.domain import AppealStatus
+from adaldyk_bots.errors import NoFile, NotFound, Unauthorized, UpstreamFailed
+from adaldyk_bots.logs import describe, failure_kind, throttled
+from adaldyk_bots.storage.db import read_session, unit_of_work, utcnow
 from adaldyk_bots.storage.models import (
     ApiToken,
     Appeal,
@@ -25,10 +37,40 @@ from adaldyk_bots.storage.models import (
     OutboxItem,
     Unit,
 )
+from adaldyk_bots.web.errors import ErrorOut
 from adaldyk_bots.web.parts import AppParts
-from adaldyk_bots.workflow import Workflow, WorkflowError
+from adaldyk_bots.workflow import Workflow
+
+log = logging.getLogger(__name__)
 
 _bearer = HTTPBearer(auto_error=False)
+
+# Every parameter is bounded: an unbounded integer reached the database driver and failed there
+# (offset=983423261871276556288 was a 500: SQLite integers are 64-bit).
+MAX_OFFSET = 1_000_000
+MAX_ID = 2**31 - 1  # ids are INTEGER columns: 32-bit on PostgreSQL
+NUMBER_LENGTH = 32  # appeal.number is VARCHAR(32)
+CODE_LENGTH = 64  # status, channel, category and unit codes
+# last_used_at is for an operator asking "is this token still used?": minute precision is plenty,
+# and a write per request made every API read wait for SQLite's single writer.
+LAST_USED_PRECISION = timedelta(minutes=1)
+
+_ERROR: dict[str, Any] = {"model": ErrorOut}
+Responses = dict[int | str, dict[str, Any]]
+COMMON_ERRORS: Responses = {
+    400: {**_ERROR, "description": "the body could not be read at all (not UTF-8 JSON)"},
+    401: {**_ERROR, "description": "no bearer token, or an unknown or revoked one"},
+    422: {**_ERROR, "description": "a parameter or the body does not match this schema"},
+    503: {**_ERROR, "description": "the database is unavailable; try again later"},
+}
+NOT_FOUND: Responses = {404: {**_ERROR, "description": "no such appeal (or message, or attachment)"}}
+ACTION_ERRORS: Responses = {
+    **NOT_FOUND,
+    409: {**_ERROR, "description": "the appeal's state does not allow it (e.g. it already has that status)"},
+}
+
+Number = Annotated[str, Path(min_length=1, max_length=NUMBER_LENGTH, examples=["ADL-2026-000123"])]
+Code = Annotated[str | None, Query(max_length=CODE_LENGTH)]
 
 
 def token_digest(token: str) -> str:
@@ -99,18 +141,27 @@ class AppealPage(BaseModel):
     items: list[AppealOut]
 
 
+# Request bodies refuse fields they do not declare (additionalProperties: false in /openapi.json), as
+# the query does: a misspelt field would otherwise be dropped without a word.
+_STRICT = ConfigDict(extra="forbid")
+
+
 class StatusChange(BaseModel):
-    status: str = Field(examples=["in_progress"])
+    model_config = _STRICT
+    status: AppealStatus = Field(examples=["in_progress"])
     note: str | None = Field(default=None, max_length=4000, description="shown to the citizen")
 
 
 class ReplyIn(BaseModel):
-    text: str = Field(min_length=1, max_length=20000)
-    status: str | None = Field(default=None, description="optionally change the status in the same step")
+    model_config = _STRICT
+    # At least one non-space character: an empty answer is refused by the schema, not later.
+    text: str = Field(min_length=1, max_length=20000, pattern=r"\S")
+    status: AppealStatus | None = Field(default=None, description="optionally change the status in one step")
 
 
 class UnitChange(BaseModel):
-    unit: str = Field(description="unit code from config/org.toml")
+    model_config = _STRICT
+    unit: str = Field(min_length=1, max_length=CODE_LENGTH, description="unit code from config/org.toml")
 
 
 class ActionOut(BaseModel):
@@ -131,42 +182,73 @@ class IntakeGapOut(BaseModel):
 def build_api_router(runtime: AppParts) -> APIRouter:
     engine: Engine = runtime.engine
     workflow: Workflow = runtime.workflow
+    touched: dict[int, float] = {}  # token id -> monotonic time of our last last_used_at write
+    touched_lock = threading.Lock()
 
     def session() -> Iterator[Session]:
-        with Session(engine, expire_on_commit=False) as s:
+        # Reads only: on SQLite this never waits for the writer (storage/db.py read_only).
+        with read_session(engine) as s:
             yield s
+
+    def touch(token_id: int) -> None:
+        now = utcnow()
+        try:
+            with unit_of_work(engine) as s:
+                s.execute(
+                    update(ApiToken)
+                    .where(
+                        col(ApiToken.id) == token_id,
+                        or_(
+                            col(ApiToken.last_used_at).is_(None),
+                            col(ApiToken.last_used_at) < now - LAST_USED_PRECISION,
+                        ),
+                    )
+                    .values(last_used_at=now)
+                )
+        except SQLAlchemyError as exc:  # after the answer was sent: nobody to tell but the log
+            throttled(
+                log, failure_kind("api.last_used_at", exc), "could not record token use: %s", describe(exc)
+            )
 
     def caller(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        background: BackgroundTasks,
     ) -> str:
         if credentials is None or credentials.scheme.lower() != "bearer":
-            raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-        with unit_of_work(engine) as s:
+            raise Unauthorized("missing bearer token")
+        with read_session(engine) as s:
             token = s.exec(
                 select(ApiToken).where(ApiToken.token_sha256 == token_digest(credentials.credentials))
             ).first()
-            if token is None or token.revoked_at is not None:
-                raise HTTPException(401, "invalid or revoked token", headers={"WWW-Authenticate": "Bearer"})
-            token.last_used_at = utcnow()
-            s.add(token)
-            return f"token:{token.name}"
+        if token is None or token.revoked_at is not None or token.id is None:
+            raise Unauthorized("invalid or revoked token")
+        stale = token.last_used_at is None or utcnow() - _aware(token.last_used_at) >= LAST_USED_PRECISION
+        if stale:
+            with touched_lock:
+                due = time.monotonic() - touched.get(token.id, -1e9) >= LAST_USED_PRECISION.total_seconds()
+                if due:
+                    touched[token.id] = time.monotonic()
+            if due:
+                # After the answer: the write may wait for SQLite's writer, the reader must not.
+                background.add_task(touch, token.id)
+        return f"token:{token.name}"
 
     Caller = Annotated[str, Depends(caller)]
     Db = Annotated[Session, Depends(session)]
-    router = APIRouter(tags=["appeals"])
+    router = APIRouter(tags=["appeals"], responses=COMMON_ERRORS, dependencies=[Depends(_known_query_only)])
 
     @router.get("/appeals", response_model=AppealPage)
     def list_appeals(
         _who: Caller,
         s: Db,
-        status: str | None = None,
-        channel: str | None = None,
-        category: str | None = None,
-        unit: str | None = None,
+        status: Code = None,
+        channel: Code = None,
+        category: Code = None,
+        unit: Code = None,
         overdue: bool | None = None,
         q: Annotated[str | None, Query(max_length=200)] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> AppealPage:
         query = select(Appeal)
         if status:
@@ -186,9 +268,9 @@ def build_api_router(runtime: AppParts) -> APIRouter:
         rows = s.exec(query.order_by(col(Appeal.id).desc()).offset(offset).limit(limit)).all()
         return AppealPage(total=total, limit=limit, offset=offset, items=[_appeal_out(s, a) for a in rows])
 
-    @router.get("/appeals/{number}", response_model=AppealDetailOut)
-    def get_appeal(number: str, _who: Caller, s: Db) -> AppealDetailOut:
-        appeal = _find(s, workflow, number)
+    @router.get("/appeals/{number}", response_model=AppealDetailOut, responses=NOT_FOUND)
+    def get_appeal(number: Number, _who: Caller, s: Db) -> AppealDetailOut:
+        appeal = workflow.appeal_by_number(s, number)
         messages = s.exec(
             select(Message).where(Message.appeal_id == appeal.id).order_by(col(Message.id))
         ).all()
@@ -233,76 +315,105 @@ def build_api_router(runtime: AppParts) -> APIRouter:
         rows = s.exec(select(IntakeGap).order_by(col(IntakeGap.id).desc()).limit(limit)).all()
         return [IntakeGapOut.model_validate(r, from_attributes=True) for r in rows]
 
+    def attachment_of(number: str, message_id: int, index: int) -> tuple[Appeal, dict[str, Any]]:
+        with read_session(engine) as s:
+            appeal = workflow.appeal_by_number(s, number)
+            message = s.get(Message, message_id)
+            if message is None or message.appeal_id != appeal.id:
+                raise NotFound(f"message {message_id} is not part of appeal {number}")
+            if not 0 <= index < len(message.attachments):
+                raise NotFound(f"message {message_id} has no attachment {index}")
+            return appeal, message.attachments[index]
+
     @router.get(
         "/appeals/{number}/messages/{message_id}/attachments/{index}",
         response_class=FileResponse,
-        responses={200: {"content": {"application/octet-stream": {}}}},
+        responses={
+            200: {"content": {"application/octet-stream": {}}},
+            **NOT_FOUND,
+            409: {**_ERROR, "description": "this kind of attachment holds no file"},
+            502: {**_ERROR, "description": "the platform refused the file or could not be reached"},
+        },
     )
-    async def get_attachment(number: str, message_id: int, index: int, _who: Caller) -> FileResponse:
+    async def get_attachment(
+        number: Number,
+        message_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+        index: Annotated[int, Path(ge=0, le=1000)],
+        _who: Caller,
+    ) -> FileResponse:
         """A citizen's file, fetched from the platform on first request and kept in local storage
         (platform file links expire)."""
-        with Session(engine) as s:
-            appeal = _find(s, workflow, number)
-            message = s.get(Message, message_id)
-            if message is None or message.appeal_id != appeal.id:
-                raise HTTPException(404, f"message {message_id} is not part of appeal {number}")
-            if not 0 <= index < len(message.attachments):
-                raise HTTPException(404, f"message {message_id} has no attachment {index}")
-            attachment = message.attachments[index]
+        # The database part is blocking: it runs in the thread pool, never on the event loop.
+        appeal, attachment = await run_in_threadpool(attachment_of, number, message_id, index)
         connector = runtime.connectors.get(appeal.channel)
         download = getattr(connector, "download_file", None)
         if download is None or not attachment.get("file_id"):
-            raise HTTPException(409, f"{attachment.get('kind')} attachments of {appeal.channel} hold no file")
+            raise NoFile(f"{attachment.get('kind')} attachments of {appeal.channel} hold no file")
         try:
-            path = await download(attachment["file_id"])
+            path: FilePath = await download(attachment["file_id"])
         except Exception as exc:  # the platform refused or is unreachable: say so, keep nothing
-            raise HTTPException(502, f"could not fetch the file from {appeal.channel}: {exc}") from None
+            raise UpstreamFailed(f"could not fetch the file from {appeal.channel}: {exc}") from None
         return FileResponse(
             path,
             media_type=attachment.get("mime_type") or "application/octet-stream",
             filename=attachment.get("name") or path.name,
         )
 
-    @router.post("/appeals/{number}/status", response_model=ActionOut)
-    def change_status(number: str, body: StatusChange, who: Caller) -> ActionOut:
+    @router.post("/appeals/{number}/status", response_model=ActionOut, responses=ACTION_ERRORS)
+    def change_status(number: Number, body: StatusChange, who: Caller) -> ActionOut:
         with unit_of_work(engine) as s:
-            appeal = _find(s, workflow, number)
-            event = _refusing(
-                lambda: workflow.change_status(s, appeal, body.status, actor=who, note=body.note)
-            )
+            appeal = workflow.appeal_by_number(s, number)
+            event = workflow.change_status(s, appeal, body.status, actor=who, note=body.note)
             return ActionOut(appeal=_appeal_out(s, appeal), event=_event_out(event))
 
-    @router.post("/appeals/{number}/reply", response_model=ActionOut)
-    def reply(number: str, body: ReplyIn, who: Caller) -> ActionOut:
+    @router.post("/appeals/{number}/reply", response_model=ActionOut, responses=ACTION_ERRORS)
+    def reply(number: Number, body: ReplyIn, who: Caller) -> ActionOut:
         with unit_of_work(engine) as s:
-            appeal = _find(s, workflow, number)
-            event = _refusing(lambda: workflow.reply(s, appeal, body.text, actor=who))
+            appeal = workflow.appeal_by_number(s, number)
+            event = workflow.reply(s, appeal, body.text, actor=who)
             if body.status and body.status != appeal.status:
-                _refusing(lambda: workflow.change_status(s, appeal, body.status or "", actor=who))
+                workflow.change_status(s, appeal, body.status, actor=who)
             return ActionOut(appeal=_appeal_out(s, appeal), event=_event_out(event))
 
-    @router.post("/appeals/{number}/unit", response_model=ActionOut)
-    def change_unit(number: str, body: UnitChange, who: Caller) -> ActionOut:
+    @router.post("/appeals/{number}/unit", response_model=ActionOut, responses=ACTION_ERRORS)
+    def change_unit(number: Number, body: UnitChange, who: Caller) -> ActionOut:
         with unit_of_work(engine) as s:
-            appeal = _find(s, workflow, number)
-            event = _refusing(lambda: workflow.assign_unit(s, appeal, body.unit, actor=who))
+            appeal = workflow.appeal_by_number(s, number)
+            event = workflow.assign_unit(s, appeal, body.unit, actor=who)
             return ActionOut(appeal=_appeal_out(s, appeal), event=_event_out(event))
 
     return router
 
 
-def _find(s: Session, workflow: Workflow, number: str) -> Appeal:
-    try:
-        return workflow.appeal_by_number(s, number)
-    except WorkflowError as exc:
-        raise HTTPException(404, str(exc)) from None
+_query_names: dict[int, frozenset[str]] = {}
 
 
-def _refusing(action: Any) -> Any:
-    try:
-        return action()
-    except WorkflowError as exc:
-        raise HTTPException(422, str(exc)) from None
+def _known_query_only(request: Request) -> None:
+    """A query parameter the operation does not declare is refused: `?stauts=open` would otherwise list
+    every appeal as if no filter had been asked for."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    allowed = _query_names.get(id(route))
+    if allowed is None:
+        allowed = _query_names[id(route)] = frozenset(_declared_query(route.dependant))
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise RequestValidationError(
+            [{"loc": ("query", unknown[0][:64]), "msg": "unknown query parameter", "type": "extra_forbidden"}]
+        )
+
+
+def _declared_query(dependant: Dependant) -> set[str]:
+    names = {field.alias for field in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _declared_query(sub)
+    return names
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every time we store is UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _appeal_out(s: Session, appeal: Appeal) -> AppealOut:

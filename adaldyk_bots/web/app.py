@@ -13,10 +13,12 @@ from sqlmodel import Session, col, func, select
 
 from adaldyk_bots import __version__
 from adaldyk_bots.dispatcher import UNFINISHED
-from adaldyk_bots.storage.db import utcnow
+from adaldyk_bots.storage.db import read_session, utcnow
 from adaldyk_bots.storage.models import IntakeGap, LoopHeartbeat, OutboxItem, RawEvent
 from adaldyk_bots.supervisor import Supervisor, loops_report, read_heartbeats
 from adaldyk_bots.web.api import build_api_router
+from adaldyk_bots.web.errors import install_error_handlers
+from adaldyk_bots.web.limits import LimitBodySize
 from adaldyk_bots.web.parts import AppParts
 from adaldyk_bots.webhooks import webhook_router
 
@@ -30,6 +32,8 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
         description="Citizens' appeals from social networks: intake, deadlines and answers.",
     )
     app.state.runtime = runtime
+    install_error_handlers(app)
+    app.add_middleware(LimitBodySize, max_bytes=runtime.settings.max_body_bytes)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:
@@ -38,7 +42,7 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
         heartbeats: list[LoopHeartbeat] = []
         settings = runtime.settings
         try:
-            with Session(runtime.engine) as s:
+            with read_session(runtime.engine) as s:
                 s.exec(text("SELECT 1"))  # type: ignore[call-overload]
                 body["backlog"] = _backlog(s)
                 body["database"] = {

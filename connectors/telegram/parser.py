@@ -14,7 +14,9 @@ from connectors.jsonfields import (
     JsonFields,
     Unparseable,
     is_int,
+    is_int64,
     is_number,
+    loads,
     payload_failure,
     short,
     type_name,
@@ -422,7 +424,7 @@ def _parse_message(msg: dict[str, Any], path: str, *, account: str, is_edit: boo
         reply_to_key = str(reply_id) if reply_id is not None else None
 
     group = msg.get("media_group_id")
-    group_key = group if isinstance(group, str) else (str(group) if is_int(group) else None)
+    group_key = group if isinstance(group, str) else (str(group) if is_int64(group) else None)
 
     return InboundMessage(
         channel=CHANNEL,
@@ -475,16 +477,16 @@ def parse_update(update: dict[str, Any], *, account: str) -> ParseOutcome:
 def parse_update_payload(payload: bytes, *, account: str) -> RawEvent:
     """Decode the exact bytes Telegram sent (UTF-8 JSON `Update`) into a RawEvent. Never raises."""
     try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return payload_failure(payload, f"telegram.invalid_utf8: {exc.reason} at byte {exc.start}")
+        return _parse_update_payload(payload, account)
+    except Exception as exc:  # total by contract: whatever the bytes, they are kept with a reason
+        return payload_failure(payload, f"telegram.parser_error: {type(exc).__name__}")
+
+
+def _parse_update_payload(payload: bytes, account: str) -> RawEvent:
     try:
-        update = json.loads(text)
-    except json.JSONDecodeError as exc:
-        where = f"at line {exc.lineno} column {exc.colno}"
-        return payload_failure(payload, f"telegram.invalid_json: {exc.msg} {where}")
-    except RecursionError:
-        return payload_failure(payload, "telegram.invalid_json: nesting too deep")
+        update = loads(payload, CHANNEL)
+    except Unparseable as exc:
+        return payload_failure(payload, exc.reason)
 
     if not isinstance(update, dict):
         return payload_failure(payload, f"telegram.not_an_object: got {type_name(update)}")
@@ -494,6 +496,8 @@ def parse_update_payload(payload: bytes, *, account: str) -> RawEvent:
     if not is_int(update_id):
         got = type_name(update_id)
         return payload_failure(payload, f"telegram.bad_field: update_id (expected integer, got {got})")
+    if not is_int64(update_id):
+        return payload_failure(payload, "telegram.bad_field: update_id (integer out of range)")
 
     try:
         outcome = parse_update(update, account=account)

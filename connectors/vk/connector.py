@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from adaldyk_bots import safejson
 from adaldyk_bots.domain import Delivered, Failed, Held, ReplyTarget, RetryLater, SendResult
 from adaldyk_bots.ports import (
     ChannelHealth,
@@ -366,8 +366,8 @@ class VKConnector:
 def _json_object(body: bytes) -> dict[str, Any] | None:
     """The body as a JSON object, or None for anything else (total: deep nesting and huge numbers too)."""
     try:
-        event = json.loads(body)
-    except (ValueError, RecursionError):
+        event = safejson.loads(body)
+    except safejson.NotJson:
         return None
     return event if isinstance(event, dict) else None
 

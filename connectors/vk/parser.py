@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
+import math
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -13,6 +14,8 @@ from adaldyk_bots.ports import RawEvent
 from connectors.jsonfields import (
     JsonFields,
     Unparseable,
+    body_key,
+    loads,
     payload_failure,
     short,
     type_name,
@@ -42,6 +45,9 @@ CHAT_PEER_BASE = 2_000_000_000
 # ENG 3, KAZ 97, https://vkcom.github.io/vkid-web-sdk/docs/enums/types.Languages.html).
 _LANG_IDS = {0: "ru", 3: "en", 97: "kk"}
 
+# What a VK event_id looks like (hex in every recorded event); anything else is hashed into the key.
+_PLAIN_EVENT_ID = re.compile(r"[0-9A-Za-z_.:-]{1,150}")
+
 # Event types that are authentic but never an appeal: a documented skip, not an error.
 _SKIPPED_TYPES = frozenset(
     {
@@ -65,7 +71,10 @@ def _number(obj: Mapping[str, Any], key: str, path: str) -> float:
     try:
         if isinstance(value, bool):
             raise TypeError
-        return float(value)
+        number = float(value)
+        if not math.isfinite(number):  # "nan" or "1e999" as a string: no JSON column would hold it
+            raise ValueError
+        return number
     except (TypeError, ValueError, OverflowError):
         raise _f.bad(path, "number", value) from None
 
@@ -357,13 +366,16 @@ def parse_event(event: dict[str, Any], *, account: str) -> ParseOutcome:
 def parse_event_payload(payload: bytes, *, account: str) -> RawEvent:
     """The exact bytes of one event to a RawEvent keyed `event:<event_id>`. Never raises."""
     try:
-        event = json.loads(payload.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        return payload_failure(payload, f"vk.invalid_utf8: {exc.reason} at byte {exc.start}")
-    except json.JSONDecodeError as exc:
-        return payload_failure(payload, f"vk.invalid_json: {exc.msg} at line {exc.lineno} column {exc.colno}")
-    except RecursionError:
-        return payload_failure(payload, "vk.invalid_json: nesting too deep")
+        return _parse_event_payload(payload, account)
+    except Exception as exc:  # total by contract: whatever the bytes, they are kept with a reason
+        return payload_failure(payload, f"vk.parser_error: {type(exc).__name__}")
+
+
+def _parse_event_payload(payload: bytes, account: str) -> RawEvent:
+    try:
+        event = loads(payload, CHANNEL)
+    except Unparseable as exc:
+        return payload_failure(payload, exc.reason)
     if not isinstance(event, dict):
         return payload_failure(payload, f"vk.not_an_object: got {type_name(event)}")
     event_id = event.get("event_id")
@@ -374,11 +386,10 @@ def parse_event_payload(payload: bytes, *, account: str) -> RawEvent:
     if not isinstance(event_id, str) or not event_id:
         # callback_base.event_id is required (VKCOM/vk-api-schema); without it the bytes are the key, and
         # the message-level key (peer, conversation_message_id) still stops a second appeal.
-        return RawEvent(
-            dedup_key="sha256:" + hashlib.sha256(payload).hexdigest(), payload=payload, outcomes=[outcome]
-        )
-    # event_id is a 40-hex string in every recorded event; an oversized one is hashed, never cut short,
-    # so two distinct ids can never share a key.
-    if len(event_id) > 150:
-        event_id = "sha256:" + hashlib.sha256(event_id.encode()).hexdigest()
+        return RawEvent(dedup_key=body_key(payload), payload=payload, outcomes=[outcome])
+    # event_id is a 40-hex string in every recorded event; an oversized or strange one (control
+    # characters, lone surrogates) is hashed, never cut short or cleaned, so two distinct ids can never
+    # share a key.
+    if not _PLAIN_EVENT_ID.fullmatch(event_id):
+        event_id = "sha256:" + hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()
     return RawEvent(dedup_key=f"event:{event_id}", payload=payload, outcomes=[outcome])

@@ -597,7 +597,7 @@ def _set(path: str, value: Any) -> Any:
         (
             "private_text",
             _set("message.date", 10**20),
-            "telegram.bad_field: message.date (timestamp out of range)",
+            "telegram.bad_field: message.date (integer out of range)",
         ),
         (
             "private_text",

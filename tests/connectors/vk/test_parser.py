@@ -281,7 +281,7 @@ def test_event_for_another_community_is_quarantined() -> None:
             "vk.bad_field: object.message.peer_id (expected integer, got string)",
         ),
         (lambda m: m.update(text=5), "vk.bad_field: object.message.text (expected string, got number)"),
-        (lambda m: m.update(date=10**20), "vk.bad_field: object.message.date (timestamp out of range)"),
+        (lambda m: m.update(date=10**20), "vk.bad_field: object.message.date (integer out of range)"),
         (
             lambda m: m.update(attachments={}),
             "vk.bad_field: object.message.attachments (expected array, got object)",

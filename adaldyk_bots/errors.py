@@ -1,0 +1,104 @@
+"""The core's exceptions: what a request can be refused for, each kind with one HTTP answer.
+
+    AdaldykError                 a refusal; the message is shown to the caller as `detail`
+    ├── NotFound                 404  nothing there, or nothing the caller may see
+    │   ├── AppealNotFound
+    │   └── UnknownUnit              (a unit code that is not in config/org.toml)
+    ├── Conflict                 409  the request is valid but the state does not allow it
+    │   ├── StatusUnchanged          (the appeal already has that status)
+    │   └── NoFile                   (an attachment kind that holds no file)
+    ├── Invalid                  422  the request is well-formed but not a valid instruction
+    │   ├── UnknownStatus            (the API's schema refuses these first; kept for other callers)
+    │   └── EmptyReply
+    ├── Unauthorized             401  no token, or one that is unknown or revoked
+    ├── UpstreamFailed           502  a platform refused or could not be reached
+    └── Unavailable              503  a part we depend on (the database) is down: try again later
+
+WorkflowError is the base of the workflow's refusals (AppealNotFound … EmptyReply) and is kept for
+code that catches it. `web/errors.py` maps the tree to HTTP in one handler; nothing else chooses a
+status code for these.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AdaldykError",
+    "AppealNotFound",
+    "Conflict",
+    "EmptyReply",
+    "Invalid",
+    "NoFile",
+    "NotFound",
+    "StatusUnchanged",
+    "Unauthorized",
+    "Unavailable",
+    "UnknownStatus",
+    "UnknownUnit",
+    "UpstreamFailed",
+    "WorkflowError",
+]
+
+
+class AdaldykError(Exception):
+    """A request the core refuses; `str(exc)` says why, in words for the caller."""
+
+    status_code = 400
+    code = "refused"
+
+
+class NotFound(AdaldykError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(AdaldykError):
+    status_code = 409
+    code = "conflict"
+
+
+class Invalid(AdaldykError):
+    status_code = 422
+    code = "invalid"
+
+
+class Unauthorized(AdaldykError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class UpstreamFailed(AdaldykError):
+    status_code = 502
+    code = "upstream_failed"
+
+
+class Unavailable(AdaldykError):
+    status_code = 503
+    code = "unavailable"
+
+
+class WorkflowError(AdaldykError):
+    """A request the workflow refuses (unknown appeal, status or unit); the message says why."""
+
+
+class AppealNotFound(WorkflowError, NotFound):
+    pass
+
+
+class StatusUnchanged(WorkflowError, Conflict):
+    pass
+
+
+class UnknownStatus(WorkflowError, Invalid):
+    pass
+
+
+class UnknownUnit(WorkflowError, NotFound):
+    pass
+
+
+class EmptyReply(WorkflowError, Invalid):
+    pass
+
+
+class NoFile(Conflict):
+    pass
