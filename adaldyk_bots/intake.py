@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 from adaldyk_bots.domain import Ignored, InboundMessage, ParseOutcome, Quarantined
 from adaldyk_bots.groupcommit import GroupCommitter
 from adaldyk_bots.ports import IntakeResult, RawEvent
-from adaldyk_bots.storage.db import unit_of_work, utcnow
+from adaldyk_bots.storage.db import read_session, unit_of_work, utcnow
 from adaldyk_bots.storage.inbound import statements
 from adaldyk_bots.storage.locks import PollerLock
 from adaldyk_bots.storage.models import ChannelCursor, IntakeGap
@@ -212,7 +212,7 @@ class Intake:
     def _log_duplicates(self, channel: str, account: str, keys: list[str], inserted_ids: set[int]) -> None:
         """One line per duplicate, naming the event it repeats: a false duplicate must be findable."""
         try:
-            with Session(self.engine) as s:
+            with read_session(self.engine) as s:
                 stored = {
                     key: (raw_id, state)
                     for raw_id, key, state in s.exec(
@@ -319,7 +319,7 @@ class Intake:
         return PollerLock(self.engine, f"poller:{channel}:{account}")
 
     def cursor(self, channel: str, account: str) -> str | None:
-        with Session(self.engine) as s:
+        with read_session(self.engine) as s:
             row = s.get(ChannelCursor, (channel, account))
             return row.value if row else None
 
@@ -369,7 +369,7 @@ class Intake:
             lock.release()
 
     def _quarantined_ids(self, event_id: int | None) -> list[int]:
-        with Session(self.engine) as s:
+        with read_session(self.engine) as s:
             query = select(RawEventRow.id).where(RawEventRow.state == "quarantined")
             if event_id is not None:
                 query = select(RawEventRow.id).where(RawEventRow.id == event_id)
@@ -432,7 +432,7 @@ class Intake:
         pending = set(ids)
         final: dict[int, tuple[str, str | None]] = {}
         while pending:
-            with Session(self.engine) as s:
+            with read_session(self.engine) as s:
                 for raw_id, state, reason in s.exec(
                     select(RawEventRow.id, RawEventRow.state, RawEventRow.reason).where(
                         col(RawEventRow.id).in_(pending)
