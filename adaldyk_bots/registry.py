@@ -1,4 +1,5 @@
-"""The connector registry: the installed connectors, found through the `adaldyk.connectors` entry points.
+"""The connector registry: what the installed connectors offer, found through entry points
+(`adaldyk.connectors` for the connectors, `adaldyk.sandboxes` for their sandboxes).
 
 It imports nothing of the core, so the settings and the ports can both use it without an import circle.
 """
@@ -13,11 +14,16 @@ CONNECTOR_GROUP = "adaldyk.connectors"
 
 @functools.cache
 def installed_connectors() -> tuple[dict[str, object], dict[str, str]]:
-    """What each entry point names (a connector class), and the ones that failed to load with the
-    reason: a broken install of one channel must not take the others down; it shows on /healthz."""
+    """What each connector entry point names (a connector class), and the ones that failed to load."""
+    return load_entry_points(CONNECTOR_GROUP)
+
+
+def load_entry_points(group: str) -> tuple[dict[str, object], dict[str, str]]:
+    """What each entry point of `group` names, and the ones that failed to load with the reason: a
+    broken install of one channel must not take the others down; it shows on /healthz instead."""
     loaded: dict[str, object] = {}
     broken: dict[str, str] = {}
-    for ep in entry_points(group=CONNECTOR_GROUP):
+    for ep in entry_points(group=group):
         try:
             loaded[ep.name] = ep.load()
         except Exception as exc:  # ImportError, or any error raised while importing the module

@@ -15,12 +15,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sqlmodel import select
 
+from adaldyk_bots.registry import load_entry_points
 from adaldyk_bots.runtime import Runtime, Service
 from adaldyk_bots.settings import Settings, SettingsError, load_settings
 from adaldyk_bots.storage.db import make_engine, unit_of_work, utcnow
@@ -140,14 +140,8 @@ class ScriptedSandbox:
 
 def load_sandboxes() -> tuple[dict[str, SandboxFactory], dict[str, str]]:
     """The installed channels' sandboxes, and the ones that failed to load with the reason."""
-    loaded: dict[str, SandboxFactory] = {}
-    broken: dict[str, str] = {}
-    for ep in entry_points(group=SANDBOX_GROUP):
-        try:
-            loaded[ep.name] = ep.load()
-        except Exception as exc:  # ImportError, or any error raised while importing the module
-            broken[ep.name] = f"cannot load {ep.value}: {type(exc).__name__}: {exc}"
-    return loaded, broken
+    loaded, broken = load_entry_points(SANDBOX_GROUP)
+    return {name: cast("SandboxFactory", obj) for name, obj in loaded.items()}, broken
 
 
 def run_sandbox(
