@@ -151,7 +151,6 @@ class _Endpoint:
                 "webhook %s: could not store (%s); answered 503 so the platform delivers again",
                 self.path,
                 describe(exc),
-                level=logging.WARNING,
             )
             return Response(status_code=503)
         except Exception:

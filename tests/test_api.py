@@ -194,7 +194,7 @@ def test_a_database_outage_is_503_and_one_log_line(
             assert httpx.get(f"{svc.url}/healthz").status_code == 503
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     api_lines = [r for r in errors if "database unavailable" in r.getMessage()]
-    webhook_lines = [r for r in errors if "telegram webhook" in r.getMessage()]
+    webhook_lines = [r for r in errors if "webhook /webhooks/telegram" in r.getMessage()]
     assert len(api_lines) == 1 and len(webhook_lines) == 1, [r.getMessage() for r in errors]
     assert not any(r.exc_info for r in api_lines + webhook_lines)  # one line, not a traceback
     assert len(errors) == 2, [r.getMessage() for r in errors]
