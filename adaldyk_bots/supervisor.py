@@ -26,10 +26,10 @@ from typing import Any, Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine, delete
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from adaldyk_bots.ports import LoopSpec
-from adaldyk_bots.storage.db import unit_of_work, utcnow
+from adaldyk_bots.storage.db import read_session, unit_of_work, utcnow
 from adaldyk_bots.storage.models import LoopHeartbeat
 
 log = logging.getLogger(__name__)
@@ -273,7 +273,8 @@ class Supervisor:
 
 
 def read_heartbeats(engine: Engine, *, exclude_process: str | None = None) -> list[LoopHeartbeat]:
-    with Session(engine) as s:
+    # The read path: /healthz must answer while a writer holds SQLite's write lock.
+    with read_session(engine) as s:
         query = select(LoopHeartbeat)
         if exclude_process is not None:
             query = query.where(LoopHeartbeat.process != exclude_process)
