@@ -99,13 +99,17 @@ def test_sigkill_during_and_between_batches_loses_and_duplicates_nothing(databas
     feeder.join()
     worker = adaldyk_process(["worker"], env)
     try:
+        # Both: every acknowledgement out is not yet every follow-up processed (a second message of a
+        # chat may still wait in state `received` when its chat's ack has gone).
         wait_until(
             lambda: (
                 _count(engine, OutboxItem, OutboxItem.purpose == "ack", OutboxItem.state == "sent") == CHATS
+                and _count(engine, RawEvent) == CHATS * MESSAGES_PER_CHAT
+                and _count(engine, RawEvent, RawEvent.state == "received") == 0
             ),
             timeout=120,
             interval=0.2,
-            what="every acknowledgement sent",
+            what="every acknowledgement sent and every stored message processed",
         )
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=20) == 0  # a clean stop on SIGTERM
