@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 from adaldyk_bots.runtime import Runtime, Service
 from adaldyk_bots.settings import Settings
 from adaldyk_bots.storage.db import unit_of_work, utcnow
-from adaldyk_bots.storage.models import ApiToken
+from adaldyk_bots.storage.models import ApiToken, OutboxItem
 from adaldyk_bots.web.api import token_digest
+from adaldyk_bots.workflow import Target, Workflow
 
 T = TypeVar("T")
 
@@ -119,3 +120,26 @@ def adaldyk_process(command: list[str], env: dict[str, str]) -> subprocess.Popen
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+
+
+def enqueue_replies(engine: Any, items: list[tuple[str, int, str]], *, channel: str, account: str) -> None:
+    """Owe (key, chat id, text) replies through the workflow's own enqueue, in one transaction."""
+    with unit_of_work(engine) as s:
+        for key, chat_id, text in items:
+            Workflow.enqueue(
+                s,
+                key=key,
+                target=Target(channel, account, str(chat_id)),
+                purpose="reply",
+                appeal_id=None,
+                text=text,
+                now=utcnow(),
+            )
+
+
+def outbox_rows(engine: Any) -> dict[str, OutboxItem]:
+    """Every outbox row by its key."""
+    from sqlmodel import Session, select
+
+    with Session(engine) as s:
+        return {r.key: r for r in s.exec(select(OutboxItem))}

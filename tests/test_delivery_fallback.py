@@ -19,7 +19,8 @@ from adaldyk_bots.ports import ChannelHealth, RateScope, RawEvent
 from adaldyk_bots.runtime import Runtime
 from adaldyk_bots.storage.db import make_engine, unit_of_work
 from adaldyk_bots.storage.migrate import alembic_config, upgrade
-from adaldyk_bots.storage.models import AppealEvent, OutboxItem
+from adaldyk_bots.storage.models import AppealEvent
+from tests.support import outbox_rows
 
 PUBLIC = ReplyTarget("stub", "acc", "post-7", reply_to_key="42", kind="public")
 
@@ -79,9 +80,7 @@ def _message(text: str, key: str, kind: str = "comment") -> InboundMessage:
     )
 
 
-def _rows(engine: Any) -> dict[str, OutboxItem]:
-    with Session(engine) as s:
-        return {r.key: r for r in s.exec(select(OutboxItem))}
+_rows = outbox_rows
 
 
 def test_a_fallback_target_gets_one_neutral_invitation_per_appeal(make_settings: Any) -> None:

@@ -4,34 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-
-from sqlmodel import Session, select
+from typing import Any
 
 from adaldyk_bots.dispatcher import Dispatcher
 from adaldyk_bots.storage.db import make_engine, unit_of_work, utcnow
 from adaldyk_bots.storage.models import OutboxItem
-from adaldyk_bots.workflow import Target, Workflow
 from connectors.telegram import TelegramConnector
 from tests.conftest import BOT_ID, TOKEN
+from tests.support import enqueue_replies, outbox_rows
 
 
-def _enqueue(engine, items):
-    with unit_of_work(engine) as s:
-        for key, chat_id, text in items:
-            Workflow.enqueue(
-                s,
-                key=key,
-                target=Target("telegram", BOT_ID, str(chat_id)),
-                purpose="reply",
-                appeal_id=None,
-                text=text,
-                now=utcnow(),
-            )
+def _enqueue(engine: Any, items: list[tuple[str, int, str]]) -> None:
+    enqueue_replies(engine, items, channel="telegram", account=BOT_ID)
 
 
-def _rows(engine):
-    with Session(engine) as s:
-        return {r.key: r for r in s.exec(select(OutboxItem))}
+_rows = outbox_rows
 
 
 def _drain(engine, fake, *, until, timeout=120.0):

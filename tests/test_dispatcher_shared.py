@@ -16,28 +16,17 @@ from sqlmodel import Session, select
 from adaldyk_bots.dispatcher import Dispatcher
 from adaldyk_bots.ratelimit import BudgetUnavailable, ScopeLimiter
 from adaldyk_bots.settings import SettingsError, load_settings
-from adaldyk_bots.storage.db import make_engine, unit_of_work, utcnow
+from adaldyk_bots.storage.db import make_engine
 from adaldyk_bots.storage.models import OutboxItem
-from adaldyk_bots.workflow import Target, Workflow
 from connectors.telegram import TelegramConnector
 from tests.conftest import BOT_ID, PG_URL, TOKEN, RedisForTest
-from tests.support import free_port
+from tests.support import enqueue_replies, free_port
 
 BUNCHED_LIMIT = 40  # well under the ~50/s two workers with their own budgets send
 
 
 def _enqueue(engine: Any, items: list[tuple[str, int, str]]) -> None:
-    with unit_of_work(engine) as s:
-        for key, chat_id, text in items:
-            Workflow.enqueue(
-                s,
-                key=key,
-                target=Target("telegram", BOT_ID, str(chat_id)),
-                purpose="reply",
-                appeal_id=None,
-                text=text,
-                now=utcnow(),
-            )
+    enqueue_replies(engine, items, channel="telegram", account=BOT_ID)
 
 
 def _states(engine: Any) -> dict[str, str]:

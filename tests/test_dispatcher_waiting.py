@@ -7,14 +7,11 @@ import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlmodel import Session, select
-
 from adaldyk_bots.dispatcher import Dispatcher
-from adaldyk_bots.storage.db import make_engine, unit_of_work, utcnow
-from adaldyk_bots.storage.models import OutboxItem
-from adaldyk_bots.workflow import Target, Workflow
+from adaldyk_bots.storage.db import make_engine, utcnow
 from connectors.telegram import TelegramConnector
 from tests.conftest import BOT_ID, TOKEN
+from tests.support import enqueue_replies, outbox_rows
 
 BOT_SCOPE = f"telegram:{BOT_ID}"
 
@@ -33,22 +30,10 @@ class Clock:
 
 
 def _enqueue(engine: Any, items: list[tuple[str, int, str]]) -> None:
-    with unit_of_work(engine) as s:
-        for key, chat_id, text in items:
-            Workflow.enqueue(
-                s,
-                key=key,
-                target=Target("telegram", BOT_ID, str(chat_id)),
-                purpose="reply",
-                appeal_id=None,
-                text=text,
-                now=utcnow(),
-            )
+    enqueue_replies(engine, items, channel="telegram", account=BOT_ID)
 
 
-def _rows(engine: Any) -> dict[str, OutboxItem]:
-    with Session(engine) as s:
-        return {r.key: r for r in s.exec(select(OutboxItem))}
+_rows = outbox_rows
 
 
 def _dispatcher(engine: Any, connector: TelegramConnector, **kwargs: Any) -> Dispatcher:

@@ -7,16 +7,16 @@ import time
 from typing import Any
 
 import pytest
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from adaldyk_bots.dispatcher import Dispatcher
 from adaldyk_bots.storage.db import make_engine, unit_of_work, utcnow
 from adaldyk_bots.storage.models import OutboxItem
-from adaldyk_bots.workflow import Target, Workflow
 from connectors.vk.client import derive_random_id
 from connectors.vk.connector import VKConnector
 from connectors.vk.fake import FakeVK
 from tests.connectors.vk import GROUP_ID, TOKEN
+from tests.support import enqueue_replies, outbox_rows
 
 ACCOUNT = str(GROUP_ID)
 
@@ -26,22 +26,10 @@ def _connector(fake: FakeVK, **kwargs: Any) -> VKConnector:
 
 
 def _enqueue(engine: Any, items: list[tuple[str, int, str]]) -> None:
-    with unit_of_work(engine) as s:
-        for key, peer_id, text in items:
-            Workflow.enqueue(
-                s,
-                key=key,
-                target=Target("vk", ACCOUNT, str(peer_id)),
-                purpose="reply",
-                appeal_id=None,
-                text=text,
-                now=utcnow(),
-            )
+    enqueue_replies(engine, items, channel="vk", account=ACCOUNT)
 
 
-def _rows(engine: Any) -> dict[str, OutboxItem]:
-    with Session(engine) as s:
-        return {r.key: r for r in s.exec(select(OutboxItem))}
+_rows = outbox_rows
 
 
 def _drain(engine: Any, connector: VKConnector, *, until: Any, timeout: float = 60.0, **kwargs: Any) -> Any:
