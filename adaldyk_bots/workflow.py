@@ -519,8 +519,9 @@ class Workflow:
         now: datetime,
     ) -> bool:
         return (
-            conn.execute(sql.insert_outbox, _outbox_values(key, target, purpose, appeal_id, text, now))
-            .scalar_one_or_none()
+            conn.execute(
+                sql.insert_outbox, _outbox_values(key, target, purpose, appeal_id, text, now)
+            ).scalar_one_or_none()
             is not None
         )
 
