@@ -21,6 +21,9 @@ from adaldyk_bots.storage.migrate import upgrade
 from adaldyk_bots.storage.scratch import ScratchDatabase, truncate_all
 from connectors.telegram.fake import FakeTelegramServer
 
+# Playwright with Debian's Chromium: the `browser` and `page` fixtures.
+pytest_plugins = ["tests.browser"]
+
 PG_URL = os.environ.get("ADALDYK_TEST_DATABASE_URL")
 # Shared rate budgets: CI's PostgreSQL run sets it (then Redis must answer); without it, tests that need
 # Redis use this machine's on database 15 when it answers, and are skipped when it does not.

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, func, select
@@ -20,6 +21,7 @@ from adaldyk_bots.web.api import build_api_router
 from adaldyk_bots.web.errors import install_error_handlers
 from adaldyk_bots.web.limits import LimitBodySize
 from adaldyk_bots.web.parts import AppParts
+from adaldyk_bots.web.ui import STATIC_DIR
 from adaldyk_bots.webhooks import webhook_router
 
 
@@ -102,6 +104,8 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
     routes = [route for connector in runtime.connectors.values() for route in connector.webhooks()]
     app.include_router(webhook_router(routes, runtime.intake))
     app.include_router(build_api_router(runtime), prefix="/api/v1")
+    # The workspace's pages are routers of their own (web/*_pages.py), included here.
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
 

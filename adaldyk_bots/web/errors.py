@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -24,8 +24,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from adaldyk_bots.errors import AdaldykError
 from adaldyk_bots.logs import describe, failure_kind, throttled
+from adaldyk_bots.web.ui import is_page_request, render_error
 
-__all__ = ["ErrorOut", "FieldErrorOut", "error_response", "install_error_handlers", "is_outage"]
+__all__ = ["ErrorOut", "FieldErrorOut", "answer", "error_response", "install_error_handlers", "is_outage"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,24 @@ def error_response(
     return JSONResponse(body.model_dump(), status_code=status_code, headers=headers)
 
 
+def answer(
+    request: Request,
+    status_code: int,
+    detail: str,
+    *,
+    code: str | None = None,
+    errors: list[FieldErrorOut] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """JSON for programs (API, webhooks, health); the HTML error page for a person on a page."""
+    if is_page_request(request):
+        try:
+            return render_error(request, status_code, detail, headers=headers)
+        except Exception:  # noqa: BLE001 - the error page itself failed: the JSON answer still goes out
+            log.exception("the HTML error page failed; answering JSON")
+    return error_response(status_code, detail, code=code, errors=errors, headers=headers)
+
+
 def is_outage(exc: BaseException) -> bool:
     """True when a database error means "the database cannot be reached now", not a bug of ours."""
     if isinstance(exc, OperationalError | InterfaceError | DisconnectionError | PoolTimeoutError):
@@ -86,41 +105,41 @@ def _field_errors(exc: RequestValidationError) -> list[FieldErrorOut]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    async def refused(_request: Request, exc: Exception) -> JSONResponse:
+    async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, AdaldykError)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        return error_response(exc.status_code, str(exc), code=exc.code, headers=headers)
+        return answer(request, exc.status_code, str(exc), code=exc.code, headers=headers)
 
-    async def http_error(_request: Request, exc: Exception) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         headers: dict[str, Any] | None = getattr(exc, "headers", None)
-        return error_response(exc.status_code, str(exc.detail), headers=headers)
+        return answer(request, exc.status_code, str(exc.detail), headers=headers)
 
-    async def invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    async def invalid_request(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         errors = _field_errors(exc)
         first = errors[0] if errors else None
         detail = f"{'.'.join(map(str, first.loc))}: {first.msg}" if first else "invalid request"
-        return error_response(422, detail, errors=errors)
+        return answer(request, 422, detail, errors=errors)
 
-    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+    async def database_error(request: Request, exc: Exception) -> Response:
         if is_outage(exc):
             throttled(
                 log, failure_kind("database", exc), "database unavailable, answering 503: %s", describe(exc)
             )
             detail = "the database is unavailable; try again later"
-            return error_response(503, detail, headers={"Retry-After": "5"})
+            return answer(request, 503, detail, headers={"Retry-After": "5"})
         # A database error that is not an outage is a bug of ours: its traceback, once a minute per kind.
         route = getattr(request.scope.get("route"), "path", "?")
         if throttled(
             log, failure_kind(f"web:{route}", exc), "database error on %s: %s", route, describe(exc)
         ):
             log.error("traceback of the error above", exc_info=exc)
-        return error_response(500, "internal error")
+        return answer(request, 500, "internal error")
 
-    async def unexpected(_request: Request, _exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, _exc: Exception) -> Response:
         # Starlette logs the traceback of what reaches here (it re-raises after the answer is sent).
-        return error_response(500, "internal error")
+        return answer(request, 500, "internal error")
 
     app.add_exception_handler(AdaldykError, refused)
     app.add_exception_handler(StarletteHTTPException, http_error)
