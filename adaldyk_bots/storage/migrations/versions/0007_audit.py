@@ -53,8 +53,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("audit_event", schema=None) as batch_op:
         batch_op.create_index("ix_audit_event_at", ["at"], unique=False)
-        batch_op.create_index("ix_audit_event_actor", ["actor"], unique=False)
-        batch_op.create_index("ix_audit_event_subject", ["subject"], unique=False)
+        batch_op.create_index("ix_audit_event_actor", ["actor", "id"], unique=False)
+        batch_op.create_index("ix_audit_event_action", ["action", "id"], unique=False)
+        batch_op.create_index("ix_audit_event_subject", ["subject", "id"], unique=False)
     op.create_table(
         "audit_head",
         sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
