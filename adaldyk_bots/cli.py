@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from adaldyk_bots import __version__
+from adaldyk_bots.access import ROLES
 from adaldyk_bots.runtime import Runtime
 from adaldyk_bots.settings import Settings, SettingsError, load_settings
 
@@ -85,18 +86,34 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     user = sub.add_parser("user", help="Staff accounts.").add_subparsers(metavar="ACTION")
-    create = user.add_parser("create", help="Create a staff account (asks for the password).")
+    create = user.add_parser(
+        "create",
+        help="Create a staff account. Without --password-stdin the password is asked twice (hidden).",
+        description="Create a staff account for the workspace and the JSON API. Roles: admin (every "
+        "appeal, users and settings), moderator (every appeal), officer (their unit and its sub-units "
+        "only; needs --unit), auditor (every appeal, read-only).",
+    )
     create.set_defaults(handler=_user_create)
     create.add_argument("username")
     create.add_argument("--full-name", default="")
-    create.add_argument("--role", choices=["admin", "moderator", "officer"], default="moderator")
-    create.add_argument("--unit", help="unit code (officers see only their unit's appeals)")
-    create.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    create.add_argument("--role", choices=list(ROLES), default="moderator")
+    create.add_argument("--unit", help="unit code from config/org.toml (required for officers)")
+    create.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input",
+    )
 
     token = sub.add_parser("token", help="API tokens for the JSON API.").add_subparsers(metavar="ACTION")
-    tcreate = token.add_parser("create", help="Create a bearer token for /api/v1 and print it once.")
+    tcreate = token.add_parser(
+        "create",
+        help="Create a bearer token for /api/v1 acting with USERNAME's rights; prints the token alone.",
+    )
     tcreate.set_defaults(handler=_token_create)
     tcreate.add_argument("name", help="who or what uses the token, e.g. 'crm-sync'")
+    tcreate.add_argument(
+        "--user", required=True, help="the staff user whose rights the token carries (no more than theirs)"
+    )
     trevoke = token.add_parser(
         "revoke", help="Revoke every live token of NAME: the next request with it is refused (401)."
     )
@@ -192,51 +209,79 @@ def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _user_create(settings: Settings, args: argparse.Namespace) -> int:
-    from argon2 import PasswordHasher
-    from sqlmodel import select
-
+    from adaldyk_bots.accounts import audit, check_new_password, create_user
+    from adaldyk_bots.errors import AdaldykError
     from adaldyk_bots.storage.db import unit_of_work, utcnow
-    from adaldyk_bots.storage.models import StaffUser, Unit
 
-    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
-    if len(password) < 10:
-        raise _Refused("the password must have at least 10 characters")
+    if args.role == "officer" and not args.unit:
+        raise _Refused("an officer needs --unit CODE (officers see only their unit's appeals)")
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        # Asked twice, never echoed and never generated: a generated password would end up in the
+        # terminal's scroll-back and shell logs.
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Password again: ") != password:
+            raise _Refused("the two passwords differ")
+    try:
+        check_new_password(password, username=args.username)
+    except AdaldykError as exc:
+        raise _Refused(str(exc)) from None
     runtime = _runtime(settings, auto_migrate=settings.is_sqlite)
-    with unit_of_work(runtime.engine) as s:
-        if s.exec(select(StaffUser).where(StaffUser.username == args.username)).first():
-            raise _Refused(f"user {args.username} already exists")
-        unit_id = None
-        if args.unit:
-            unit = s.exec(select(Unit).where(Unit.code == args.unit)).first()
-            if unit is None:
-                raise _Refused(f"unknown unit {args.unit!r} (see config/org.toml, then `adaldyk migrate`)")
-            unit_id = unit.id
-        s.add(
-            StaffUser(
+    try:
+        with unit_of_work(runtime.engine) as s:
+            user = create_user(
+                s,
                 username=args.username,
-                full_name=args.full_name,
                 role=args.role,
-                unit_id=unit_id,
-                password_hash=PasswordHasher().hash(password),
-                created_at=utcnow(),
+                unit_code=args.unit,
+                full_name=args.full_name,
+                password=password,
+                now=utcnow(),
             )
-        )
-    print(f"user {args.username} created ({args.role})")
+            audit(
+                s,
+                actor="cli",
+                action="user.create",
+                subject=f"user:{user.username}",
+                detail={"role": user.role, "unit": args.unit},
+            )
+    except AdaldykError as exc:
+        raise _Refused(str(exc)) from None
+    print(f"user {args.username} created ({args.role}{', unit ' + args.unit if args.unit else ''})")
     return 0
 
 
 def _token_create(settings: Settings, args: argparse.Namespace) -> int:
+    from sqlmodel import select
+
+    from adaldyk_bots.accounts import audit
     from adaldyk_bots.storage.db import unit_of_work, utcnow
-    from adaldyk_bots.storage.models import ApiToken
+    from adaldyk_bots.storage.models import ApiToken, StaffUser
     from adaldyk_bots.web.api import token_digest
 
     runtime = _runtime(settings, auto_migrate=settings.is_sqlite)
     token = "adk_" + secrets.token_urlsafe(32)
     with unit_of_work(runtime.engine) as s:
-        s.add(ApiToken(name=args.name, token_sha256=token_digest(token), created_at=utcnow()))
+        user = s.exec(select(StaffUser).where(StaffUser.username == args.user)).first()
+        if user is None:
+            raise _Refused(f"no user {args.user!r} (create one with `adaldyk user create`)")
+        if user.disabled_at is not None:
+            raise _Refused(f"user {args.user} is disabled")
+        s.add(
+            ApiToken(name=args.name, token_sha256=token_digest(token), created_at=utcnow(), user_id=user.id)
+        )
+        audit(
+            s,
+            actor="cli",
+            action="token.create",
+            subject=f"user:{user.username}",
+            detail={"token": args.name},
+        )
     print(token)
     print(
-        f"token {args.name!r} created; it is shown only once. Use: Authorization: Bearer <token>",
+        f"token {args.name!r} created for {args.user} ({user.role}); it is shown only once. "
+        "Use: Authorization: Bearer <token>",
         file=sys.stderr,
     )
     return 0

@@ -11,6 +11,9 @@
     │   ├── UnknownStatus            (the API's schema refuses these first; kept for other callers)
     │   └── EmptyReply
     ├── Unauthorized             401  no token, or one that is unknown or revoked
+    ├── Forbidden                403  known caller, not allowed (an auditor's write, a non-admin's admin)
+    │   └── CsrfRefused              (a state-changing request without the session's CSRF token)
+    ├── TooManyAttempts          429  failed logins throttled for this account and address
     ├── UpstreamFailed           502  a platform refused or could not be reached
     └── Unavailable              503  a part we depend on (the database) is down: try again later
 
@@ -25,11 +28,14 @@ __all__ = [
     "AdaldykError",
     "AppealNotFound",
     "Conflict",
+    "CsrfRefused",
     "EmptyReply",
+    "Forbidden",
     "Invalid",
     "NoFile",
     "NotFound",
     "StatusUnchanged",
+    "TooManyAttempts",
     "Unauthorized",
     "Unavailable",
     "UnknownStatus",
@@ -64,6 +70,24 @@ class Invalid(AdaldykError):
 class Unauthorized(AdaldykError):
     status_code = 401
     code = "unauthorized"
+
+
+class Forbidden(AdaldykError):
+    status_code = 403
+    code = "forbidden"
+
+
+class CsrfRefused(Forbidden):
+    code = "csrf"
+
+
+class TooManyAttempts(AdaldykError):
+    status_code = 429
+    code = "too_many_attempts"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class UpstreamFailed(AdaldykError):

@@ -220,6 +220,9 @@ class Service:
             log_config=None,
             access_log=False,
             lifespan="off",
+            # uvicorn would otherwise take X-Forwarded-For from any loopback peer as the client's address;
+            # the web reads it itself, only from ADALDYK_TRUSTED_PROXIES (web/deps.py client_address).
+            proxy_headers=False,
         )
         server = self._server = uvicorn.Server(config)
         log.info("web listening on http://%s:%s", s.host, s.port)

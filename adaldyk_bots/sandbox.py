@@ -20,6 +20,7 @@ from typing import Any, Protocol, cast
 
 from sqlmodel import select
 
+from adaldyk_bots.accounts import create_user
 from adaldyk_bots.registry import load_entry_points
 from adaldyk_bots.runtime import Runtime, Service
 from adaldyk_bots.settings import Settings, SettingsError, load_settings
@@ -196,10 +197,18 @@ def _run(
         # Only the sandboxed channels: real credentials in .env for another channel are never used here.
         runtime = Runtime.build(sandbox_settings, engine=engine, channels=set(sandboxes))
         api_token = "adk_sandbox_" + secrets.token_urlsafe(16)
+        password = secrets.token_urlsafe(12)
         with unit_of_work(engine) as s:
-            s.add(ApiToken(name="sandbox", token_sha256=token_digest(api_token), created_at=utcnow()))
+            # A fresh database each run: one moderator for the workspace and the token acts as them.
+            user = create_user(s, username="sandbox", role="moderator", password=password, now=utcnow())
+            s.add(
+                ApiToken(
+                    name="sandbox", token_sha256=token_digest(api_token), created_at=utcnow(), user_id=user.id
+                )
+            )
         base = f"http://{settings.host}:{settings.port}"
         _say(f"Sandbox: {', '.join(sandboxes)} on loopback, database {SANDBOX_DB}")
+        _say(f"Workspace: {base}/login  (user sandbox, password {password})")
         _say(f"Workspace API: {base}/api/v1/appeals  (Authorization: Bearer {api_token})")
         _say(f"Health: {base}/healthz   OpenAPI: {base}/docs\n")
         try:

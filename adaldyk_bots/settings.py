@@ -9,6 +9,7 @@ so a wrong channel value stops start-up like a wrong core one; `settings.channel
 from __future__ import annotations
 
 import functools
+import ipaddress
 from datetime import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
@@ -126,6 +127,29 @@ class Settings(BaseSettings):
     loop_stale_seconds: float = Field(default=60.0, gt=0)
     backlog_degraded_seconds: float = Field(default=300.0, gt=0)
 
+    # The workspace: a session ends after this many hours without a request (server-side, so it is
+    # really over, not only forgotten by the browser).
+    session_idle_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    # Proxies in front of the web server (comma-separated IPs or CIDRs). Only when the TCP peer is one
+    # of them is X-Forwarded-For read (its right-most address that is not a proxy): login throttling
+    # and session records must not trust an address any client can write.
+    trusted_proxies: str = ""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return parse_networks(self.trusted_proxies)
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Session cookies carry Secure when the public address is https."""
+        return bool(self.public_url and self.public_url.startswith("https://"))
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -241,6 +265,19 @@ def _joined(problems: list[ValidationError]) -> ValidationError:
         return ValidationError.from_exception_data("Settings", details)
     except (TypeError, KeyError, ValueError):  # an error type that cannot be rebuilt: the first then
         return problems[0]
+
+
+def parse_networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """ "10.0.0.1, 192.168.0.0/16, ::1" -> networks; a wrong entry is named in the error."""
+    networks = []
+    for entry in (part.strip() for part in value.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an IP address or a CIDR network such as 10.0.0.0/8") from None
+    return tuple(networks)
 
 
 def load_settings(**overrides: object) -> Settings:

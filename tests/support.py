@@ -99,13 +99,37 @@ def wait_processed(engine: Any, *, timeout: float = 20.0) -> None:
     wait_until(done, timeout=timeout, what="intake to process every stored event")
 
 
-def create_api_token(settings: Settings, name: str = "tests") -> str:
+def create_api_token(
+    settings: Settings,
+    name: str = "tests",
+    *,
+    username: str | None = None,
+    role: str = "moderator",
+    unit_code: str | None = None,
+) -> str:
+    """A token acting for `username` (default: a user named like the token), created with `role` and
+    `unit_code` if it does not exist yet."""
+    from sqlmodel import select
+
+    from adaldyk_bots.accounts import create_user
     from adaldyk_bots.storage.db import make_engine
+    from adaldyk_bots.storage.models import StaffUser
 
     token = f"adk_test_{name}_0123456789abcdef"
     engine = make_engine(settings.database_url)
     with unit_of_work(engine) as s:
-        s.add(ApiToken(name=name, token_sha256=token_digest(token), created_at=utcnow()))
+        username = username or f"{name}-user"
+        user = s.exec(select(StaffUser).where(StaffUser.username == username)).first()
+        if user is None:
+            user = create_user(
+                s,
+                username=username,
+                role=role,
+                unit_code=unit_code,
+                password="test-password-123",
+                now=utcnow(),
+            )
+        s.add(ApiToken(name=name, token_sha256=token_digest(token), created_at=utcnow(), user_id=user.id))
     engine.dispose()
     return token
 

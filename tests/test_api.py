@@ -151,7 +151,26 @@ def test_token_revoke(make_settings: Any, fake_telegram: Any) -> None:
             [sys.executable, "-m", "adaldyk_bots", *args], env=env, capture_output=True, text=True, timeout=60
         )
 
-    created = adaldyk("token", "create", "crm-sync")
+    user = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "adaldyk_bots",
+            "user",
+            "create",
+            "crm",
+            "--role",
+            "moderator",
+            "--password-stdin",
+        ],
+        env=env,
+        input="a-long-password-1\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert user.returncode == 0, user.stderr
+    created = adaldyk("token", "create", "crm-sync", "--user", "crm")
     assert created.returncode == 0, created.stderr
     token = created.stdout.strip()
     with ServiceThread(settings, worker=False) as svc:

@@ -231,6 +231,9 @@ class ApiToken(SQLModel, table=True):
     created_at: datetime
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+    # The staff user whose rights the token carries (access.py); a token made before users existed has
+    # none and is refused with a message saying to create it again with --user.
+    user_id: int | None = Field(default=None, foreign_key="staff_user.id", index=True)
 
 
 class StaffUser(SQLModel, table=True):
@@ -239,9 +242,44 @@ class StaffUser(SQLModel, table=True):
     username: str = Field(max_length=100, unique=True)
     full_name: str = Field(default="", max_length=200)
     password_hash: str = Field(max_length=200)
-    role: str = Field(default="moderator", max_length=32)  # admin | moderator | officer
+    role: str = Field(default="moderator", max_length=32)  # admin | moderator | officer | auditor
     unit_id: int | None = Field(default=None, foreign_key="unit.id")
     created_at: datetime
+    language: str | None = Field(default=None, max_length=2)  # kk | ru | en, the workspace's language
+    # A disabled account cannot log in, its sessions and tokens stop working; the row stays for history.
+    disabled_at: datetime | None = None
+    password_changed_at: datetime | None = None
+
+
+class WebSession(SQLModel, table=True):
+    """A workspace login, kept on the server so logout and idle expiry really end it. `id` is the
+    SHA-256 of the random cookie value: the database never holds a usable cookie."""
+
+    __tablename__ = "web_session"
+    __table_args__ = (Index("ix_web_session_user", "user_id", "ended_at"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    user_id: int = Field(foreign_key="staff_user.id")
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime
+    last_seen_at: datetime
+    address: str = Field(default="", max_length=64)
+    user_agent: str = Field(default="", max_length=300)
+    ended_at: datetime | None = None
+    end_reason: str | None = Field(default=None, max_length=32)  # logout | idle | password | disabled
+
+
+class LoginAttempt(SQLModel, table=True):
+    """Every login attempt, for throttling failures per (account, address) and for the record."""
+
+    __tablename__ = "login_attempt"
+    __table_args__ = (Index("ix_login_attempt_pair", "username", "address", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=100)  # as typed (casefolded): unknown accounts are throttled too
+    address: str = Field(max_length=64)
+    at: datetime
+    ok: bool
 
 
 class IntakeGap(SQLModel, table=True):

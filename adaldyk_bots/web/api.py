@@ -2,33 +2,27 @@
 # No `from __future__ import annotations` here: FastAPI reads the dependency aliases defined inside
 # build_api_router at run time, and string annotations could not see those local names.
 
-import hashlib
 import logging
-import threading
-import time
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Engine, or_, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine, or_
 from sqlmodel import Session, col, func, select
 from starlette.concurrency import run_in_threadpool
 
+from adaldyk_bots import accounts
+from adaldyk_bots.access import Role, Viewer, appeal_scope, visible_appeal
 from adaldyk_bots.domain import AppealStatus
-from adaldyk_bots.errors import NoFile, NotFound, Unauthorized, UpstreamFailed
-from adaldyk_bots.logs import describe, failure_kind, throttled
-from adaldyk_bots.storage.db import read_session, unit_of_work, utcnow
+from adaldyk_bots.errors import Forbidden, NoFile, NotFound, UnknownUnit, UpstreamFailed
+from adaldyk_bots.storage.db import read_session, unit_of_work
 from adaldyk_bots.storage.models import (
-    ApiToken,
     Appeal,
     AppealEvent,
     IntakeGap,
@@ -37,13 +31,12 @@ from adaldyk_bots.storage.models import (
     OutboxItem,
     Unit,
 )
+from adaldyk_bots.web.deps import ApiViewer, ApiWriter, Db
 from adaldyk_bots.web.errors import ErrorOut
 from adaldyk_bots.web.parts import AppParts
 from adaldyk_bots.workflow import Workflow
 
 log = logging.getLogger(__name__)
-
-_bearer = HTTPBearer(auto_error=False)
 
 # Every parameter is bounded: an unbounded integer reached the database driver and failed there
 # (offset=983423261871276556288 was a 500: SQLite integers are 64-bit).
@@ -51,21 +44,24 @@ MAX_OFFSET = 1_000_000
 MAX_ID = 2**31 - 1  # ids are INTEGER columns: 32-bit on PostgreSQL
 NUMBER_LENGTH = 32  # appeal.number is VARCHAR(32)
 CODE_LENGTH = 64  # status, channel, category and unit codes
-# last_used_at is for an operator asking "is this token still used?": minute precision is plenty,
-# and a write per request made every API read wait for SQLite's single writer.
-LAST_USED_PRECISION = timedelta(minutes=1)
 
 _ERROR: dict[str, Any] = {"model": ErrorOut}
 Responses = dict[int | str, dict[str, Any]]
 COMMON_ERRORS: Responses = {
     400: {**_ERROR, "description": "the body could not be read at all (not UTF-8 JSON)"},
-    401: {**_ERROR, "description": "no bearer token, or an unknown or revoked one"},
+    401: {**_ERROR, "description": "no bearer token, or an unknown or revoked one (or one without a user)"},
     422: {**_ERROR, "description": "a parameter or the body does not match this schema"},
     503: {**_ERROR, "description": "the database is unavailable; try again later"},
 }
-NOT_FOUND: Responses = {404: {**_ERROR, "description": "no such appeal (or message, or attachment)"}}
+NOT_FOUND: Responses = {
+    404: {**_ERROR, "description": "no such appeal (or message, or attachment), or not in the caller's scope"}
+}
+FORBIDDEN: Responses = {
+    403: {**_ERROR, "description": "the token's user may not do this (auditors read only)"}
+}
 ACTION_ERRORS: Responses = {
     **NOT_FOUND,
+    **FORBIDDEN,
     409: {**_ERROR, "description": "the appeal's state does not allow it (e.g. it already has that status)"},
 }
 
@@ -74,9 +70,14 @@ Code = Annotated[str | None, Query(max_length=CODE_LENGTH)]
 
 
 def token_digest(token: str) -> str:
-    # API tokens are 256-bit random strings, so a plain SHA-256 is enough to keep them out of the
-    # database; a slow password hash would only add latency to every request.
-    return hashlib.sha256(token.encode()).hexdigest()
+    """What api_token.token_sha256 holds for a token (accounts.digest)."""
+    return accounts.digest(token)
+
+
+def _actor(request: Request, viewer: Viewer) -> str:
+    # The person is who acted; the token says through which integration.
+    token = getattr(request.state, "token_name", None)
+    return (f"user:{viewer.username}" + (f" (token:{token})" if token else ""))[:100]
 
 
 class AppealOut(BaseModel):
@@ -182,64 +183,11 @@ class IntakeGapOut(BaseModel):
 def build_api_router(runtime: AppParts) -> APIRouter:
     engine: Engine = runtime.engine
     workflow: Workflow = runtime.workflow
-    touched: dict[int, float] = {}  # token id -> monotonic time of our last last_used_at write
-    touched_lock = threading.Lock()
-
-    def session() -> Iterator[Session]:
-        # Reads only: on SQLite this never waits for the writer (storage/db.py read_only).
-        with read_session(engine) as s:
-            yield s
-
-    def touch(token_id: int) -> None:
-        now = utcnow()
-        try:
-            with unit_of_work(engine) as s:
-                s.execute(
-                    update(ApiToken)
-                    .where(
-                        col(ApiToken.id) == token_id,
-                        or_(
-                            col(ApiToken.last_used_at).is_(None),
-                            col(ApiToken.last_used_at) < now - LAST_USED_PRECISION,
-                        ),
-                    )
-                    .values(last_used_at=now)
-                )
-        except SQLAlchemyError as exc:  # after the answer was sent: nobody to tell but the log
-            throttled(
-                log, failure_kind("api.last_used_at", exc), "could not record token use: %s", describe(exc)
-            )
-
-    def caller(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-        background: BackgroundTasks,
-    ) -> str:
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise Unauthorized("missing bearer token")
-        with read_session(engine) as s:
-            token = s.exec(
-                select(ApiToken).where(ApiToken.token_sha256 == token_digest(credentials.credentials))
-            ).first()
-        if token is None or token.revoked_at is not None or token.id is None:
-            raise Unauthorized("invalid or revoked token")
-        stale = token.last_used_at is None or utcnow() - _aware(token.last_used_at) >= LAST_USED_PRECISION
-        if stale:
-            with touched_lock:
-                due = time.monotonic() - touched.get(token.id, -1e9) >= LAST_USED_PRECISION.total_seconds()
-                if due:
-                    touched[token.id] = time.monotonic()
-            if due:
-                # After the answer: the write may wait for SQLite's writer, the reader must not.
-                background.add_task(touch, token.id)
-        return f"token:{token.name}"
-
-    Caller = Annotated[str, Depends(caller)]
-    Db = Annotated[Session, Depends(session)]
     router = APIRouter(tags=["appeals"], responses=COMMON_ERRORS, dependencies=[Depends(_known_query_only)])
 
     @router.get("/appeals", response_model=AppealPage)
     def list_appeals(
-        _who: Caller,
+        viewer: ApiViewer,
         s: Db,
         status: Code = None,
         channel: Code = None,
@@ -250,7 +198,8 @@ def build_api_router(runtime: AppParts) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> AppealPage:
-        query = select(Appeal)
+        """Appeals in the caller's scope (an officer: their unit and its sub-units), newest first."""
+        query = select(Appeal).where(appeal_scope(viewer))
         if status:
             query = query.where(Appeal.status == status)
         if channel:
@@ -269,8 +218,8 @@ def build_api_router(runtime: AppParts) -> APIRouter:
         return AppealPage(total=total, limit=limit, offset=offset, items=[_appeal_out(s, a) for a in rows])
 
     @router.get("/appeals/{number}", response_model=AppealDetailOut, responses=NOT_FOUND)
-    def get_appeal(number: Number, _who: Caller, s: Db) -> AppealDetailOut:
-        appeal = workflow.appeal_by_number(s, number)
+    def get_appeal(number: Number, viewer: ApiViewer, s: Db) -> AppealDetailOut:
+        appeal = visible_appeal(s, viewer, number)
         messages = s.exec(
             select(Message).where(Message.appeal_id == appeal.id).order_by(col(Message.id))
         ).all()
@@ -306,18 +255,22 @@ def build_api_router(runtime: AppParts) -> APIRouter:
             deliveries=[DeliveryOut.model_validate(d, from_attributes=True) for d in deliveries],
         )
 
-    @router.get("/intake-gaps", response_model=list[IntakeGapOut], tags=["channels"])
+    @router.get("/intake-gaps", response_model=list[IntakeGapOut], tags=["channels"], responses=FORBIDDEN)
     def list_intake_gaps(
-        _who: Caller, s: Db, limit: Annotated[int, Query(ge=1, le=200)] = 50
+        viewer: ApiViewer, s: Db, limit: Annotated[int, Query(ge=1, le=200)] = 50
     ) -> list[IntakeGapOut]:
         """Windows in which a platform reported that events may have been lost, newest first: messages
-        written then must be looked up on the platform by hand."""
+        written then must be looked up on the platform by hand (the project office's job: officers 403)."""
+        if viewer.role == Role.OFFICER:
+            raise Forbidden("intake gaps concern every channel: for moderators, auditors and admins")
         rows = s.exec(select(IntakeGap).order_by(col(IntakeGap.id).desc()).limit(limit)).all()
         return [IntakeGapOut.model_validate(r, from_attributes=True) for r in rows]
 
-    def attachment_of(number: str, message_id: int, index: int) -> tuple[Appeal, dict[str, Any]]:
+    def attachment_of(
+        viewer: Viewer, number: str, message_id: int, index: int
+    ) -> tuple[Appeal, dict[str, Any]]:
         with read_session(engine) as s:
-            appeal = workflow.appeal_by_number(s, number)
+            appeal = visible_appeal(s, viewer, number)
             message = s.get(Message, message_id)
             if message is None or message.appeal_id != appeal.id:
                 raise NotFound(f"message {message_id} is not part of appeal {number}")
@@ -339,12 +292,12 @@ def build_api_router(runtime: AppParts) -> APIRouter:
         number: Number,
         message_id: Annotated[int, Path(ge=1, le=MAX_ID)],
         index: Annotated[int, Path(ge=0, le=1000)],
-        _who: Caller,
+        viewer: ApiViewer,
     ) -> FileResponse:
         """A citizen's file, fetched from the platform on first request and kept in local storage
         (platform file links expire)."""
         # The database part is blocking: it runs in the thread pool, never on the event loop.
-        appeal, attachment = await run_in_threadpool(attachment_of, number, message_id, index)
+        appeal, attachment = await run_in_threadpool(attachment_of, viewer, number, message_id, index)
         connector = runtime.connectors.get(appeal.channel)
         download = getattr(connector, "download_file", None)
         if download is None or not attachment.get("file_id"):
@@ -360,25 +313,38 @@ def build_api_router(runtime: AppParts) -> APIRouter:
         )
 
     @router.post("/appeals/{number}/status", response_model=ActionOut, responses=ACTION_ERRORS)
-    def change_status(number: Number, body: StatusChange, who: Caller) -> ActionOut:
+    def change_status(number: Number, body: StatusChange, viewer: ApiWriter, request: Request) -> ActionOut:
+        who = _actor(request, viewer)
         with unit_of_work(engine) as s:
-            appeal = workflow.appeal_by_number(s, number)
+            appeal = visible_appeal(s, viewer, number)
             event = workflow.change_status(s, appeal, body.status, actor=who, note=body.note)
             return ActionOut(appeal=_appeal_out(s, appeal), event=_event_out(event))
 
     @router.post("/appeals/{number}/reply", response_model=ActionOut, responses=ACTION_ERRORS)
-    def reply(number: Number, body: ReplyIn, who: Caller) -> ActionOut:
+    def reply(number: Number, body: ReplyIn, viewer: ApiWriter, request: Request) -> ActionOut:
+        who = _actor(request, viewer)
         with unit_of_work(engine) as s:
-            appeal = workflow.appeal_by_number(s, number)
+            appeal = visible_appeal(s, viewer, number)
             event = workflow.reply(s, appeal, body.text, actor=who)
             if body.status and body.status != appeal.status:
                 workflow.change_status(s, appeal, body.status, actor=who)
             return ActionOut(appeal=_appeal_out(s, appeal), event=_event_out(event))
 
     @router.post("/appeals/{number}/unit", response_model=ActionOut, responses=ACTION_ERRORS)
-    def change_unit(number: Number, body: UnitChange, who: Caller) -> ActionOut:
+    def change_unit(number: Number, body: UnitChange, viewer: ApiWriter, request: Request) -> ActionOut:
+        """Assign the appeal to a unit. An officer may assign only within their own unit's sub-tree;
+        forwarding to another department is the project office's (moderators') decision."""
+        who = _actor(request, viewer)
         with unit_of_work(engine) as s:
-            appeal = workflow.appeal_by_number(s, number)
+            appeal = visible_appeal(s, viewer, number)
+            if viewer.unit_ids is not None:
+                target = s.exec(select(Unit.id).where(Unit.code == body.unit)).first()
+                if target is None:
+                    raise UnknownUnit(f"unknown unit {body.unit!r}")
+                if target not in viewer.unit_ids:
+                    raise Forbidden(
+                        f"unit {body.unit} is outside your unit: ask the project office to forward"
+                    )
             event = workflow.assign_unit(s, appeal, body.unit, actor=who)
             return ActionOut(appeal=_appeal_out(s, appeal), event=_event_out(event))
 
@@ -409,11 +375,6 @@ def _declared_query(dependant: Dependant) -> set[str]:
     for sub in dependant.dependencies:
         names |= _declared_query(sub)
     return names
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every time we store is UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _appeal_out(s: Session, appeal: Appeal) -> AppealOut:

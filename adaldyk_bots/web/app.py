@@ -19,6 +19,7 @@ from adaldyk_bots.storage.models import IntakeGap, LoopHeartbeat, OutboxItem, Ra
 from adaldyk_bots.supervisor import Supervisor, loops_report, read_heartbeats
 from adaldyk_bots.web.api import build_api_router
 from adaldyk_bots.web.audit_pages import build_audit_router
+from adaldyk_bots.web.deps import install_auth_handlers
 from adaldyk_bots.web.errors import install_error_handlers
 from adaldyk_bots.web.limits import LimitBodySize
 from adaldyk_bots.web.parts import AppParts
@@ -36,6 +37,7 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
     )
     app.state.runtime = runtime
     install_error_handlers(app)
+    install_auth_handlers(app)
     app.add_middleware(LimitBodySize, max_bytes=runtime.settings.max_body_bytes)
 
     @app.get("/healthz", tags=["health"])

@@ -11,8 +11,10 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from adaldyk_bots import audit
+from adaldyk_bots.access import Viewer
 from adaldyk_bots.i18n import N_
 from adaldyk_bots.storage.db import read_session
+from adaldyk_bots.web.deps import PageViewer
 from adaldyk_bots.web.parts import AppParts
 from adaldyk_bots.web.ui import gettext_for, render
 
@@ -37,13 +39,11 @@ ACTION_NAMES = {
 ACTOR_NAMES = {"system": N_("the system"), "citizen": N_("a citizen")}
 
 
-def _viewer_who_may_audit(request: Request) -> Any:
-    # Anyone else gets the same 404 as a page that does not exist: the log's existence is no secret,
-    # but what answers here should not tell an officer there is something to try.
-    viewer = getattr(request.state, "viewer", None)
-    if viewer is None or getattr(viewer, "role", None) not in AUDIT_ROLES:
+def _require_auditor(viewer: Viewer) -> None:
+    # Anyone else gets the same 404 as a page that does not exist: nothing here tells an officer that
+    # there is something to try.
+    if viewer.role not in AUDIT_ROLES:
         raise HTTPException(status_code=404)
-    return viewer
 
 
 def _date(value: str | None) -> tuple[date | None, bool]:
@@ -59,8 +59,8 @@ def build_audit_router(parts: AppParts) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     @router.get("/audit", response_class=HTMLResponse)
-    def audit_log(request: Request) -> HTMLResponse:
-        _viewer_who_may_audit(request)
+    def audit_log(request: Request, viewer: PageViewer) -> HTMLResponse:
+        _require_auditor(viewer)
         _ = gettext_for(request)
         q = request.query_params
         date_from, from_ok = _date(q.get("from"))
@@ -75,9 +75,7 @@ def build_audit_router(parts: AppParts) -> APIRouter:
         before_raw = q.get("before") or ""
         before = int(before_raw) if before_raw.isdigit() else None
         with read_session(parts.engine) as s:
-            rows, next_before = audit.search(
-                s, filters, tz=parts.settings.tz, before=before, limit=PAGE_SIZE
-            )
+            rows, next_before = audit.search(s, filters, tz=parts.settings.tz, before=before, limit=PAGE_SIZE)
             actions = audit.known_actions(s)
         kept = [(k, v) for k, v in q.multi_items() if k not in ("before", "lang") and v]
         events = [
@@ -86,7 +84,7 @@ def build_audit_router(parts: AppParts) -> APIRouter:
                 "at": row.at.astimezone(parts.settings.tz).strftime("%Y-%m-%d %H:%M:%S"),
                 "actor": _actor_label(row.actor, _),
                 "actor_code": row.actor,
-                "action": _(ACTION_NAMES[row.action]) if row.action in ACTION_NAMES else row.action,
+                "action": _action_label(row.action, _),
                 "action_code": row.action,
                 "subject": row.subject or "",
                 "is_appeal": row.action.startswith("appeal."),
@@ -104,7 +102,9 @@ def build_audit_router(parts: AppParts) -> APIRouter:
                 "filters": filters,
                 "form": {k: q.get(k) or "" for k in ("actor", "action", "subject", "from", "to")},
                 "bad_dates": not (from_ok and to_ok),
-                "actions": [(code, _(ACTION_NAMES[code]) if code in ACTION_NAMES else code) for code in actions],
+                "actions": [
+                    (code, _(ACTION_NAMES[code]) if code in ACTION_NAMES else code) for code in actions
+                ],
                 "next_url": f"/audit?{urlencode([*kept, ('before', next_before)])}" if next_before else None,
                 "first_url": f"/audit?{urlencode(kept)}" if before is not None else None,
             },
@@ -117,3 +117,7 @@ def _actor_label(actor: str, _: Any) -> str:
     if actor in ACTOR_NAMES:
         return str(_(ACTOR_NAMES[actor]))
     return actor
+
+
+def _action_label(code: str, _: Any) -> str:
+    return str(_(ACTION_NAMES[code])) if code in ACTION_NAMES else code

@@ -1,7 +1,7 @@
 """audit log: audit_event (append-only, hash-chained) and its one-row head
 
 Revision ID: 0007_audit
-Revises: 0005_outbox_owner
+Revises: 0006_staff
 Create Date: 2026-12-01 12:20:00
 """
 
@@ -12,7 +12,8 @@ import sqlmodel
 from alembic import op
 
 revision = "0007_audit"
-down_revision = "0005_outbox_owner"
+# Given as 0005_outbox_owner; chained after 0006_staff once h-auth was merged into this branch.
+down_revision = "0006_staff"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,151 @@
+"""Who may see and change what: the one place for the scope rule (DESIGN invariant 6, STYLE habit 12).
+
+Roles:
+    admin      every appeal, plus staff accounts and settings
+    moderator  the project office: every appeal
+    officer    the appeals assigned to their unit and its sub-units; nothing unassigned
+    auditor    every appeal, read-only (plus the audit log)
+
+Every reader of appeals — workspace pages, the JSON API, search, counts, exports — filters with
+`appeal_scope(viewer)` or opens one appeal with `visible_appeal`, so an appeal outside the scope is
+answered exactly like a number that does not exist. No web imports here: the CLI and tests use it too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import ColumnElement, false, true
+from sqlmodel import Session, col, select
+
+from adaldyk_bots.errors import AppealNotFound, Forbidden
+from adaldyk_bots.storage.models import Appeal, StaffUser, Unit
+
+__all__ = [
+    "Role",
+    "Viewer",
+    "appeal_scope",
+    "require_admin",
+    "require_write",
+    "subunit_ids",
+    "viewer_for",
+    "visible_appeal",
+]
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    MODERATOR = "moderator"
+    OFFICER = "officer"
+    AUDITOR = "auditor"
+
+
+ROLES: tuple[str, ...] = tuple(r.value for r in Role)
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The staff user behind a request, with the set of units whose appeals they may see."""
+
+    user_id: int
+    username: str
+    full_name: str
+    role: Role
+    unit_id: int | None
+    # None: every appeal. A set (possibly empty): only appeals assigned to one of these units.
+    unit_ids: frozenset[int] | None
+    language: str | None = None
+
+    @property
+    def can_write(self) -> bool:
+        return self.role != Role.AUDITOR
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN
+
+    @property
+    def actor(self) -> str:
+        """How the appeal history names this person (AppealEvent.actor)."""
+        return f"user:{self.username}"
+
+    def sees_unit(self, unit_id: int | None) -> bool:
+        return self.unit_ids is None or (unit_id is not None and unit_id in self.unit_ids)
+
+
+def subunit_ids(s: Session, unit_id: int) -> frozenset[int]:
+    """`unit_id` and every unit below it (unit.parent_id), however deep; cycles cannot loop forever."""
+    # The org tree is small (hundreds of units) and changes only on `adaldyk migrate`: one read of
+    # (id, parent_id) and a walk in memory is simpler and faster than a recursive CTE on two dialects.
+    children: dict[int, list[int]] = {}
+    for child, parent in s.exec(select(Unit.id, Unit.parent_id)).all():
+        if child is not None and parent is not None:
+            children.setdefault(parent, []).append(child)
+    seen = {unit_id}
+    todo = [unit_id]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in seen:
+                seen.add(child)
+                todo.append(child)
+    return frozenset(seen)
+
+
+def viewer_for(s: Session, user: StaffUser) -> Viewer:
+    """The viewer for an account already authenticated (session cookie or API token)."""
+    if user.id is None:
+        raise ValueError("viewer_for needs a stored user")
+    try:
+        role = Role(user.role)
+    except ValueError:
+        # A role this version does not know sees nothing and changes nothing, rather than everything.
+        role = Role.AUDITOR
+        return Viewer(user.id, user.username, user.full_name, role, user.unit_id, frozenset(), user.language)
+    unit_ids: frozenset[int] | None = None
+    if role == Role.OFFICER:
+        unit_ids = subunit_ids(s, user.unit_id) if user.unit_id is not None else frozenset()
+    return Viewer(
+        user_id=user.id,
+        username=user.username,
+        full_name=user.full_name,
+        role=role,
+        unit_id=user.unit_id,
+        unit_ids=unit_ids,
+        language=user.language,
+    )
+
+
+def appeal_scope(viewer: Viewer) -> ColumnElement[bool]:
+    """The SQL condition on `Appeal` for the appeals this viewer may see; add it to every query."""
+    if viewer.unit_ids is None:
+        return true()
+    if not viewer.unit_ids:
+        return false()
+    return col(Appeal.unit_id).in_(sorted(viewer.unit_ids))
+
+
+def not_found(number: str) -> AppealNotFound:
+    """The one refusal for "no such appeal" and "not yours": the same words, only the number differs."""
+    return AppealNotFound(f"appeal {number} not found")
+
+
+def visible_appeal(s: Session, viewer: Viewer, number: str) -> Appeal:
+    """The appeal with this public number if the viewer may see it; otherwise AppealNotFound, exactly
+    as for a number that does not exist."""
+    appeal = s.exec(select(Appeal).where(Appeal.number == number.upper(), appeal_scope(viewer))).first()
+    if appeal is None:
+        raise not_found(number)
+    return appeal
+
+
+def require_write(viewer: Viewer) -> None:
+    if not viewer.can_write:
+        raise Forbidden("auditors have read-only access: nothing can be changed with this account")
+
+
+def require_admin(viewer: Viewer) -> None:
+    # 403, not 404: the admin pages are no secret, and a clear refusal helps a moderator who followed a
+    # link. Appeals are different: their existence itself is hidden from those outside the scope.
+    if not viewer.is_admin:
+        raise Forbidden("only administrators may manage staff accounts")
