@@ -167,6 +167,9 @@ def build_auth_router() -> APIRouter:
                 user = accounts.authenticate(s, username=username, password=password)
                 accounts.record_attempt(s, username=username, address=address, ok=user is not None, now=at)
                 if user is not None:
+                    previous = request.cookies.get(SESSION_COOKIE)
+                    if previous:  # a new login replaces the browser's old session, never keeps both
+                        accounts.end_session(s, accounts.digest(previous), reason="replaced", now=at)
                     cookie, _row = accounts.start_session(
                         s, user, address=address, user_agent=request.headers.get("user-agent", ""), now=at
                     )
