@@ -44,7 +44,7 @@ def test_login_form_has_the_contract_fields(web: WebApp) -> None:
     for field in ('name="username"', 'name="password"', 'name="csrf_token"'):
         assert field in page.text
     assert '<html lang="ru">' in page.text and "Войти" in page.text
-    assert page.headers["cache-control"] == "no-store"
+    assert page.headers["cache-control"] == "no-store" and page.headers["x-frame-options"] == "DENY"
 
 
 def test_login_then_logout_ends_the_session_on_the_server(web: WebApp) -> None:
