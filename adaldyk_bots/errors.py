@@ -9,7 +9,8 @@
     │   └── NoFile                   (an attachment kind that holds no file)
     ├── Invalid                  422  the request is well-formed but not a valid instruction
     │   ├── UnknownStatus            (the API's schema refuses these first; kept for other callers)
-    │   └── EmptyReply
+    │   ├── EmptyReply
+    │   └── InvalidFilter            (an inbox filter value that means nothing: appeal_query.py)
     ├── Unauthorized             401  no token, or one that is unknown or revoked
     ├── UpstreamFailed           502  a platform refused or could not be reached
     └── Unavailable              503  a part we depend on (the database) is down: try again later
@@ -27,6 +28,7 @@ __all__ = [
     "Conflict",
     "EmptyReply",
     "Invalid",
+    "InvalidFilter",
     "NoFile",
     "NotFound",
     "StatusUnchanged",
@@ -102,3 +104,7 @@ class EmptyReply(WorkflowError, Invalid):
 
 class NoFile(Conflict):
     pass
+
+
+class InvalidFilter(Invalid):
+    """A query parameter of the inbox (status, unit, due_within, cursor …) that is not a valid value."""
