@@ -59,7 +59,7 @@ DEFAULT_DUE_SOON_DAYS = 3
 MAX_DUE_WITHIN = 60
 MAX_QUERY = 200
 MAX_LIMIT = 500
-EXPORT_BATCH = 1000
+EXPORT_BATCH = 500
 
 Sort = Literal["activity", "due"]
 _CODE = re.compile(r"^[a-z0-9_.-]{1,64}$")
