@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, case, false, func, literal_column, text, true, tuple_
+from sqlalchemy import ColumnElement, and_, bindparam, case, false, func, literal_column, text, true, tuple_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -277,7 +277,18 @@ def _text_match(s: Session, q: str) -> ColumnElement[bool]:
     return col(Appeal.id).in_(fts)
 
 
-_OPEN = col(Appeal.status).in_(OPEN_STATUSES)
+# Rendered with the values inline, the same text as the WHERE of the partial indexes of open appeals
+# (models.py, ix_appeal_open_*): SQLite uses a partial index only for a query whose WHERE contains its
+# WHERE, and a bound parameter is not the same expression.
+_OPEN = col(Appeal.status).in_(
+    bindparam("open_statuses", list(OPEN_STATUSES), expanding=True, literal_execute=True)
+)
+
+
+# Not `IS NULL`: SQLite's planner takes "IS NULL" on ix_appeal_assignee_id for a rare value (its
+# statistics average over the ids) and then sorts hundreds of thousands of rows; as an expression the
+# term is read from the open appeals' covering index instead, on both databases (ids start at 1).
+_UNASSIGNED = func.coalesce(col(Appeal.assignee_id), 0) == 0
 
 
 def _conditions(
@@ -286,7 +297,10 @@ def _conditions(
     """The WHERE of `f` inside `scope`; `skip` leaves out the named dimensions (for their own counts)."""
     where: list[ColumnElement[bool]] = [scope]
     if "status" not in skip and set(f.statuses) != set(ALL_STATUSES):
-        where.append(col(Appeal.status).in_(f.statuses))
+        if set(f.statuses) <= set(OPEN_STATUSES):
+            where.append(_OPEN)  # the open appeals' own indexes serve the inbox's working set
+        if set(f.statuses) != set(OPEN_STATUSES):
+            where.append(col(Appeal.status).in_(f.statuses))
     if "channel" not in skip and f.channel:
         where.append(col(Appeal.channel) == f.channel)
     if "category" not in skip and f.category:
@@ -307,7 +321,7 @@ def _conditions(
         if f.assigned_to is not None:
             where.append(col(Appeal.assignee_id) == f.assigned_to)
         if f.unassigned:
-            where.append(col(Appeal.assignee_id).is_(None))
+            where.append(_UNASSIGNED)
     if f.q:
         where.append(_text_match(s, f.q))
     return where
@@ -428,7 +442,7 @@ def facet_counts(
     toggles = sa_select(
         func.count(case((and_(_OPEN, col(Appeal.due_at) < f.now), 1))),
         func.count(case((and_(_OPEN, col(Appeal.due_at) >= f.now, col(Appeal.due_at) <= due_by), 1))),
-        func.count(case((col(Appeal.assignee_id).is_(None), 1))),
+        func.count(case((_UNASSIGNED, 1))),
         func.count(case((mine, 1))),
     ).where(and_(*base))
     overdue, due_soon, unassigned, assigned_to_me = s.execute(toggles).one()
