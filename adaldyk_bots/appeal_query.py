@@ -341,10 +341,19 @@ class _Where:
             self._tree = _unit_tree(self.s)
         return self._tree
 
-    def all(self) -> list[ColumnElement[bool]]:
-        return self.but()
+    def page(self) -> list[ColumnElement[bool]]:
+        """The conditions of a page of the list.
 
-    def but(self, *skip: str) -> list[ColumnElement[bool]]:
+        On SQLite, when only open appeals are asked for, the filters' terms are made opaque to the
+        planner (coalesce(term, 0): same truth, no index): it then walks the open appeals' covering
+        index in the page's order and stops after one page, at most the open appeals' count of index
+        entries. Left to itself it seeks a counted dimension's index (language = 'kk': a fifth of the
+        open appeals) and sorts all of them for one page: 300 ms at 1M appeals instead of 10."""
+        f = self.f
+        opaque = self.s.get_bind().dialect.name == "sqlite" and set(f.statuses) <= set(OPEN_STATUSES)
+        return self.but(opaque=opaque)
+
+    def but(self, *skip: str, opaque: bool = False) -> list[ColumnElement[bool]]:
         """The conditions without the named dimensions (for their own counts)."""
         f = self.f
         where: list[ColumnElement[bool]] = [self.scope]
@@ -374,6 +383,9 @@ class _Where:
                 where.append(col(Appeal.assignee_id) == f.assigned_to)
             if f.unassigned:
                 where.append(_UNASSIGNED)
+        if opaque:
+            where = [func.coalesce(term, 0) for term in where if term is not _OPEN]
+            where.append(_OPEN)
         if self.search is not None:
             where.append(self.search.condition)
         return where
@@ -432,7 +444,7 @@ def list_appeals(
     """One page of the inbox in `f.sort` order; `after` is the previous page's `next_cursor`."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidFilter(f"limit must be from 1 to {MAX_LIMIT}")
-    where = _Where(s, scope, f).all()
+    where = _Where(s, scope, f).page()
     if after:
         where.append(_after(f, _decode_cursor(f, after)))
     rows = s.exec(_rows(where, f, limit + 1)).all()

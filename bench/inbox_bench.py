@@ -230,7 +230,7 @@ def _appeal_page_reads(s: Session, number: str) -> int:
     return 1 + len(messages) + len(versions) + len(events) + len(outbox) + len(identities) + len(others)
 
 
-def bench(url: str, reps: int, seed: int, column: int) -> list[Result]:
+def bench(url: str, reps: int, seed: int, column: int, only: list[str]) -> list[Result]:
     url = normalize_url(url)
     engine = make_engine(url)
     with read_session(engine) as s:
@@ -238,6 +238,8 @@ def bench(url: str, reps: int, seed: int, column: int) -> list[Result]:
     print(f"\n== {url.split('://')[0]}: {size:,} appeals ({reps} runs each, 1 warm-up) ==", flush=True)
     results = ceiling(url, reps)
     for name, key, run in scenarios(engine, seed):
+        if only and not any(o in name for o in only):
+            continue
         p50, p95, rows = timed(reps, run)
         results.append(Result(name, p50, p95, rows, BASELINE[key][column] if key else ""))
         print(f"  {name:<48} p50 {p50:8.1f} ms  p95 {p95:8.1f} ms", flush=True)
@@ -261,13 +263,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--sqlite", default="/work/wt/search-data/inbox.sqlite3", help="'' to skip")
     p.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/adaldyk_bench_inbox", help="'' to skip")
     p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--only", action="append", default=[], help="run the scenarios whose name has this")
     p.add_argument("--seed", type=int, default=7, help="the generator's seed (to pick its rare words)")
     args = p.parse_args(argv)
     tables = []
     if args.sqlite:
-        tables.append(("SQLite", bench(f"sqlite:///{args.sqlite}", args.reps, args.seed, 0)))
+        tables.append(("SQLite", bench(f"sqlite:///{args.sqlite}", args.reps, args.seed, 0, args.only)))
     if args.postgres:
-        tables.append(("PostgreSQL", bench(args.postgres, args.reps, args.seed, 1)))
+        tables.append(("PostgreSQL", bench(args.postgres, args.reps, args.seed, 1, args.only)))
     for title, results in tables:
         print_table(title, results)
     current, peak = rss_mb()
