@@ -216,3 +216,32 @@ def test_cli_verify_says_ok_then_names_the_broken_row(engine, database_url, monk
     _tamper(engine, "UPDATE audit_event SET address = '10.0.0.1' WHERE id = 2")
     assert cli.main(["audit", "verify"]) == 1
     assert "BROKEN at audit event 2: its fields do not match its hash" in capsys.readouterr().err
+
+
+def test_a_requeue_and_a_missed_deadline_are_audited(database_url, make_settings):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from adaldyk_bots.dispatcher import requeue
+    from adaldyk_bots.storage.db import utcnow
+    from adaldyk_bots.storage.models import OutboxItem
+
+    rt, number = _appeal(database_url, make_settings)
+    try:
+        with unit_of_work(rt.engine) as s:
+            s.execute(update(OutboxItem).values(state="failed", last_error_code="telegram.blocked"))
+            s.execute(update(Appeal).values(due_at=utcnow() - timedelta(days=1)))
+        with unit_of_work(rt.engine) as s:
+            assert len(requeue(s, now=utcnow(), actor="user:moderator")) == 1
+        with unit_of_work(rt.engine) as s:
+            assert rt.workflow.mark_overdue(s) == 1
+        rows = _events(rt.engine)
+        assert [(r.actor, r.action, r.subject) for r in rows] == [
+            ("user:moderator", "delivery.retry", number),
+            ("system", "appeal.overdue", number),
+        ]
+        assert rows[0].detail["was"] == "failed" and rows[0].detail["code"] == "telegram.blocked"
+        assert _verify(rt.engine).ok
+    finally:
+        rt.engine.dispose()
