@@ -211,3 +211,33 @@ def test_off_by_default(make_settings: Any) -> None:
         assert CHANNEL not in rt.connectors and CHANNEL in rt.off
     finally:
         rt.engine.dispose()
+
+
+def test_the_worker_loop_reads_and_healthz_shows_a_stop(
+    make_settings: Any, fake: FakeInstagram, session_file: Path
+) -> None:
+    import httpx
+
+    from tests.support import ServiceThread, free_port, wait_until
+
+    settings = make_settings(
+        port=free_port(),
+        instaloader_account=ACCOUNT,
+        instaloader_session_file=str(session_file),
+        instaloader_login=LOGIN,
+        instaloader_base_url=fake.url,
+        instaloader_interval_seconds=0.2,
+    )
+    with ServiceThread(settings) as svc, httpx.Client(base_url=svc.url) as client:
+
+        def channel() -> dict[str, Any]:
+            return client.get("/healthz").json()["channels"][CHANNEL]
+
+        wait_until(lambda: _count(svc.runtime, Appeal) == 2, what="two appeals from the comments")
+        wait_until(lambda: channel()["state"] == "ok", what="the monitor healthy")
+        fake.force_status(429, times=1000)  # every request from now on
+        shown = wait_until(lambda: (c := channel())["state"] == "degraded" and c, what="the 429 on /healthz")
+        assert "instagram_monitor.rate_limited" in shown["detail"]
+        loops = client.get("/healthz").json()["loops"]
+        assert loops[f"{CHANNEL}:poller:{ACCOUNT}"]["state"] == "running"  # not backing off, not asleep
+        assert _count(svc.runtime, Appeal) == 2
