@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,10 +20,9 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from adaldyk_bots.access import ROLES, Role
+from adaldyk_bots.audit import record
 from adaldyk_bots.errors import Conflict, Invalid, NotFound, UnknownUnit
 from adaldyk_bots.storage.models import LoginAttempt, StaffUser, Unit, WebSession
-
-log = logging.getLogger(__name__)
 
 __all__ = [
     "FAILURE_LIMIT",
@@ -32,6 +30,7 @@ __all__ = [
     "LOCK_DURATION",
     "PASSWORD_MIN_LENGTH",
     "Login",
+    "AccountRefused",
     "PasswordRejected",
     "audit",
     "authenticate",
@@ -64,13 +63,18 @@ SEEN_PRECISION = timedelta(minutes=1)
 _hasher = PasswordHasher()
 
 
-class PasswordRejected(Invalid):
-    """A new password that is not acceptable, or a wrong current one; `reason` is a stable code that
-    the pages translate: too_short, too_long, same_as_username, mismatch, wrong_current."""
+class AccountRefused(Invalid):
+    """An account change that is not valid; `reason` is a stable code the pages translate:
+    bad_username, unknown_role, officer_unit, own_account (and PasswordRejected's)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class PasswordRejected(AccountRefused):
+    """A new password that is not acceptable, or a wrong current one: too_short, too_long,
+    same_as_username, mismatch, wrong_current."""
 
 
 def digest(value: str) -> str:
@@ -106,12 +110,12 @@ def check_new_password(password: str, *, username: str) -> None:
         raise PasswordRejected("same_as_username", "the password must not be the user name")
 
 
-def audit(s: Session, *, actor: str, action: str, subject: str, detail: dict[str, Any]) -> None:
-    """THE one call site for the audit log of accounts (logins, logouts, failed logins, user changes).
-
-    AUDIT: replace the body with `adaldyk_bots.audit.record(s, actor=..., action=..., subject=...,
-    detail=...)` once h-audit is merged; until then the events go to the log only."""
-    log.info("audit %s %s %s %s", actor, action, subject, detail)
+def audit(
+    s: Session, *, actor: str, action: str, subject: str, detail: dict[str, Any], address: str | None = None
+) -> None:
+    """The one call site of accounts for the audit log (logins, logouts, failed logins, user changes):
+    written by audit.record in the caller's transaction, so it is there exactly when the change is."""
+    record(s, actor=actor, action=action, subject=subject, detail=detail, address=address)
 
 
 # --- throttling ------------------------------------------------------------------------------------
@@ -284,11 +288,14 @@ def set_password(
 
 def _unit_id(s: Session, role: str, unit_code: str | None) -> int | None:
     if role not in ROLES:
-        raise Invalid(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+        raise AccountRefused("unknown_role", f"unknown role {role!r}: one of {', '.join(ROLES)}")
     code = (unit_code or "").strip()
     if not code:
         if role == Role.OFFICER:
-            raise Invalid("an officer needs a unit (--unit CODE): officers see only their unit's appeals")
+            raise AccountRefused(
+                "officer_unit",
+                "an officer needs a unit (--unit CODE): officers see only their unit's appeals",
+            )
         return None
     unit_id = s.exec(select(Unit.id).where(Unit.code == code)).first()
     if unit_id is None:
@@ -308,7 +315,7 @@ def create_user(
 ) -> StaffUser:
     username = username.strip()
     if not username or len(username) > 100 or any(c.isspace() for c in username):
-        raise Invalid("a user name has 1 to 100 characters and no spaces")
+        raise AccountRefused("bad_username", "a user name has 1 to 100 characters and no spaces")
     unit_id = _unit_id(s, role, unit_code)
     check_new_password(password, username=username)
     if s.exec(select(StaffUser.id).where(StaffUser.username == username)).first() is not None:
