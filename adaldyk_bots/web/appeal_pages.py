@@ -183,7 +183,10 @@ class Delivery:
 
     @property
     def attempts_in_all(self) -> int:
-        return self.row.attempts + sum(int(e.detail.get("attempts_before") or 0) for e in self.retries)
+        """Every send tried: the dispatcher counts failed ones in `attempts` (reset by a retry, which
+        records the count it found), and the one that went through is not among them."""
+        before = sum(int(e.detail.get("attempts_before") or 0) for e in self.retries)
+        return self.row.attempts + before + (1 if self.row.state == "sent" else 0)
 
 
 @dataclass
