@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import pytest
 from sqlmodel import Session, col, func, select
 
 from adaldyk_bots.org import ORG_FILE, sync_units
@@ -94,8 +93,8 @@ class Workspace:
         return wait_until(check, what=f"{purpose} of {number} to be {state}")
 
 
-@pytest.fixture
-def workspace(make_settings: Any, fake_telegram: FakeTelegramServer) -> Iterator[Workspace]:
+def start_workspace(make_settings: Any, fake_telegram: FakeTelegramServer) -> Iterator[Workspace]:
+    """The body of each test module's `workspace` fixture (`yield from start_workspace(...)`)."""
     settings = make_settings(
         telegram_token=TOKEN,
         telegram_api_url=fake_telegram.url,

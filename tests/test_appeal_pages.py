@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,13 +22,18 @@ from adaldyk_bots.storage.models import (
     OutboxItem,
     StaffUser,
 )
-from connectors.telegram.fake import FAKE_JPEG
-from tests.appeal_support import UNIT_A, UNIT_B, Workspace, workspace  # noqa: F401 - the fixture
+from connectors.telegram.fake import FAKE_JPEG, FakeTelegramServer
+from tests.appeal_support import UNIT_A, UNIT_B, Workspace, start_workspace
 from tests.conftest import TOKEN
 from tests.support import wait_until
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror="alert(1)"> &amp; &lt;b&gt; «кавычки»'
 MISSING = "ADL-2020-999999"
+
+
+@pytest.fixture
+def workspace(make_settings: Any, fake_telegram: FakeTelegramServer) -> Iterator[Workspace]:
+    yield from start_workspace(make_settings, fake_telegram)
 
 
 def _count(workspace: Workspace, model: Any) -> int:
@@ -49,7 +55,9 @@ def _actions(number: str, outbox_id: int) -> list[tuple[str, dict[str, str]]]:
 
 def test_the_page_shows_versions_original_first_attachments_and_deliveries(workspace: Workspace) -> None:
     number = workspace.citizen_writes(3001, "Өзенге қалдық төгіліп жатыр", first_name="Айгүл")
-    workspace.fake.citizen_edit(TOKEN, chat_id=3001, message_id=1, text="Өзенге зауыт қалдық төгіп жатыр (түзетілді)")
+    workspace.fake.citizen_edit(
+        TOKEN, chat_id=3001, message_id=1, text="Өзенге зауыт қалдық төгіп жатыр (түзетілді)"
+    )
     wait_until(lambda: _count(workspace, MessageVersion), what="the edit")
     assert workspace.citizen_writes(3001, None, photo=True, caption="Міне суреті") == number
     workspace.wait_delivery(number, "ack", "sent")
@@ -63,11 +71,16 @@ def test_the_page_shows_versions_original_first_attachments_and_deliveries(works
     assert 'data-version="0"' in body and 'data-version="1"' in body
     assert re.search(r'<article[^>]+id="delivery-\d+" data-delivery-state="sent"', body)
 
-    image = re.search(rf'<img class="attachment-image" src="(/appeals/{number}/messages/\d+/attachments/\d+)"', body)
+    image = re.search(
+        rf'<img class="attachment-image" src="(/appeals/{number}/messages/\d+/attachments/\d+)"', body
+    )
     assert image, "the photo is shown on the page"
     got = client.get(image.group(1))
     assert got.status_code == 200 and got.content == FAKE_JPEG
-    assert got.headers["content-type"].startswith("image/") and got.headers["x-content-type-options"] == "nosniff"
+    assert (
+        got.headers["content-type"].startswith("image/")
+        and got.headers["x-content-type-options"] == "nosniff"
+    )
     download = client.get(image.group(1) + "?download=1")
     assert download.headers["content-disposition"].startswith("attachment")
 
@@ -87,7 +100,9 @@ def test_every_action_works_and_the_note_never_reaches_the_citizen(workspace: Wo
     client, csrf = workspace.client("moder")
 
     def post(path: str, **data: str) -> str:
-        answer = client.post(f"/appeals/{number}/{path}", data={**data, "csrf_token": csrf}, follow_redirects=False)
+        answer = client.post(
+            f"/appeals/{number}/{path}", data={**data, "csrf_token": csrf}, follow_redirects=False
+        )
         assert answer.status_code == 303, (path, answer.status_code, answer.text[:300])
         location = answer.headers["location"]
         assert location.startswith(f"/appeals/{number}")
@@ -198,7 +213,10 @@ def test_without_csrf_or_as_an_auditor_nothing_changes(workspace: Workspace) -> 
         appeal = s.exec(select(Appeal).where(Appeal.number == number)).one()
         assert appeal.status == "received" and appeal.unit_id is None
         assert s.exec(select(func.count()).select_from(AppealNote)).one() == 0
-        assert s.exec(select(func.count()).select_from(OutboxItem).where(OutboxItem.purpose == "reply")).one() == 0
+        assert (
+            s.exec(select(func.count()).select_from(OutboxItem).where(OutboxItem.purpose == "reply")).one()
+            == 0
+        )
 
 
 def test_another_departments_appeal_is_exactly_a_missing_number(workspace: Workspace) -> None:
@@ -209,7 +227,9 @@ def test_another_departments_appeal_is_exactly_a_missing_number(workspace: Works
         from adaldyk_bots.storage.models import Message
 
         photo = s.exec(
-            select(Message.id).join(Appeal, col(Appeal.id) == Message.appeal_id).where(Appeal.number == number)
+            select(Message.id)
+            .join(Appeal, col(Appeal.id) == Message.appeal_id)
+            .where(Appeal.number == number)
         ).first()
     astana, csrf = workspace.client("astana")
     almaty, _ = workspace.client("almaty")
@@ -225,7 +245,10 @@ def test_another_departments_appeal_is_exactly_a_missing_number(workspace: Works
         assert hidden.text.replace(number, "N") == missing.text.replace(MISSING, "N"), path_hidden
 
     same(f"/appeals/{number}", f"/appeals/{MISSING}")
-    same(f"/appeals/{number}/messages/{photo}/attachments/0", f"/appeals/{MISSING}/messages/{photo}/attachments/0")
+    same(
+        f"/appeals/{number}/messages/{photo}/attachments/0",
+        f"/appeals/{MISSING}/messages/{photo}/attachments/0",
+    )
     same(f"/appeals/{number}/reply-preview?text=x", f"/appeals/{MISSING}/reply-preview?text=x")
     for (hidden_path, data), (missing_path, _) in zip(
         _actions(number, ack.id or 0), _actions(MISSING, ack.id or 0), strict=True
@@ -263,7 +286,9 @@ def test_the_page_in_kazakh_and_russian_has_no_english_left(workspace: Workspace
     client, csrf = workspace.client("moder")
     client.post(f"/appeals/{number}/reply", data={"text": "Тексереміз", "csrf_token": csrf})
     client.post(f"/appeals/{number}/note", data={"text": "жазба", "csrf_token": csrf})
-    client.post(f"/appeals/{number}/status", data={"status": "extended", "reason": "себеп", "csrf_token": csrf})
+    client.post(
+        f"/appeals/{number}/status", data={"status": "extended", "reason": "себеп", "csrf_token": csrf}
+    )
     workspace.wait_delivery(number, "reply", "failed")
     for query in ("", "&template=thanks", "&done=retry", "&error=reason"):
         text = _visible_text(client.get(f"/appeals/{number}?lang={lang}{query}").text)
@@ -271,9 +296,18 @@ def test_the_page_in_kazakh_and_russian_has_no_english_left(workspace: Workspace
         leftovers = sorted(
             m.id
             for m in read_catalog("en")
-            if isinstance(m.id, str) and m.id and len(m.id) > 3 and tr.gettext(m.id) != m.id and _has_word(text, m.id)
+            if isinstance(m.id, str)
+            and m.id
+            and len(m.id) > 3
+            and tr.gettext(m.id) != m.id
+            and _has_word(text, m.id)
         )
-        context = [text[max(0, m.start() - 60) : m.end() + 60] for w in leftovers for m in [re.search(re.escape(w), text)] if m]
+        context = [
+            text[max(0, m.start() - 60) : m.end() + 60]
+            for w in leftovers
+            for m in [re.search(re.escape(w), text)]
+            if m
+        ]
         assert not leftovers, f"{lang}{query}: English left on the page: {leftovers} {context}"
 
 
@@ -288,7 +322,9 @@ def test_reply_preview_splits_as_the_channel_will(workspace: Workspace, make_set
     number = workspace.citizen_writes(3010, "Ұзын жауап керек")
     client, _ = workspace.client("moder")
     long_text = ("Бұл өте ұзын жауап. " * 400).strip()  # ~8,000 characters: two Telegram messages
-    preview = client.get(f"/appeals/{number}/reply-preview", params={"text": long_text}, headers={"HX-Request": "true"})
+    preview = client.get(
+        f"/appeals/{number}/reply-preview", params={"text": long_text}, headers={"HX-Request": "true"}
+    )
     assert preview.status_code == 200
     assert 'data-parts="2"' in preview.text and "4096" in preview.text
     page = client.get(f"/appeals/{number}?template=inspection_done&lang=ru").text
