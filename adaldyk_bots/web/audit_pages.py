@@ -33,10 +33,11 @@ ACTION_NAMES = {
     "appeal.reply": N_("Replied to the citizen"),
     "appeal.unit": N_("Assigned a unit"),
     "appeal.assign": N_("Assigned a person"),
+    "appeal.overdue": N_("Became overdue"),
     "delivery.retry": N_("Sent a failed message again"),
     "user.create": N_("Created a user"),
 }
-ACTOR_NAMES = {"system": N_("the system"), "citizen": N_("a citizen")}
+ACTOR_NAMES = {"system": N_("the system"), "citizen": N_("a citizen"), "cli": N_("the command line")}
 
 
 def _require_auditor(viewer: Viewer) -> None:
