@@ -8,10 +8,10 @@ with `access.visible_appeal` and checked that the viewer may write.
 
 from __future__ import annotations
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from adaldyk_bots import audit
-from adaldyk_bots.access import Role, Viewer
+from adaldyk_bots.access import Viewer, assignable_staff
 from adaldyk_bots.dispatcher import requeue
 from adaldyk_bots.domain import AppealStatus
 from adaldyk_bots.errors import Conflict, Invalid, NotFound, StatusUnchanged
@@ -26,7 +26,6 @@ __all__ = [
     "ReasonRequired",
     "add_note",
     "assign_person",
-    "assignable_staff",
     "change_status",
     "mark_spam",
     "record_view",
@@ -81,29 +80,13 @@ def add_note(s: Session, appeal: Appeal, text: str, *, viewer: Viewer) -> Appeal
     return note
 
 
-def assignable_staff(s: Session, appeal: Appeal) -> list[StaffUser]:
-    """The people an appeal can be given to: active staff of its unit who may write (no auditors)."""
-    if appeal.unit_id is None:
-        return []
-    query = (
-        select(StaffUser)
-        .where(
-            StaffUser.unit_id == appeal.unit_id,
-            col(StaffUser.disabled_at).is_(None),
-            StaffUser.role != Role.AUDITOR.value,
-        )
-        .order_by(col(StaffUser.full_name), col(StaffUser.username))
-    )
-    return list(s.exec(query))
-
-
 def assign_person(s: Session, appeal: Appeal, user_id: int | None, *, actor: str) -> AppealEvent:
-    """Give the appeal to one staff member of its unit (None: to nobody)."""
+    """Give the appeal to one person who may be in charge of it (access.assignable_staff; None: nobody)."""
     person: StaffUser | None = None
     if user_id is not None:
         person = next((u for u in assignable_staff(s, appeal) if u.id == user_id), None)
         if person is None:
-            raise Invalid("that person is not an active staff member of the appeal's unit")
+            raise Invalid("that person may not be put in charge of this appeal")
     if appeal.assignee_id == user_id:
         raise StatusUnchanged(f"appeal {appeal.number} is already assigned so")
     now = utcnow()
@@ -153,14 +136,7 @@ def retry_delivery(s: Session, appeal: Appeal, outbox_id: int, *, actor: str) ->
     if not done:  # another moderator's retry (or the dispatcher) got there first
         raise Conflict(f"delivery {outbox_id} is no longer failed or held")
     appeal.updated_at = appeal.last_activity_at = utcnow()
-    s.add(appeal)
-    audit.record(
-        s,
-        actor=actor,
-        action="outbox.retry",
-        subject=appeal.number,
-        detail={"outbox": row.key, "outbox_id": outbox_id, "code": row.last_error_code},
-    )
+    s.add(appeal)  # requeue wrote the appeal event ("requeued") and the audit event (delivery.retry)
     return done[0]
 
 

@@ -186,7 +186,7 @@ def test_a_blocked_citizen_shows_failed_and_retry_sends_again(workspace: Workspa
     assert "error=retry" in again.headers["location"]  # a sent message is not sent twice
     with Session(workspace.engine) as s:
         events = s.exec(select(AppealEvent).where(AppealEvent.kind == "requeued")).all()
-        audited = s.exec(select(AuditEvent.actor).where(AuditEvent.action == "outbox.retry")).all()
+        audited = s.exec(select(AuditEvent.actor).where(AuditEvent.action == "delivery.retry")).all()
     assert [e.actor for e in events] == ["user:moder"] and audited == ["user:moder"]
 
 

@@ -82,7 +82,14 @@ def test_the_page_in_kazakh(workspace: Workspace, page: Any) -> None:
     page.click("a[hreflang=kk]")
     assert page.locator("html").get_attribute("lang") == "kk"
     body = page.locator("main").inner_text()
-    for english in ("Messages", "Reply to the citizen", "Internal notes", "working days", "delivered", "Citizen"):
+    for english in (
+        "Messages",
+        "Reply to the citizen",
+        "Internal notes",
+        "working days",
+        "delivered",
+        "Citizen",
+    ):
         assert english not in body, english
     assert "Хабарламалар" in body and "жеткізілді" in body
     # The photo is shown (the image loaded through the session-authenticated route).

@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
 from adaldyk_bots import appeal_actions
-from adaldyk_bots.access import Viewer, appeal_scope, not_found, visible_appeal
+from adaldyk_bots.access import Viewer, appeal_scope, assignable_staff, not_found, visible_appeal
 from adaldyk_bots.calendar import WorkingCalendar
 from adaldyk_bots.domain import AppealStatus, ReplyTarget
 from adaldyk_bots.errors import (
@@ -146,7 +146,7 @@ ERROR_MESSAGES = {
     "reason": N_("This status needs a reason: the citizen is told why."),
     "unchanged": N_("Nothing changed: the appeal already has that value."),
     "unit": N_("That unit is unknown or outside your unit."),
-    "person": N_("That person is not an active staff member of the appeal's unit."),
+    "person": N_("That person may not be put in charge of this appeal."),
     "status": N_("Unknown status."),
     "retry": N_("This message is no longer failed or held: nothing to send again."),
     "invalid": N_("The form was not filled in correctly."),
@@ -434,7 +434,7 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             "unit_name": _unit_name(unit, lang),
             "assignee": assignee,
             "units": [(u, _unit_name(u, lang)) for u in _unit_choices(s, viewer)],
-            "staff": appeal_actions.assignable_staff(s, appeal),
+            "staff": assignable_staff(s, appeal),
             "statuses": [st.value for st in AppealStatus],
             "reason_required": sorted(st.value for st in appeal_actions.REASON_REQUIRED),
             "days_left": working_days_left(calendar, now, appeal.due_at),
