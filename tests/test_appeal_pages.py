@@ -331,3 +331,19 @@ def test_reply_preview_splits_as_the_channel_will(workspace: Workspace, make_set
     assert "инспекторлар тексеру жүргізді" in page.lower()  # the template in the appeal's language (kk)
     assert 'data-parts="1"' in page
     assert "Окно ответа" in page
+
+
+def test_the_citizen_card_lists_other_appeals_only_in_scope(workspace: Workspace) -> None:
+    first = workspace.citizen_writes(3011, "Бірінші: өзен ластанған")
+    workspace.assign(first, UNIT_A)
+    moder, csrf = workspace.client("moder")
+    moder.post(f"/appeals/{first}/status", data={"status": "answered", "csrf_token": csrf})
+    second = workspace.citizen_writes(3011, "Екінші: орман өртенді")
+    assert second != first  # the first was answered: a new appeal of the same citizen
+    workspace.assign(second, UNIT_B)
+
+    card = moder.get(f"/appeals/{second}").text
+    assert f'href="/appeals/{first}"' in card  # a moderator sees every appeal of the citizen
+    almaty, _ = workspace.client("almaty")
+    card = almaty.get(f"/appeals/{second}").text
+    assert first not in card  # another department's appeal is not even named
