@@ -13,6 +13,7 @@ POST /admin/users/{id}/password     reset (the user's sessions end)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -48,7 +49,6 @@ from adaldyk_bots.web.deps import (
 __all__ = ["build_auth_router", "save_language"]
 
 Text = Annotated[str, Form(max_length=4096)]
-OptionalText = Annotated[str, Form(max_length=4096)]
 
 # What a person is told, by refusal code (accounts.PasswordRejected.reason and the pages' own).
 _MESSAGES = {
@@ -109,6 +109,25 @@ def _refusal_code(exc: AdaldykError) -> str:
     return "unknown_unit"
 
 
+def _page(
+    request: Request,
+    template: str,
+    context: dict[str, Any],
+    *,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    # Pages with password fields: never cached, never framed by another site (clickjacking).
+    fixed = {
+        "Cache-Control": "no-store",
+        "X-Frame-Options": "DENY",
+        "Content-Security-Policy": "frame-ancestors 'none'",
+    }
+    return ui.render(
+        request, template, context, status_code=status_code, headers={**fixed, **(headers or {})}
+    )
+
+
 def build_auth_router() -> APIRouter:
     if save_language not in ui.LANGUAGE_HOOKS:
         ui.LANGUAGE_HOOKS.append(save_language)
@@ -126,10 +145,10 @@ def build_auth_router() -> APIRouter:
         settings = _settings(request)
         nonce, token = login_csrf_pair(settings, request.cookies.get(LOGIN_CSRF_COOKIE))
         request.state.csrf_token = token
-        headers = {"Cache-Control": "no-store"}
+        headers = {}
         if retry_after:
             headers["Retry-After"] = str(retry_after)
-        response = ui.render(
+        response = _page(
             request,
             "auth/login.html",
             {"next": next_path, "username": username, "error": _MESSAGES[error] if error else None},
@@ -236,7 +255,7 @@ def build_auth_router() -> APIRouter:
 
     @router.get("/account/password")
     def password_page(request: Request, viewer: PageViewer) -> Response:
-        return ui.render(request, "auth/password.html", {"error": None, "notice": None})
+        return _page(request, "auth/password.html", {"error": None, "notice": None})
 
     @router.post("/account/password")
     def change_password(
@@ -271,10 +290,8 @@ def build_auth_router() -> APIRouter:
                 )
         except accounts.PasswordRejected as exc:
             context = {"error": _MESSAGES[exc.reason], "notice": None}
-            return ui.render(request, "auth/password.html", context, status_code=422)
-        return ui.render(
-            request, "auth/password.html", {"error": None, "notice": _MESSAGES["password_changed"]}
-        )
+            return _page(request, "auth/password.html", context, status_code=422)
+        return _page(request, "auth/password.html", {"error": None, "notice": _MESSAGES["password_changed"]})
 
     # --- administration -----------------------------------------------------------------------------
 
@@ -290,7 +307,7 @@ def build_auth_router() -> APIRouter:
         units = s.exec(select(Unit).order_by(col(Unit.code))).all()
         codes = {u.id: u.code for u in units}
         lang = ui.request_language(request)
-        return ui.render(
+        return _page(
             request,
             "auth/users.html",
             {
@@ -310,7 +327,7 @@ def build_auth_router() -> APIRouter:
         notice = done if done in ("user_created", "user_updated", "password_reset") else None
         return users_page(request, s, notice=notice)
 
-    def admin_change(request: Request, change: Any) -> Response:
+    def admin_change(request: Request, change: Callable[[Session], str]) -> Response:
         """Runs an admin's change; a refusal shows the page again with the reason, translated."""
         try:
             with unit_of_work(_engine(request)) as s:
