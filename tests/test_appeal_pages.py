@@ -65,6 +65,7 @@ def test_the_page_shows_versions_original_first_attachments_and_deliveries(works
     client, _ = workspace.client("moder")
     page = client.get(f"/appeals/{number}?lang=kk")
     assert page.status_code == 200, page.text[:500]
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["cache-control"] == "no-store"
     body = page.text
     original, edit = body.find("Өзенге қалдық төгіліп жатыр"), body.find("(түзетілді)")
     assert 0 < original < edit  # the original first, the edit after, both kept
