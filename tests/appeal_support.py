@@ -43,9 +43,8 @@ class Workspace:
 
     def citizen_writes(self, chat_id: int, text: str | None = None, **kwargs: Any) -> str:
         """A citizen's Telegram message; waits until it is stored and returns its appeal's number."""
+        before = self.inbound_count(chat_id)  # counted first: the poller may store it at once
         self.fake.citizen_message(TOKEN, chat_id=chat_id, text=text, **kwargs)
-
-        before = self.inbound_count(chat_id)
 
         def stored() -> str | None:
             if self.inbound_count(chat_id) <= before:
