@@ -40,7 +40,10 @@ def chromium_path() -> str | None:
     return shutil.which("chromium")
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps an event loop running in the main thread
+# while it is open, and a later test calling asyncio.run() there would fail ("cannot be called from a
+# running event loop"). Closing it after each browser module keeps the rest of the suite unaffected.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     path = chromium_path()
     if path is None:
