@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Row
 from sqlmodel import Session, col, select
 
+from adaldyk_bots import audit
 from adaldyk_bots.calendar import WorkingCalendar
 from adaldyk_bots.categories import CategoryRules
 from adaldyk_bots.domain import AppealStatus, InboundMessage, Language, ReplyTarget
@@ -571,6 +572,7 @@ class Workflow:
         if new is AppealStatus.ANSWERED:
             appeal.answered_at = now
         s.add(appeal)
+        audit.record(s, actor=actor, action="appeal.status", subject=appeal.number, detail=event.detail)
         key = "status_changed_note" if note else "status_changed"
         text = self.texts.render(
             appeal.language,
@@ -620,6 +622,13 @@ class Workflow:
         )
         appeal.updated_at = appeal.last_activity_at = now
         s.add(appeal)
+        audit.record(
+            s,
+            actor=actor,
+            action="appeal.reply",
+            subject=appeal.number,
+            detail={"event": event.id, "text": text},
+        )
         return event
 
     def assign_unit(self, s: Session, appeal: Appeal, unit_code: str, *, actor: str) -> AppealEvent:
@@ -633,6 +642,7 @@ class Workflow:
         appeal.unit_id = unit.id
         appeal.updated_at = appeal.last_activity_at = now
         s.add(appeal)
+        audit.record(s, actor=actor, action="appeal.unit", subject=appeal.number, detail=event.detail)
         return event
 
     def mark_overdue(self, s: Session) -> int:

@@ -347,5 +347,38 @@ class LoopHeartbeat(SQLModel, table=True):
     updated_at: datetime
 
 
+class AuditEvent(SQLModel, table=True):
+    """One entry of the audit log (adaldyk_bots/audit.py): append-only, each row chained to the one
+    before by `prev_hash`; database triggers refuse UPDATE and DELETE."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        Index("ix_audit_event_at", "at"),
+        Index("ix_audit_event_actor", "actor"),
+        Index("ix_audit_event_subject", "subject"),
+    )
+
+    # Given by the head, one after another (never by a sequence), so a missing id is a deleted row.
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    at: datetime
+    actor: str = Field(max_length=200)  # user:<name> | token:<name> | system | citizen
+    action: str = Field(max_length=64)  # login, appeal.view, appeal.status ...
+    subject: str | None = Field(default=None, max_length=200)  # appeal number, username ...
+    address: str | None = Field(default=None, max_length=100)
+    detail: dict[str, Any] = _json_column()
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class AuditHead(SQLModel, table=True):
+    """The audit chain's end (one row, id 1): locked by every append so the chain stays one line with
+    several processes, and compared by `audit verify` so that a deleted last row is noticed."""
+
+    __tablename__ = "audit_head"
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    last_id: int
+    last_hash: str = Field(max_length=64)
+
+
 # Last, after every table: any string column holds NUL and lone surrogates (storage/types.py).
 use_storable_text(SQLModel.metadata)
