@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0007_audit"
-down_revision = "0005_outbox_owner"
+down_revision = "0006_staff"
 branch_labels = None
 depends_on = None
 

@@ -16,7 +16,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0008_search"
-down_revision = "0005_outbox_owner"
+down_revision = "0007_audit"
 branch_labels = None
 depends_on = None
 
