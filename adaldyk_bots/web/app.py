@@ -20,6 +20,7 @@ from adaldyk_bots.supervisor import Supervisor, loops_report, read_heartbeats
 from adaldyk_bots.web.api import build_api_router
 from adaldyk_bots.web.deps import install_auth_handlers
 from adaldyk_bots.web.errors import install_error_handlers
+from adaldyk_bots.web.inbox_pages import inbox_router
 from adaldyk_bots.web.limits import LimitBodySize
 from adaldyk_bots.web.parts import AppParts
 from adaldyk_bots.web.ui import STATIC_DIR
@@ -107,6 +108,7 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
     app.include_router(webhook_router(routes, runtime.intake))
     app.include_router(build_api_router(runtime), prefix="/api/v1")
     # The workspace's pages are routers of their own (web/*_pages.py), included here.
+    app.include_router(inbox_router())
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
