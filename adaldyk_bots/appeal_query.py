@@ -410,7 +410,8 @@ def facet_counts(
     "language": {...}, "overdue": n, "due_soon": n, "unassigned": n, "assigned_to_me": n}.
     Each dimension is counted under every other filter but its own (so the alternatives show); a unit's
     count includes its sub-units; the four toggles are counted under the other filters and the active
-    toggle of the other group (deadline: overdue, due soon; assignment: mine, unassigned). `due_soon` uses f.due_within_working_days or DEFAULT_DUE_SOON_DAYS."""
+    toggle of the other group (deadline: overdue, due soon; assignment: mine, unassigned).
+    `due_soon` uses f.due_within_working_days or DEFAULT_DUE_SOON_DAYS."""
     out: dict[str, Any] = {"total": _count(s, _conditions(s, scope, f))}
     for name, column in (
         ("status", Appeal.status),

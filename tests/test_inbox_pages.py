@@ -82,7 +82,7 @@ def user_id(engine: Any, username: str) -> int:
 
 @pytest.fixture
 def web(make_settings: Any) -> Iterator[WebApp]:
-    with WebApp(make_settings(inbox_poll_seconds=0.2)) as app:
+    with WebApp(make_settings(inbox_poll_seconds=0.2, inbox_keepalive_seconds=0.3)) as app:
         engine = app.runtime.engine
         load_units(engine)
         create_user(engine, "maria", "moderator", full_name="Мария Ким")
@@ -344,6 +344,7 @@ class EventReader:
         self.seen: list[str] = []
         self.opened = threading.Event()
         self.closed = threading.Event()
+        self.stopping = threading.Event()
         self.status: int | None = None
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
@@ -357,6 +358,8 @@ class EventReader:
                 self.opened.set()
                 name = None
                 for line in answer.iter_lines():
+                    if self.stopping.is_set():
+                        return  # leaving the block closes the connection: the server sees it go
                     if line.startswith("event:"):
                         name = line[6:].strip()
                     elif line.startswith("data:") and name == "appeals":
@@ -375,6 +378,8 @@ class EventReader:
         wait_until(lambda: number in self.seen, timeout=15, what=f"the stream to tell of {number}")
 
     def close(self) -> None:
+        self.stopping.set()  # seen at the next line (a keep-alive comes every 0.3 s in these tests)
+        self.closed.wait(10)
         self.client.close()
 
 

@@ -356,6 +356,7 @@ def _changes(request: Request) -> InboxChanges:
         changes = request.app.state.inbox_changes = InboxChanges(
             request.app.state.runtime.engine, interval=settings.inbox_poll_seconds
         )
+        request.app.state.before_shutdown.append(changes.close)
     return changes
 
 
@@ -429,7 +430,12 @@ def inbox_router() -> APIRouter:
         # now instead of being held until the stream ends.
         s.close()
         settings = request.app.state.runtime.settings
-        stream = event_stream(_changes(request), viewer, lifetime=settings.inbox_stream_seconds)
+        stream = event_stream(
+            _changes(request),
+            viewer,
+            lifetime=settings.inbox_stream_seconds,
+            keepalive=settings.inbox_keepalive_seconds,
+        )
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}  # nginx: do not buffer the stream
         return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 
