@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, case, false, func, literal_column, text, true, tuple_
+from sqlalchemy import ColumnElement, and_, bindparam, case, false, func, literal_column, text, true, tuple_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -59,6 +59,9 @@ DEFAULT_DUE_SOON_DAYS = 3
 MAX_DUE_WITHIN = 60
 MAX_QUERY = 200
 MAX_LIMIT = 500
+COUNT_CAP = 10_000  # facet counts of the finished statuses stop here
+FINISHED_STATUSES: tuple[str, ...] = tuple(s.value for s in AppealStatus if not s.is_open)
+FEW_MATCHES = 2000  # a search matching up to this many appeals is read by their ids (and counted)
 EXPORT_BATCH = 500
 
 Sort = Literal["activity", "due"]
@@ -258,59 +261,122 @@ def _subtree(root: int, children: dict[int, list[int]]) -> list[int]:
     return out
 
 
-def _text_match(s: Session, q: str) -> ColumnElement[bool]:
-    if _NUMBER.match(q):
-        return col(Appeal.number) == q.upper()
-    tokens = query_tokens(q)
-    if not tokens:
-        return true()  # nothing searchable in it (punctuation only): no text condition
-    if s.get_bind().dialect.name == "postgresql":
-        expr = " & ".join(f"{t}:*" if len(t) >= PREFIX_MIN else t for t in tokens)
-        matches = select(AppealSearch.appeal_id).where(
-            func.to_tsvector(literal_column("'simple'::regconfig"), AppealSearch.document).op("@@")(
-                func.to_tsquery(literal_column("'simple'::regconfig"), expr)
+class _Search:
+    """A text search's condition on the appeal table, and whether it matches few appeals (at most
+    FEW_MATCHES, before scope and filters): then the condition is their list of ids."""
+
+    def __init__(self, s: Session, q: str) -> None:
+        self.few = True
+        if _NUMBER.match(q):
+            self.condition: ColumnElement[bool] = col(Appeal.number) == q.upper()
+            return
+        tokens = query_tokens(q)
+        if not tokens:
+            self.condition = true()  # nothing searchable in it (punctuation only): no text condition
+            self.few = False
+            return
+        if s.get_bind().dialect.name == "postgresql":
+            expr = " & ".join(f"{t}:*" if len(t) >= PREFIX_MIN else t for t in tokens)
+            document = func.to_tsvector(literal_column("'simple'::regconfig"), AppealSearch.document)
+            match = document.op("@@")(func.to_tsquery(literal_column("'simple'::regconfig"), expr))
+            matches: Any = select(AppealSearch.appeal_id).where(match)
+            probe = s.execute(matches.limit(FEW_MATCHES + 1)).scalars().all()
+            # Many: the planner has statistics on the indexed expression, and for a common word walks the
+            # inbox's order checking each appeal's document rather than reading every match.
+            many = col(Appeal.id).in_(matches)
+        else:
+            expr = " AND ".join(f'"{t}"*' if len(t) >= PREFIX_MIN else f'"{t}"' for t in tokens)
+            probe = s.execute(_FTS_IDS, {"fts_query": expr, "few": FEW_MATCHES + 1}).scalars().all()
+            # SQLite's planner cannot tell a rare word from a common one inside FTS5 and always starts
+            # from the matches: for a word in 100,000 appeals, 100,000 row reads and a sort for one page.
+            # `+appeal.id` (the unary plus keeps it off the primary key) makes it walk the inbox's own
+            # order instead and test each appeal against the matches, which it holds in memory.
+            fts = text("SELECT rowid FROM appeal_fts WHERE appeal_fts MATCH :fts_query").bindparams(
+                fts_query=expr
             )
-        )
-        return col(Appeal.id).in_(matches)
-    expr = " AND ".join(f'"{t}"*' if len(t) >= PREFIX_MIN else f'"{t}"' for t in tokens)
-    fts = text("SELECT rowid FROM appeal_fts WHERE appeal_fts MATCH :fts_query").bindparams(fts_query=expr)
-    return col(Appeal.id).in_(fts)
+            many = literal_column("+appeal.id").in_(fts)
+        self.few = len(probe) <= FEW_MATCHES
+        if self.few:
+            self.condition = col(Appeal.id).in_(probe) if probe else false()
+        else:
+            self.condition = many
 
 
-_OPEN = col(Appeal.status).in_(OPEN_STATUSES)
+_FTS_ALL = text("SELECT rowid FROM appeal_fts WHERE appeal_fts MATCH :fts_query")
+_FTS_IDS = text("SELECT rowid FROM appeal_fts WHERE appeal_fts MATCH :fts_query LIMIT :few")
 
 
-def _conditions(
-    s: Session, scope: ColumnElement[bool], f: InboxFilter, *, skip: frozenset[str] = frozenset()
-) -> list[ColumnElement[bool]]:
-    """The WHERE of `f` inside `scope`; `skip` leaves out the named dimensions (for their own counts)."""
-    where: list[ColumnElement[bool]] = [scope]
-    if "status" not in skip and set(f.statuses) != set(ALL_STATUSES):
-        where.append(col(Appeal.status).in_(f.statuses))
-    if "channel" not in skip and f.channel:
-        where.append(col(Appeal.channel) == f.channel)
-    if "category" not in skip and f.category:
-        where.append(col(Appeal.category) == f.category)
-    if "language" not in skip and f.language:
-        where.append(col(Appeal.language) == f.language)
-    if "unit" not in skip and f.unit:
-        by_code, children, _ = _unit_tree(s)
-        root = by_code.get(f.unit)
-        if root is None:
-            raise InvalidFilter(f"unknown unit {f.unit!r}")
-        where.append(col(Appeal.unit_id).in_(_subtree(root, children)))
-    if "toggles" not in skip:
-        if f.overdue:
-            where += [_OPEN, col(Appeal.due_at) < f.now]
-        if f.due_by is not None:
-            where += [_OPEN, col(Appeal.due_at) >= f.now, col(Appeal.due_at) <= f.due_by]
-        if f.assigned_to is not None:
-            where.append(col(Appeal.assignee_id) == f.assigned_to)
-        if f.unassigned:
-            where.append(col(Appeal.assignee_id).is_(None))
-    if f.q:
-        where.append(_text_match(s, f.q))
-    return where
+# Rendered with the values inline, the same text as the WHERE of the partial indexes of open appeals
+# (models.py, ix_appeal_open_*): SQLite uses a partial index only for a query whose WHERE contains its
+# WHERE, and a bound parameter is not the same expression.
+_OPEN = col(Appeal.status).in_(
+    bindparam("open_statuses", list(OPEN_STATUSES), expanding=True, literal_execute=True)
+)
+
+
+# Not `IS NULL`: SQLite's planner takes "IS NULL" on ix_appeal_assignee_id for a rare value (its
+# statistics average over the ids) and then sorts hundreds of thousands of rows; as an expression the
+# term is read from the open appeals' covering index instead, on both databases (ids start at 1).
+_UNASSIGNED = func.coalesce(col(Appeal.assignee_id), 0) == 0
+
+
+class _Where:
+    """The WHERE of a filter inside a scope, built once per call (the unit tree and the text search's
+    condition are read once even when the counts need the WHERE eight times)."""
+
+    def __init__(self, s: Session, scope: ColumnElement[bool], f: InboxFilter) -> None:
+        self.s, self.scope, self.f = s, scope, f
+        self._tree: tuple[dict[str, int], dict[int, list[int]], dict[int, str]] | None = None
+        self._search: _Search | None = None
+
+    @property
+    def search(self) -> _Search | None:
+        if self._search is None and self.f.q:
+            self._search = _Search(self.s, self.f.q)
+        return self._search
+
+    @property
+    def tree(self) -> tuple[dict[str, int], dict[int, list[int]], dict[int, str]]:
+        if self._tree is None:
+            self._tree = _unit_tree(self.s)
+        return self._tree
+
+    def all(self) -> list[ColumnElement[bool]]:
+        return self.but()
+
+    def but(self, *skip: str) -> list[ColumnElement[bool]]:
+        """The conditions without the named dimensions (for their own counts)."""
+        f = self.f
+        where: list[ColumnElement[bool]] = [self.scope]
+        if "status" not in skip and set(f.statuses) != set(ALL_STATUSES):
+            if set(f.statuses) <= set(OPEN_STATUSES):
+                where.append(_OPEN)  # the open appeals' own indexes serve the inbox's working set
+            if set(f.statuses) != set(OPEN_STATUSES):
+                where.append(col(Appeal.status).in_(f.statuses))
+        if "channel" not in skip and f.channel:
+            where.append(col(Appeal.channel) == f.channel)
+        if "category" not in skip and f.category:
+            where.append(col(Appeal.category) == f.category)
+        if "language" not in skip and f.language:
+            where.append(col(Appeal.language) == f.language)
+        if "unit" not in skip and f.unit:
+            by_code, children, _ = self.tree
+            root = by_code.get(f.unit)
+            if root is None:
+                raise InvalidFilter(f"unknown unit {f.unit!r}")
+            where.append(col(Appeal.unit_id).in_(_subtree(root, children)))
+        if "toggles" not in skip:
+            if f.overdue:
+                where += [_OPEN, col(Appeal.due_at) < f.now]
+            if f.due_by is not None:
+                where += [_OPEN, col(Appeal.due_at) >= f.now, col(Appeal.due_at) <= f.due_by]
+            if f.assigned_to is not None:
+                where.append(col(Appeal.assignee_id) == f.assigned_to)
+            if f.unassigned:
+                where.append(_UNASSIGNED)
+        if self.search is not None:
+            where.append(self.search.condition)
+        return where
 
 
 # --- lists -----------------------------------------------------------------------------------------
@@ -354,7 +420,7 @@ def _rows(where: list[ColumnElement[bool]], f: InboxFilter, limit: int) -> Any:
         select(Appeal, Contact.display_name, Unit.code)
         .join(Contact, col(Contact.id) == Appeal.contact_id)
         .outerjoin(Unit, col(Unit.id) == Appeal.unit_id)
-        .where(and_(*where))
+        .where(*where)
         .order_by(*_order(f))
         .limit(limit)
     )
@@ -366,7 +432,7 @@ def list_appeals(
     """One page of the inbox in `f.sort` order; `after` is the previous page's `next_cursor`."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidFilter(f"limit must be from 1 to {MAX_LIMIT}")
-    where = _conditions(s, scope, f)
+    where = _Where(s, scope, f).all()
     if after:
         where.append(_after(f, _decode_cursor(f, after)))
     rows = s.exec(_rows(where, f, limit + 1)).all()
@@ -407,24 +473,38 @@ def facet_counts(
     """How many appeals each filter value would show, inside `scope`.
 
     {"total": n, "status": {value: n}, "channel": {...}, "unit": {code: n}, "category": {...},
-    "language": {...}, "overdue": n, "due_soon": n, "unassigned": n, "assigned_to_me": n}.
-    Each dimension is counted under every other filter but its own (so the alternatives show); a unit's
-    count includes its sub-units; the four toggles are counted under the other filters and the active
-    toggle of the other group (deadline: overdue, due soon; assignment: mine, unassigned).
-    `due_soon` uses f.due_within_working_days or DEFAULT_DUE_SOON_DAYS."""
-    out: dict[str, Any] = {"total": _count(s, _conditions(s, scope, f))}
+    "language": {...}, "overdue": n, "due_soon": n, "unassigned": n, "assigned_to_me": n,
+    "capped": [keys]}.
+
+    Each dimension is counted under every other filter but its own (so the alternatives show); a
+    unit's count includes its sub-units ("" is: no unit yet); the four toggles are counted under the
+    other filters and the active toggle of the other group (deadline: overdue, due soon; assignment:
+    mine, unassigned), so the count beside each is what choosing it shows; `due_soon` uses
+    f.due_within_working_days or DEFAULT_DUE_SOON_DAYS. The finished statuses (answered, closed, rejected: years of history) are
+    counted up to COUNT_CAP only: a count above it is COUNT_CAP + 1 and its key ("status.answered",
+    and "total" when the filter includes it) is listed in "capped", to be shown as "10 000+". A search
+    matching more than FEW_MATCHES appeals (before scope and filters) is not counted at all: the answer
+    is {"total": None, "capped": ["search"]}, and the page says "many"."""
+    where = _Where(s, scope, f)
+    if where.search is not None and not where.search.few:
+        # Counting 100,000 matches of a common word under eight groupings takes seconds on either
+        # database and tells the moderator nothing a narrower search would not: they are not counted.
+        return {"total": None, "capped": ["search"]}
+    out: dict[str, Any] = {"status": _status_counts(s, where), "capped": []}
+    finished = [st for st in FINISHED_STATUSES if out["status"].get(st, 0) > COUNT_CAP]
+    out["capped"] = [f"status.{st}" for st in finished]
+    out["total"] = sum(out["status"].get(st, 0) for st in f.statuses)
+    if set(finished) & set(f.statuses):
+        out["capped"].append("total")
     for name, column in (
-        ("status", Appeal.status),
         ("channel", Appeal.channel),
         ("category", Appeal.category),
         ("language", Appeal.language),
     ):
-        where = _conditions(s, scope, f, skip=frozenset({name}))
-        stmt = sa_select(col(column), func.count()).where(and_(*where)).group_by(col(column))
+        stmt = sa_select(col(column), func.count()).where(*where.but(name)).group_by(col(column))
         out[name] = {str(value): int(n) for value, n in s.execute(stmt)}
-    out["unit"] = _unit_counts(s, scope, f)
+    out["unit"] = _unit_counts(s, where)
     due_by = f.due_by or _due_by(calendar, f.now, DEFAULT_DUE_SOON_DAYS)
-    base = _conditions(s, scope, f, skip=frozenset({"toggles"}))
     mine = col(Appeal.assignee_id) == user_id if user_id is not None else false()
     # The toggles come in two groups, deadline (overdue | due soon) and assignment (mine | unassigned):
     # one of a group replaces the other, while the groups combine. So each toggle is counted under the
@@ -438,29 +518,41 @@ def facet_counts(
     if f.assigned_to is not None:
         assignment = [col(Appeal.assignee_id) == f.assigned_to]
     elif f.unassigned:
-        assignment = [col(Appeal.assignee_id).is_(None)]
+        assignment = [_UNASSIGNED]
     toggles = sa_select(
         func.count(case((and_(_OPEN, col(Appeal.due_at) < f.now, *assignment), 1))),
         func.count(
             case((and_(_OPEN, col(Appeal.due_at) >= f.now, col(Appeal.due_at) <= due_by, *assignment), 1))
         ),
-        func.count(case((and_(col(Appeal.assignee_id).is_(None), *deadline), 1))),
+        func.count(case((and_(_UNASSIGNED, *deadline), 1))),
         func.count(case((and_(mine, *deadline), 1))),
-    ).where(and_(*base))
+    ).where(*where.but("toggles"))
     overdue, due_soon, unassigned, assigned_to_me = s.execute(toggles).one()
     out.update(overdue=overdue, due_soon=due_soon, unassigned=unassigned, assigned_to_me=assigned_to_me)
     return out
 
 
-def _count(s: Session, where: list[ColumnElement[bool]]) -> int:
-    return int(s.execute(sa_select(func.count()).select_from(Appeal).where(and_(*where))).scalar_one())
+def _status_counts(s: Session, where: _Where) -> dict[str, int]:
+    others = where.but("status")
+    stmt = sa_select(col(Appeal.status), func.count()).where(*others, _OPEN).group_by(col(Appeal.status))
+    counts = {str(status): int(n) for status, n in s.execute(stmt)}
+    for status in FINISHED_STATUSES:
+        # Counting every answered appeal of three years is a report, not an inbox: stop past the cap.
+        capped: Any = (
+            sa_select(literal_column("1")).where(*others, col(Appeal.status) == status).limit(COUNT_CAP + 1)
+        )
+        n = int(s.execute(sa_select(func.count()).select_from(capped.subquery())).scalar_one())
+        if n:
+            counts[status] = n
+    return counts
 
 
-def _unit_counts(s: Session, scope: ColumnElement[bool], f: InboxFilter) -> dict[str, int]:
-    where = _conditions(s, scope, f, skip=frozenset({"unit"}))
-    stmt = sa_select(col(Appeal.unit_id), func.count()).where(and_(*where)).group_by(col(Appeal.unit_id))
+def _unit_counts(s: Session, where: _Where) -> dict[str, int]:
+    stmt = (
+        sa_select(col(Appeal.unit_id), func.count()).where(*where.but("unit")).group_by(col(Appeal.unit_id))
+    )
     direct = {unit_id: int(n) for unit_id, n in s.execute(stmt)}
-    _, children, codes = _unit_tree(s)
+    _, children, codes = where.tree
     out: dict[str, int] = {}
     for unit_id, code in codes.items():
         total = sum(direct.get(u, 0) for u in _subtree(unit_id, children))

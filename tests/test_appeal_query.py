@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import true, update
 from sqlmodel import Session, col, select
 
+from adaldyk_bots import appeal_query
 from adaldyk_bots.appeal_query import InboxFilter, facet_counts, iter_export, list_appeals
 from adaldyk_bots.domain import InboundMessage
 from adaldyk_bots.errors import InvalidFilter
@@ -213,7 +214,11 @@ def test_scope_is_obeyed_in_lists_counts_search_and_export(rt, inbox):
         ("!!!", {"t1", "t2", "t3", "vk4", "vk5"}),  # nothing searchable: no condition
     ],
 )
-def test_search_is_case_insensitive_for_cyrillic_and_kazakh(rt, inbox, query, chats):
+@pytest.mark.parametrize("few", [appeal_query.FEW_MATCHES, 0], ids=["few-matches", "many-matches"])
+def test_search_is_case_insensitive_for_cyrillic_and_kazakh(rt, inbox, query, chats, few, monkeypatch):
+    # Both ways a search is run: by the matches' ids, and (what a common word takes at 1M appeals)
+    # walking the inbox's order against the index; a threshold of 0 sends these few through the second.
+    monkeypatch.setattr(appeal_query, "FEW_MATCHES", few)
     n = inbox["n"]
     assert set(found(rt, q=query)) == {n[c] for c in chats}
 
@@ -282,3 +287,35 @@ def test_export_rows_make_a_csv(rt, inbox):
         for item in iter_export(s, true(), f):
             writer.writerow([item.appeal.number, item.contact_name, item.unit_code or ""])
     assert len(out.getvalue().splitlines()) == 5
+
+
+def test_counts_of_a_search(rt, inbox, monkeypatch):
+    n = inbox["n"]
+    with Session(rt.engine) as s:
+        counts = facet_counts(s, true(), InboxFilter.from_query({"q": "экол"}))
+        assert counts["total"] == 2 and counts["channel"] == {"telegram": 2}
+        monkeypatch.setattr(appeal_query, "FEW_MATCHES", 1)  # "экол" now matches "many"
+        assert facet_counts(s, true(), InboxFilter.from_query({"q": "экол"})) == {
+            "total": None,
+            "capped": ["search"],
+        }
+        # ... while its page is still listed in full
+    assert set(found(rt, q="экол")) == {n["t1"], n["t2"]}
+
+
+def test_finished_statuses_are_counted_up_to_the_cap(rt, inbox, monkeypatch):
+    monkeypatch.setattr(appeal_query, "COUNT_CAP", 0)
+    with Session(rt.engine) as s:
+        counts = facet_counts(s, true(), InboxFilter.from_query(ALL))
+    assert counts["status"]["answered"] == 1  # COUNT_CAP + 1: "more than the cap"
+    assert "status.answered" in counts["capped"] and "total" in counts["capped"]
+    assert counts["status"]["received"] == 4  # open statuses are always exact
+
+
+def test_open_index_where_is_the_open_statuses():
+    # The partial indexes' WHERE (models.py) must be the text appeal_query renders, or no planner uses them.
+    from adaldyk_bots.storage.models import _OPEN_WHERE
+
+    assert str(_OPEN_WHERE) == "status IN ({})".format(
+        ", ".join(f"'{v}'" for v in appeal_query.OPEN_STATUSES)
+    )

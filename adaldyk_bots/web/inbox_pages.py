@@ -24,6 +24,7 @@ from sqlmodel import Session, select
 
 from adaldyk_bots.access import Viewer, appeal_scope
 from adaldyk_bots.appeal_query import (
+    COUNT_CAP,
     DEFAULT_DUE_SOON_DAYS,
     OPEN_STATUSES,
     AppealPage,
@@ -41,7 +42,7 @@ from adaldyk_bots.storage.db import read_session, unit_of_work, utcnow
 from adaldyk_bots.storage.models import StaffUser, Unit
 from adaldyk_bots.web.deps import Db, PageViewer, client_address
 from adaldyk_bots.web.inbox_events import InboxChanges, event_stream
-from adaldyk_bots.web.labels import CATEGORIES, LANGUAGES, STATUSES, label
+from adaldyk_bots.web.labels import CATEGORIES, CHANNELS, LANGUAGES, STATUSES, label
 from adaldyk_bots.web.ui import gettext_for, render, render_error, request_language
 
 __all__ = ["PAGE_SIZE", "csv_cell", "inbox_router"]
@@ -85,9 +86,16 @@ class Row:
 @dataclass(frozen=True)
 class Option:
     label: str
-    count: int | None
+    count: int | None  # None: not counted (a search too wide to count, or "all")
     url: str
     active: bool
+    capped: bool = False  # counted up to COUNT_CAP only: shown as "10000+"
+
+
+def _option(label: str, count: int | None, url: str, active: bool, *, capped: bool = False) -> Option:
+    if count is not None and count > COUNT_CAP:
+        return Option(label, COUNT_CAP, url, active, capped=True)
+    return Option(label, count, url, active, capped=capped)
 
 
 @dataclass(frozen=True)
@@ -192,20 +200,28 @@ def _rows(
     return rows
 
 
-def _status_facet(_: Gettext, urls: _Urls, request: Request, counts: dict[str, int]) -> Facet:
+def _status_facet(_: Gettext, urls: _Urls, request: Request, raw: dict[str, Any]) -> Facet:
     asked = ",".join(request.query_params.getlist("status")) or "open"
+    known = raw.get("total") is not None
+    counts: dict[str, int] = raw.get("status", {})
+    capped = {key.removeprefix("status.") for key in raw.get("capped", []) if key.startswith("status.")}
+
+    def n(value: int) -> int | None:
+        return value if known else None
+
     options = [
-        Option(
-            _("Open"), sum(counts.get(s, 0) for s in OPEN_STATUSES), urls.inbox(status=None), asked == "open"
+        _option(
+            _("Open"),
+            n(sum(counts.get(s, 0) for s in OPEN_STATUSES)),
+            urls.inbox(status=None),
+            asked == "open",
         )
     ]
     for status in AppealStatus:
-        options.append(
-            Option(
-                _(STATUSES[status]), counts.get(status, 0), urls.inbox(status=status.value), asked == status
-            )
-        )
-    options.append(Option(_("All"), sum(counts.values()), urls.inbox(status="all"), asked == "all"))
+        count, url = n(counts.get(status, 0)), urls.inbox(status=status.value)
+        options.append(_option(_(STATUSES[status]), count, url, asked == status, capped=status in capped))
+    every = n(sum(counts.values()))
+    options.append(_option(_("All"), every, urls.inbox(status="all"), asked == "all", capped=bool(capped)))
     return Facet("status", _("Status"), options)
 
 
@@ -214,12 +230,15 @@ def _value_facet(
     urls: _Urls,
     key: str,
     title: str,
-    counts: dict[str, int],
+    counts: dict[str, int] | None,
     current: str | None,
     show: Callable[[str], str],
     every: list[str] | None = None,
 ) -> Facet:
-    """A facet of one value at a time: "all" first, then each value with its count (most first)."""
+    """A facet of one value at a time: "all" first, then each value with its count (most first);
+    `counts` None: not counted (the values of `every` and the current one are offered, without counts)."""
+    known = counts is not None
+    counts = counts or {}
     values = sorted(counts, key=lambda v: (-counts[v], show(v)))
     for value in every or []:
         if value not in counts:
@@ -231,7 +250,7 @@ def _value_facet(
         if value == "":
             continue  # appeals not routed to any unit: counted, but not a filter of its own
         url = urls.inbox(**{key: None if value == current else value})
-        options.append(Option(show(value), counts.get(value, 0), url, value == current))
+        options.append(_option(show(value), counts.get(value, 0) if known else None, url, value == current))
     return Facet(key, title, options)
 
 
@@ -245,13 +264,13 @@ def _toggle_facets(_: Gettext, urls: _Urls, f: InboxFilter, counts: dict[str, An
         [
             Option(
                 _("Overdue"),
-                counts["overdue"],
+                counts.get("overdue"),
                 urls.inbox(overdue=None if f.overdue else "1", due_within=None),
                 f.overdue,
             ),
             Option(
                 _("Due within %(n)s working days") % {"n": days},
-                counts["due_soon"],
+                counts.get("due_soon"),
                 urls.inbox(due_within=None if f.due_by is not None else days, overdue=None),
                 f.due_by is not None,
             ),
@@ -264,13 +283,13 @@ def _toggle_facets(_: Gettext, urls: _Urls, f: InboxFilter, counts: dict[str, An
         [
             Option(
                 _("Assigned to me"),
-                counts["assigned_to_me"],
+                counts.get("assigned_to_me"),
                 urls.inbox(assigned=None if mine else "me", unassigned=None),
                 mine,
             ),
             Option(
                 _("Unassigned"),
-                counts["unassigned"],
+                counts.get("unassigned"),
                 urls.inbox(unassigned=None if f.unassigned else "1", assigned=None),
                 f.unassigned,
             ),
@@ -283,18 +302,25 @@ def _facets(
     _: Gettext, request: Request, urls: _Urls, names: _Names, f: InboxFilter, counts: dict[str, Any]
 ) -> list[Facet]:
     return [
-        _status_facet(_, urls, request, counts["status"]),
+        _status_facet(_, urls, request, counts),
         *_toggle_facets(_, urls, f, counts),
         _value_facet(
-            _, urls, "channel", _("Channel"), counts["channel"], f.channel, lambda c: label(_, "channel", c)
+            _,
+            urls,
+            "channel",
+            _("Channel"),
+            counts.get("channel"),
+            f.channel,
+            lambda c: label(_, "channel", c),
+            None if "channel" in counts else list(CHANNELS),  # not counted: offer the known channels
         ),
-        _value_facet(_, urls, "unit", _("Unit"), counts["unit"], f.unit, names.unit),
+        _value_facet(_, urls, "unit", _("Unit"), counts.get("unit"), f.unit, names.unit),
         _value_facet(
             _,
             urls,
             "category",
             _("Category"),
-            counts["category"],
+            counts.get("category"),
             f.category,
             lambda c: label(_, "category", c),
             list(CATEGORIES),
@@ -304,7 +330,7 @@ def _facets(
             urls,
             "language",
             _("Language of the appeal"),
-            counts["language"],
+            counts.get("language"),
             f.language,
             lambda c: label(_, "language", c),
             list(LANGUAGES),
@@ -334,6 +360,7 @@ def _results(request: Request, viewer: Viewer, s: Session) -> dict[str, Any]:
         "invalid_filter": invalid,
         "rows": _rows(_, calendar, names, f, page),
         "total": counts["total"],
+        "total_capped": "total" in counts.get("capped", []),
         "facets": _facets(_, request, urls, names, f, counts),
         "filter": f,
         "filtered": bool(query),

@@ -37,6 +37,19 @@ SQLITE_TRIGGERS = (
     " INSERT INTO appeal_fts(appeal_fts, rowid, document) VALUES ('delete', old.appeal_id, old.document);"
     " INSERT INTO appeal_fts(rowid, document) VALUES (new.appeal_id, new.document); END",
 )
+INBOX_COLUMNS = ["status", "channel", "category", "language", "unit_id", "assignee_id"]
+OPEN_WHERE = "status IN ('received', 'in_progress', 'forwarded', 'extended')"
+_EVERY = [*INBOX_COLUMNS, "due_at", "last_activity_at"]
+_LEADS = {
+    "ix_appeal_open_activity": ["last_activity_at", "id"],
+    "ix_appeal_open_due": ["due_at", "id"],
+    "ix_appeal_open_channel": ["channel"],
+    "ix_appeal_open_category": ["category"],
+    "ix_appeal_open_language": ["language"],
+    "ix_appeal_open_unit": ["unit_id"],
+}
+# Partial indexes of the open appeals, covering every inbox column, one per order the inbox reads.
+OPEN_INDEXES = {name: [*lead, *[c for c in _EVERY if c not in lead]] for name, lead in _LEADS.items()}
 PG_INDEX = (
     "CREATE INDEX ix_appeal_search_tsv ON appeal_search"
     " USING gin (to_tsvector('simple'::regconfig, document))"
@@ -57,6 +70,15 @@ def upgrade() -> None:
         batch_op.create_index("ix_appeal_activity", ["last_activity_at", "id"], unique=False)
         batch_op.create_index("ix_appeal_status_activity", ["status", "last_activity_at", "id"], unique=False)
         batch_op.create_index("ix_appeal_due", ["due_at", "id"], unique=False)
+        for name, columns in OPEN_INDEXES.items():
+            batch_op.create_index(
+                name,
+                columns,
+                unique=False,
+                sqlite_where=sa.text(OPEN_WHERE),
+                postgresql_where=sa.text(OPEN_WHERE),
+            )
+        batch_op.create_index("ix_appeal_facets", [*INBOX_COLUMNS, "due_at"], unique=False)
     op.create_table(
         "appeal_search",
         sa.Column("appeal_id", sa.Integer(), autoincrement=False, nullable=False),
@@ -99,6 +121,9 @@ def downgrade() -> None:
         op.execute("DROP INDEX IF EXISTS ix_appeal_search_tsv")
     op.drop_table("appeal_search")
     with op.batch_alter_table("appeal", schema=None) as batch_op:
+        batch_op.drop_index("ix_appeal_facets")
+        for name in reversed(OPEN_INDEXES):
+            batch_op.drop_index(name)
         batch_op.drop_index("ix_appeal_due")
         batch_op.drop_index("ix_appeal_status_activity")
         batch_op.drop_index("ix_appeal_activity")
