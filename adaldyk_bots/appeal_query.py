@@ -476,15 +476,15 @@ def facet_counts(
     "language": {...}, "overdue": n, "due_soon": n, "unassigned": n, "assigned_to_me": n,
     "capped": [keys]}.
 
-    Each dimension is counted under every other filter but its own (so the alternatives show); a
-    unit's count includes its sub-units ("" is: no unit yet); the four toggles are counted under the
-    other filters and the active toggle of the other group (deadline: overdue, due soon; assignment:
-    mine, unassigned), so the count beside each is what choosing it shows; `due_soon` uses
-    f.due_within_working_days or DEFAULT_DUE_SOON_DAYS. The finished statuses (answered, closed, rejected: years of history) are
-    counted up to COUNT_CAP only: a count above it is COUNT_CAP + 1 and its key ("status.answered",
-    and "total" when the filter includes it) is listed in "capped", to be shown as "10 000+". A search
-    matching more than FEW_MATCHES appeals (before scope and filters) is not counted at all: the answer
-    is {"total": None, "capped": ["search"]}, and the page says "many"."""
+    Each dimension is counted under every other filter but its own (so the alternatives show); a unit's
+    count includes its sub-units ("" is: no unit yet); the four toggles are counted under the other
+    filters and the active toggle of the other group (deadline: overdue, due soon; assignment: mine,
+    unassigned), so the count beside each is what choosing it shows; `due_soon` uses
+    f.due_within_working_days or DEFAULT_DUE_SOON_DAYS. The finished statuses (answered, closed,
+    rejected: years of history) are counted up to COUNT_CAP only: a count above it is COUNT_CAP + 1 and
+    its key ("status.answered", and "total" when the filter includes it) is listed in "capped", to be
+    shown as "10 000+". A search matching more than FEW_MATCHES appeals (before scope and filters) is
+    not counted at all: the answer is {"total": None, "capped": ["search"]}, and the page says "many"."""
     where = _Where(s, scope, f)
     if where.search is not None and not where.search.few:
         # Counting 100,000 matches of a common word under eight groupings takes seconds on either
