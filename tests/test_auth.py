@@ -44,7 +44,7 @@ def test_login_form_has_the_contract_fields(web: WebApp) -> None:
     for field in ('name="username"', 'name="password"', 'name="csrf_token"'):
         assert field in page.text
     assert '<html lang="ru">' in page.text and "Войти" in page.text
-    assert page.headers["cache-control"] == "no-store"
+    assert page.headers["cache-control"] == "no-store" and page.headers["x-frame-options"] == "DENY"
 
 
 def test_login_then_logout_ends_the_session_on_the_server(web: WebApp) -> None:
@@ -183,19 +183,18 @@ def test_idle_sessions_end_after_the_configured_hours(make_settings: Any) -> Non
     with WebApp(make_settings(session_idle_hours=2)) as web:
         create_user(web.runtime.engine, "maria", "moderator")
         login(web.client, "maria")
-        web.clock.advance(hours=1, minutes=50)
-        assert web.client.get("/account/password").status_code == 200  # use renews it
-        web.clock.advance(hours=1, minutes=50)
-        assert web.client.get("/account/password", follow_redirects=False).status_code == 200
 
         def last_seen_recorded() -> bool:
+            # The use is written after the answer (a background task): wait for it, never sleep.
             with Session(web.runtime.engine) as s:
-                row = s.exec(select(WebSession)).one()
-                return (
-                    abs((row.last_seen_at.replace(tzinfo=web.clock.at.tzinfo) - web.clock.at).total_seconds())
-                    < 1
-                )
+                seen = s.exec(select(WebSession)).one().last_seen_at
+                return abs((seen.replace(tzinfo=web.clock.at.tzinfo) - web.clock.at).total_seconds()) < 1
 
+        web.clock.advance(hours=1, minutes=50)
+        assert web.client.get("/account/password").status_code == 200  # use renews it
+        wait_until(last_seen_recorded, what="the session's use to be recorded")
+        web.clock.advance(hours=1, minutes=50)
+        assert web.client.get("/account/password", follow_redirects=False).status_code == 200
         wait_until(last_seen_recorded, what="the session's use to be recorded")
         web.clock.advance(hours=2, minutes=1)
         answer = web.client.get("/account/password", follow_redirects=False)
@@ -437,3 +436,37 @@ def test_the_language_chosen_is_remembered_for_the_user(web: WebApp) -> None:
     with web.new_client() as other:  # another browser, no language cookie: the preference applies
         login(other, "maria")
         assert '<html lang="ru">' in other.get("/account/password").text
+
+
+def test_logins_logouts_and_failures_are_in_the_audit_log(make_settings: Any) -> None:
+    from adaldyk_bots.storage.models import AuditEvent
+
+    with WebApp(make_settings(trusted_proxies="127.0.0.1")) as web:
+        create_user(web.runtime.engine, "maria", "moderator")
+        with web.new_client(headers={"X-Forwarded-For": "198.51.100.20"}) as client:
+            _post_login(client, "maria", "guess-guess-guess")
+            csrf = login(client, "maria")
+            client.post("/logout", data={"csrf_token": csrf})
+        with Session(web.runtime.engine) as s:
+            rows = s.exec(select(AuditEvent).order_by(AuditEvent.id)).all()  # type: ignore[arg-type]
+        seen = [(r.actor, r.action, r.subject, r.address) for r in rows]
+        assert ("anonymous", "login_failed", "maria", "198.51.100.20") in seen
+        assert ("user:maria", "login", "maria", "198.51.100.20") in seen
+        assert ("user:maria", "logout", "maria", "198.51.100.20") in seen
+
+
+def test_a_new_login_replaces_the_browsers_old_session(web: WebApp) -> None:
+    create_user(web.runtime.engine, "olzhas", "moderator")
+    login(web.client, "maria")
+    first = web.client.cookies[SESSION_COOKIE]
+    skipped = web.client.get("/login?next=/account/password")  # a live session: no form, go on
+    assert skipped.status_code == 303 and skipped.headers["location"] == "/account/password"
+    with web.new_client() as other:  # a login form (and its nonce cookie) for this browser
+        form = other.get("/login")
+    web.client.cookies.set(LOGIN_CSRF_COOKIE, form.cookies[LOGIN_CSRF_COOKIE])
+    data = {"username": "olzhas", "password": PASSWORD, "csrf_token": csrf_of(form.text)}
+    assert web.client.post("/login", data=data).status_code == 303
+    with web.new_client(cookies={SESSION_COOKIE: first}) as old:
+        assert old.get("/account/password").status_code == 303
+    with Session(web.runtime.engine) as s:
+        assert sorted(str(r.end_reason) for r in s.exec(select(WebSession))) == ["None", "replaced"]

@@ -330,7 +330,7 @@ class WebSession(SQLModel, table=True):
     address: str = Field(default="", max_length=64)
     user_agent: str = Field(default="", max_length=300)
     ended_at: datetime | None = None
-    end_reason: str | None = Field(default=None, max_length=32)  # logout | idle | password | disabled
+    end_reason: str | None = Field(default=None, max_length=32)  # logout|idle|password|disabled|replaced
 
 
 class LoginAttempt(SQLModel, table=True):
@@ -387,9 +387,11 @@ class AuditEvent(SQLModel, table=True):
 
     __tablename__ = "audit_event"
     __table_args__ = (
+        # The auditor's page filters by these and reads newest first (by id).
         Index("ix_audit_event_at", "at"),
-        Index("ix_audit_event_actor", "actor"),
-        Index("ix_audit_event_subject", "subject"),
+        Index("ix_audit_event_actor", "actor", "id"),
+        Index("ix_audit_event_action", "action", "id"),
+        Index("ix_audit_event_subject", "subject", "id"),
     )
 
     # Given by the head, one after another (never by a sequence), so a missing id is a deleted row.

@@ -20,6 +20,7 @@ from adaldyk_bots.storage.db import read_session, utcnow
 from adaldyk_bots.storage.models import IntakeGap, LoopHeartbeat, OutboxItem, RawEvent
 from adaldyk_bots.supervisor import Supervisor, loops_report, read_heartbeats
 from adaldyk_bots.web.api import build_api_router
+from adaldyk_bots.web.audit_pages import build_audit_router
 from adaldyk_bots.web.auth_pages import build_auth_router
 from adaldyk_bots.web.deps import install_auth_handlers
 from adaldyk_bots.web.errors import install_error_handlers
@@ -115,6 +116,7 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
     app.include_router(build_api_router(runtime), prefix="/api/v1")
     # The workspace's pages are routers of their own (web/*_pages.py), included here.
     app.include_router(build_auth_router())
+    app.include_router(build_audit_router(runtime))
     app.include_router(inbox_router())
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -109,6 +109,25 @@ def _refusal_code(exc: AdaldykError) -> str:
     return "unknown_unit"
 
 
+def _page(
+    request: Request,
+    template: str,
+    context: dict[str, Any],
+    *,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    # Pages with password fields: never cached, never framed by another site (clickjacking).
+    fixed = {
+        "Cache-Control": "no-store",
+        "X-Frame-Options": "DENY",
+        "Content-Security-Policy": "frame-ancestors 'none'",
+    }
+    return ui.render(
+        request, template, context, status_code=status_code, headers={**fixed, **(headers or {})}
+    )
+
+
 def build_auth_router() -> APIRouter:
     if save_language not in ui.LANGUAGE_HOOKS:
         ui.LANGUAGE_HOOKS.append(save_language)
@@ -126,10 +145,10 @@ def build_auth_router() -> APIRouter:
         settings = _settings(request)
         nonce, token = login_csrf_pair(settings, request.cookies.get(LOGIN_CSRF_COOKIE))
         request.state.csrf_token = token
-        headers = {"Cache-Control": "no-store"}
+        headers = {}
         if retry_after:
             headers["Retry-After"] = str(retry_after)
-        response = ui.render(
+        response = _page(
             request,
             "auth/login.html",
             {"next": next_path, "username": username, "error": _MESSAGES[error] if error else None},
@@ -167,6 +186,9 @@ def build_auth_router() -> APIRouter:
                 user = accounts.authenticate(s, username=username, password=password)
                 accounts.record_attempt(s, username=username, address=address, ok=user is not None, now=at)
                 if user is not None:
+                    previous = request.cookies.get(SESSION_COOKIE)
+                    if previous:  # a new login replaces the browser's old session, never keeps both
+                        accounts.end_session(s, accounts.digest(previous), reason="replaced", now=at)
                     cookie, _row = accounts.start_session(
                         s, user, address=address, user_agent=request.headers.get("user-agent", ""), now=at
                     )
@@ -174,24 +196,27 @@ def build_auth_router() -> APIRouter:
                         s,
                         actor=f"user:{user.username}",
                         action="login",
-                        subject=f"user:{user.username}",
-                        detail={"address": address},
+                        subject=user.username,
+                        detail={},
+                        address=address,
                     )
                 else:
                     accounts.audit(
                         s,
                         actor="anonymous",
-                        action="login.failed",
-                        subject=f"user:{username.strip()[:100]}",
-                        detail={"address": address},
+                        action="login_failed",
+                        subject=username.strip()[:100],
+                        detail={},
+                        address=address,
                     )
             else:
                 accounts.audit(
                     s,
                     actor="anonymous",
-                    action="login.throttled",
-                    subject=f"user:{username.strip()[:100]}",
-                    detail={"address": address},
+                    action="login_throttled",
+                    subject=username.strip()[:100],
+                    detail={},
+                    address=address,
                 )
         if until is not None:
             wait = max(1, int((until - at).total_seconds()))
@@ -216,14 +241,21 @@ def build_auth_router() -> APIRouter:
         with unit_of_work(_engine(request)) as s:
             accounts.end_session(s, login.session_id, reason="logout", now=at)
             name = login.user.username
-            accounts.audit(s, actor=f"user:{name}", action="logout", subject=f"user:{name}", detail={})
+            accounts.audit(
+                s,
+                actor=f"user:{name}",
+                action="logout",
+                subject=name,
+                detail={},
+                address=client_address(request, _settings(request)),
+            )
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 
     @router.get("/account/password")
     def password_page(request: Request, viewer: PageViewer) -> Response:
-        return ui.render(request, "auth/password.html", {"error": None, "notice": None})
+        return _page(request, "auth/password.html", {"error": None, "notice": None})
 
     @router.post("/account/password")
     def change_password(
@@ -249,14 +281,17 @@ def build_auth_router() -> APIRouter:
                     keep_session=login.session_id,
                 )
                 accounts.audit(
-                    s, actor=viewer.actor, action="password.change", subject=viewer.actor, detail={}
+                    s,
+                    actor=viewer.actor,
+                    action="password.change",
+                    subject=viewer.username,
+                    detail={},
+                    address=client_address(request, _settings(request)),
                 )
         except accounts.PasswordRejected as exc:
             context = {"error": _MESSAGES[exc.reason], "notice": None}
-            return ui.render(request, "auth/password.html", context, status_code=422)
-        return ui.render(
-            request, "auth/password.html", {"error": None, "notice": _MESSAGES["password_changed"]}
-        )
+            return _page(request, "auth/password.html", context, status_code=422)
+        return _page(request, "auth/password.html", {"error": None, "notice": _MESSAGES["password_changed"]})
 
     # --- administration -----------------------------------------------------------------------------
 
@@ -272,7 +307,7 @@ def build_auth_router() -> APIRouter:
         units = s.exec(select(Unit).order_by(col(Unit.code))).all()
         codes = {u.id: u.code for u in units}
         lang = ui.request_language(request)
-        return ui.render(
+        return _page(
             request,
             "auth/users.html",
             {
@@ -330,7 +365,8 @@ def build_auth_router() -> APIRouter:
                 s,
                 actor=admin.actor,
                 action="user.create",
-                subject=f"user:{user.username}",
+                subject=user.username,
+                address=client_address(request, _settings(request)),
                 detail={"role": role, "unit": unit or None},
             )
             return "user_created"
@@ -364,7 +400,8 @@ def build_auth_router() -> APIRouter:
                     s,
                     actor=admin.actor,
                     action="user.update",
-                    subject=f"user:{user.username}",
+                    subject=user.username,
+                    address=client_address(request, _settings(request)),
                     detail=changes,
                 )
             return "user_updated"
@@ -384,7 +421,12 @@ def build_auth_router() -> APIRouter:
             user = accounts.user_by_id(s, user_id)
             accounts.set_password(s, user, password, now=at)
             accounts.audit(
-                s, actor=admin.actor, action="user.password_reset", subject=f"user:{user.username}", detail={}
+                s,
+                actor=admin.actor,
+                action="user.password_reset",
+                subject=user.username,
+                detail={},
+                address=client_address(request, _settings(request)),
             )
             return "password_reset"
 
