@@ -63,7 +63,6 @@ def actor_for_token(name: str) -> str:
 
 @dataclass(frozen=True)
 class _Pending:
-    at: datetime
     actor: str
     action: str
     subject: str | None
@@ -88,7 +87,6 @@ def record(
     pending: list[_Pending] = s.info.setdefault(_PENDING, [])
     pending.append(
         _Pending(
-            at=utcnow(),
             actor=actor,
             action=action,
             subject=subject,
@@ -112,13 +110,19 @@ def _append_pending(s: OrmSession) -> None:
     pending: list[_Pending] = s.info.pop(_PENDING, [])
     if not pending:
         return
+    # The caller's own changes first: their row locks are taken before the head's, never while holding
+    # it (commit would flush them after this hook), so the head is always the last lock of a transaction
+    # and two transactions cannot wait for each other through it.
+    s.flush()
     last_id, last_hash = _lock_head(s)
+    # The time of the append, under the lock: ids and times go up together (on one clock).
+    at = utcnow()
     rows = []
     for item in pending:
         last_id += 1
         values = {
             "id": last_id,
-            "at": item.at,
+            "at": at,
             "actor": storable(item.actor),
             "action": storable(item.action),
             "subject": None if item.subject is None else storable(item.subject),

@@ -39,6 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
+from adaldyk_bots import audit
 from adaldyk_bots.domain import Delivered, Failed, Held, ReplyTarget, RetryLater, SendResult
 from adaldyk_bots.ports import Connector, RateScope
 from adaldyk_bots.ratelimit import DEFAULT_RATE_LIMIT_PAUSE_SECONDS, BudgetUnavailable, ScopeLimiter
@@ -645,8 +646,18 @@ def requeue(
             Appeal.number == appeal_number
         )
     rows = list(s.exec(query.order_by(col(OutboxItem.id)).with_for_update()))
+    numbers = dict(
+        s.exec(
+            select(Appeal.id, Appeal.number).where(
+                col(Appeal.id).in_({r.appeal_id for r in rows if r.appeal_id is not None})
+            )
+        ).all()
+    )
     for row in rows:
         detail = {"outbox": row.key, "was": row.state, "code": row.last_error_code}
+        audit.record(
+            s, actor=actor, action="delivery.retry", subject=numbers.get(row.appeal_id), detail=detail
+        )
         row.state, row.attempts, row.next_attempt_at = "pending", 0, now
         row.lease_until = row.lease_owner = None
         s.add(row)

@@ -659,6 +659,7 @@ class Workflow:
             appeal.overdue = True
             s.add(appeal)
             self._event(s, appeal, "overdue", "system", {"due_at": appeal.due_at.isoformat()}, now)
+            audit.record(s, actor="system", action="appeal.overdue", subject=appeal.number)
         return len(late)
 
     @staticmethod

@@ -216,3 +216,95 @@ def test_cli_verify_says_ok_then_names_the_broken_row(engine, database_url, monk
     _tamper(engine, "UPDATE audit_event SET address = '10.0.0.1' WHERE id = 2")
     assert cli.main(["audit", "verify"]) == 1
     assert "BROKEN at audit event 2: its fields do not match its hash" in capsys.readouterr().err
+
+
+def test_a_requeue_and_a_missed_deadline_are_audited(database_url, make_settings):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from adaldyk_bots.dispatcher import requeue
+    from adaldyk_bots.storage.db import utcnow
+    from adaldyk_bots.storage.models import OutboxItem
+
+    rt, number = _appeal(database_url, make_settings)
+    try:
+        with unit_of_work(rt.engine) as s:
+            s.execute(update(OutboxItem).values(state="failed", last_error_code="telegram.blocked"))
+            s.execute(update(Appeal).values(due_at=utcnow() - timedelta(days=1)))
+        with unit_of_work(rt.engine) as s:
+            assert len(requeue(s, now=utcnow(), actor="user:moderator")) == 1
+        with unit_of_work(rt.engine) as s:
+            assert rt.workflow.mark_overdue(s) == 1
+        rows = _events(rt.engine)
+        assert [(r.actor, r.action, r.subject) for r in rows] == [
+            ("user:moderator", "delivery.retry", number),
+            ("system", "appeal.overdue", number),
+        ]
+        assert rows[0].detail["was"] == "failed" and rows[0].detail["code"] == "telegram.blocked"
+        assert _verify(rt.engine).ok
+    finally:
+        rt.engine.dispose()
+
+
+def test_the_head_is_the_last_lock_so_appends_never_deadlock(engine):
+    """A transaction whose own change waits for a row that a committing appender holds must not hold the
+    head meanwhile: the appender, committing, would wait for the head, and PostgreSQL would kill one."""
+    import threading
+
+    from adaldyk_bots.storage.db import utcnow
+    from adaldyk_bots.storage.models import ChannelCursor
+
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: no two transactions can hold locks at once")
+    with unit_of_work(engine) as s:
+        s.add(ChannelCursor(channel="t", account="a", value="0", updated_at=utcnow()))
+    holds_row, go, errors = threading.Event(), threading.Event(), []
+
+    def appender_holding_the_row() -> None:
+        try:
+            with unit_of_work(engine) as s:
+                row = s.get(ChannelCursor, ("t", "a"))
+                row.value = "appender"
+                s.flush()  # the row lock, now
+                audit.record(s, actor="user:first", action="note")
+                holds_row.set()
+                go.wait(10)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    def appender_waiting_for_the_row() -> None:
+        try:
+            with unit_of_work(engine) as s:
+                row = s.get(ChannelCursor, ("t", "a"))  # a plain read never waits
+                row.value = "second"  # flushed at commit: waits for the first one's row lock
+                audit.record(s, actor="user:second", action="note")
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    first = threading.Thread(target=appender_holding_the_row)
+    first.start()
+    assert holds_row.wait(10)
+    second = threading.Thread(target=appender_waiting_for_the_row)
+    second.start()
+
+    def someone_waits_for_a_lock() -> bool:
+        with engine.connect() as conn:
+            return bool(
+                conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                ).scalar()
+            )
+
+    from tests.support import wait_until
+
+    wait_until(someone_waits_for_a_lock, timeout=10, what="the second transaction to wait for the row")
+    go.set()
+    first.join(20)
+    second.join(20)
+    assert errors == []
+    assert [r.actor for r in _events(engine)] == ["user:first", "user:second"]
+    assert _verify(engine).ok

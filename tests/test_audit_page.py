@@ -141,3 +141,14 @@ def _next_url(html: str) -> str | None:
 
     found = re.search(r'<a href="([^"]+)" rel="next">', html)
     return found.group(1).replace("&amp;", "&") if found else None
+
+
+def test_a_real_login_is_on_the_page_with_its_address(svc: ServiceThread) -> None:
+    from tests.web_support import login
+
+    create_user(svc.runtime.engine, "aigerim", "auditor")
+    with httpx.Client(base_url=svc.url) as client:
+        login(client, "aigerim")
+        page = client.get("/audit", params={"action": "login", "lang": "en"})
+    assert page.status_code == 200
+    assert "Logged in" in page.text and "127.0.0.1" in page.text and "user:aigerim" in page.text

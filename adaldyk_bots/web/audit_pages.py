@@ -33,10 +33,16 @@ ACTION_NAMES = {
     "appeal.reply": N_("Replied to the citizen"),
     "appeal.unit": N_("Assigned a unit"),
     "appeal.assign": N_("Assigned a person"),
+    "appeal.overdue": N_("Became overdue"),
     "delivery.retry": N_("Sent a failed message again"),
     "user.create": N_("Created a user"),
+    "user.update": N_("Changed a user"),
+    "user.password_reset": N_("Set a user's password"),
+    "password.change": N_("Changed their password"),
+    "login_throttled": N_("Login refused: too many failed attempts"),
+    "token.create": N_("Created an API token"),
 }
-ACTOR_NAMES = {"system": N_("the system"), "citizen": N_("a citizen")}
+ACTOR_NAMES = {"system": N_("the system"), "citizen": N_("a citizen"), "cli": N_("the command line")}
 
 
 def _require_auditor(viewer: Viewer) -> None:
