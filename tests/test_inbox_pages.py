@@ -453,3 +453,21 @@ def test_the_stream_keeps_going_through_a_database_outage(web: WebApp, database_
         assert not reader.closed.is_set()  # the same stream, not a reconnection
     finally:
         reader.close()
+
+
+def test_open_streams_end_when_the_server_stops(make_settings: Any) -> None:
+    """A graceful stop waits for open responses: the streams end themselves first (web/app.py WebServer),
+    so the service stops at once instead of after INBOX_STREAM_SECONDS."""
+    from tests.support import ServiceThread, free_port
+
+    svc = ServiceThread(make_settings(port=free_port(), inbox_keepalive_seconds=60), worker=False)
+    with svc:
+        load_units(svc.runtime.engine)
+        create_user(svc.runtime.engine, "maria", "moderator")
+        client = httpx.Client(base_url=svc.url)
+        login(client, "maria")
+        reader = EventReader(client)
+        assert reader.status == 200
+    # ServiceThread's exit asserts the service stopped within 15 s; the stream was ended, not cut.
+    assert reader.closed.wait(5)
+    client.close()
