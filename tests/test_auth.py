@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from adaldyk_bots.accounts import FAILURE_LIMIT
 from adaldyk_bots.storage.models import LoginAttempt, StaffUser, WebSession
-from adaldyk_bots.web.deps import LOGIN_CSRF_COOKIE, SESSION_COOKIE
+from adaldyk_bots.web.deps import LOGIN_CSRF_COOKIE, SESSION_COOKIE, AdminViewer, PageWriter
 from tests.support import wait_until
 from tests.web_support import PASSWORD, WebApp, create_user, csrf_of, load_units, login
 
@@ -470,3 +470,29 @@ def test_a_new_login_replaces_the_browsers_old_session(web: WebApp) -> None:
         assert old.get("/account/password").status_code == 303
     with Session(web.runtime.engine) as s:
         assert sorted(str(r.end_reason) for r in s.exec(select(WebSession))) == ["None", "replaced"]
+
+
+def test_page_writer_needs_csrf_and_a_role_that_may_write(make_settings: Any) -> None:
+    # (The aliases are imported at the top: string annotations resolve in the module's globals.)
+    web = WebApp(make_settings())
+
+    @web.app.post("/test-write")
+    def write(viewer: PageWriter) -> dict[str, str]:
+        return {"who": viewer.username}
+
+    @web.app.get("/test-admin")
+    def admin_only(viewer: AdminViewer) -> dict[str, str]:
+        return {"who": viewer.username}
+
+    with web:
+        create_user(web.runtime.engine, "aida", "auditor")
+        create_user(web.runtime.engine, "maria", "moderator")
+        with web.new_client() as auditor:
+            csrf = login(auditor, "aida")
+            answer = auditor.post("/test-write", data={"csrf_token": csrf})
+            assert answer.status_code == 403 and answer.headers["content-type"].startswith("text/html")
+            assert auditor.get("/test-admin").status_code == 403
+        csrf = login(web.client, "maria")
+        assert web.client.post("/test-write", data={}).status_code == 403
+        assert web.client.post("/test-write", headers={"X-CSRF-Token": csrf}).json() == {"who": "maria"}
+        assert web.client.post("/test-write", data={"csrf_token": csrf}).json() == {"who": "maria"}

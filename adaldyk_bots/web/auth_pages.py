@@ -13,6 +13,7 @@ POST /admin/users/{id}/password     reset (the user's sessions end)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -48,7 +49,6 @@ from adaldyk_bots.web.deps import (
 __all__ = ["build_auth_router", "save_language"]
 
 Text = Annotated[str, Form(max_length=4096)]
-OptionalText = Annotated[str, Form(max_length=4096)]
 
 # What a person is told, by refusal code (accounts.PasswordRejected.reason and the pages' own).
 _MESSAGES = {
@@ -327,7 +327,7 @@ def build_auth_router() -> APIRouter:
         notice = done if done in ("user_created", "user_updated", "password_reset") else None
         return users_page(request, s, notice=notice)
 
-    def admin_change(request: Request, change: Any) -> Response:
+    def admin_change(request: Request, change: Callable[[Session], str]) -> Response:
         """Runs an admin's change; a refusal shows the page again with the reason, translated."""
         try:
             with unit_of_work(_engine(request)) as s:
