@@ -69,7 +69,7 @@ KK_FIRST = "Айгерім Ерлан Нұрлан Әсел Дәулет Ғал�
 KK_LAST = "Сәтбаев Қасымов Әбілов Жұмабаев Нұрпейісов Төлеубаев Оспанов Ғабитов Құрманғалиев Серікбаев Мұқанов Бекмұханбетов Үсенов Ізбасаров Әлімжанов".split()  # noqa: E501
 RU_FIRST = "Иван Ольга Сергей Наталья Алексей Елена Дмитрий Татьяна Андрей Марина Виктор Юлия".split()
 RU_LAST = "Петров Иванов Смирнов Кузнецов Попов Соколов Лебедев Козлов Новиков Морозов Волков Фёдоров".split()
-SYLLABLES = "ба бе ки ко ла лу ма мы на но са су та ты жа жо қа қо ға ғы ұл үр өз ән ір ең ан ар ас ат ай ық ім".split()
+SYLLABLES = "ба бе ки ко ла лу ма мы на но са су та ты жа жо қа қо ға ғы ұл үр өз ән ір ең ан ар ас ат ай ық ім".split()  # noqa: E501
 STREET_WORD = {"kk": "көшесі", "ru": "улица", "en": "street"}
 OPEN = [s.value for s in AppealStatus if s.is_open]
 YEARS = 3
@@ -121,7 +121,16 @@ class Tables:
 
     contact = ["id", "display_name", "language", "created_at"]
     channel_identity = ["id", "contact_id", "channel", "account", "external_id", "username"]
-    conversation = ["id", "contact_id", "channel", "account", "chat_id", "kind", "last_inbound_at", "created_at"]
+    conversation = [
+        "id",
+        "contact_id",
+        "channel",
+        "account",
+        "chat_id",
+        "kind",
+        "last_inbound_at",
+        "created_at",
+    ]
     appeal = [
         "id", "number", "contact_id", "conversation_id", "channel", "language", "category", "status",
         "unit_id", "summary", "received_at", "registered_at", "due_at", "overdue", "answered_at",
@@ -182,7 +191,16 @@ def generate(sizes: Sizes, now: datetime) -> Iterator[dict[str, list[tuple[Any, 
                     (contact_id, contact_id, channel, "1", f"u{contact_id}", username)
                 )
                 out["conversation"].append(
-                    (conversation_id, contact_id, channel, "1", f"c{contact_id}", "message", received, received)
+                    (
+                        conversation_id,
+                        contact_id,
+                        channel,
+                        "1",
+                        f"c{contact_id}",
+                        "message",
+                        received,
+                        received,
+                    )
                 )
                 contacts.append((contact_id, conversation_id, channel, language, name))
             age = (now - received).days
@@ -192,7 +210,11 @@ def generate(sizes: Sizes, now: datetime) -> Iterator[dict[str, list[tuple[Any, 
             n_messages = rng.choices([1, 2, 3, 4, 5, 6], weights=[20, 25, 20, 15, 10, 10])[0]
             sent = received
             first_text = ""
-            doc_parts: list[str | None] = [number, name, f"user{contact_id}" if channel in ("telegram", "instagram") else None]
+            doc_parts: list[str | None] = [
+                number,
+                name,
+                f"user{contact_id}" if channel in ("telegram", "instagram") else None,
+            ]
             for m in range(n_messages):
                 ids["message"] += 1
                 outbound = answered and m == n_messages - 1 and n_messages > 1
@@ -209,7 +231,19 @@ def generate(sizes: Sizes, now: datetime) -> Iterator[dict[str, list[tuple[Any, 
                 direction = "out" if outbound else "in"
                 key = f"reply:{appeal_id}" if outbound else f"{appeal_id}-{m}"
                 out["message"].append(
-                    (ids["message"], conversation_id, appeal_id, None, direction, key, body, "[]", sent, sent, None)
+                    (
+                        ids["message"],
+                        conversation_id,
+                        appeal_id,
+                        None,
+                        direction,
+                        key,
+                        body,
+                        "[]",
+                        sent,
+                        sent,
+                        None,
+                    )
                 )
                 if not outbound and rng.random() < 0.02:
                     ids["version"] += 1
@@ -237,7 +271,7 @@ def generate(sizes: Sizes, now: datetime) -> Iterator[dict[str, list[tuple[Any, 
             out["appeal_event"].append((appeal_id, appeal_id, "created", "citizen", "{}", received))
             out["outbox"].append(
                 (
-                    appeal_id, f"ack:{appeal_id}", channel, "1", f"c{conversation_id}", "message", None, appeal_id,
+                    appeal_id, f"ack:{appeal_id}", channel, "1", f"c{conversation_id}", "message", None, appeal_id,  # noqa: E501
                     "ack", f"Ваше обращение зарегистрировано под номером {number}.", "sent", 1, 1,
                     json.dumps([str(appeal_id)]), received, None, None, None, None, received, received,
                 )
@@ -280,7 +314,7 @@ class SqliteLoader:
         self.conn.execute("PRAGMA cache_size=-500000")
         names = ",".join(f"'{t}'" for t in BIG_TABLES)
         self.indexes = self.conn.execute(
-            f"SELECT name, sql FROM sqlite_master WHERE type='index' AND sql IS NOT NULL AND tbl_name IN ({names})"
+            f"SELECT name, sql FROM sqlite_master WHERE type='index' AND sql IS NOT NULL AND tbl_name IN ({names})"  # noqa: E501
         ).fetchall()
         self.triggers = self.conn.execute(
             "SELECT name, sql FROM sqlite_master WHERE type='trigger' AND tbl_name='appeal_search'"
@@ -292,7 +326,9 @@ class SqliteLoader:
 
     def units(self, rows: list[tuple[Any, ...]], staff: list[tuple[Any, ...]]) -> None:
         self.conn.execute("BEGIN")
-        self.conn.executemany("INSERT INTO unit (id, code, parent_id, name_ru, name_kk) VALUES (?,?,?,?,?)", rows)
+        self.conn.executemany(
+            "INSERT INTO unit (id, code, parent_id, name_ru, name_kk) VALUES (?,?,?,?,?)", rows
+        )
         self.conn.executemany(
             "INSERT INTO staff_user (id, username, full_name, password_hash, role, unit_id, created_at)"
             " VALUES (?,?,?,?,?,?,?)",
@@ -341,7 +377,9 @@ class PostgresLoader:
 
     def units(self, rows: list[tuple[Any, ...]], staff: list[tuple[Any, ...]]) -> None:
         with self.conn.cursor() as cur:
-            cur.executemany("INSERT INTO unit (id, code, parent_id, name_ru, name_kk) VALUES (%s,%s,%s,%s,%s)", rows)
+            cur.executemany(
+                "INSERT INTO unit (id, code, parent_id, name_ru, name_kk) VALUES (%s,%s,%s,%s,%s)", rows
+            )
             cur.executemany(
                 "INSERT INTO staff_user (id, username, full_name, password_hash, role, unit_id, created_at)"
                 " VALUES (%s,%s,%s,%s,%s,%s,%s)",
@@ -413,7 +451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rng = random.Random(args.seed + 1)
     departments = [u[0] for u in unit_rows if "dept" in u[1]]
     staff = [
-        (i, f"officer{i}", f"Officer {i}", "x", "officer", rng.choice(departments), now) for i in range(1, 301)
+        (i, f"officer{i}", f"Officer {i}", "x", "officer", rng.choice(departments), now)
+        for i in range(1, 301)
     ]
     loader.units(unit_rows, staff)
     counters: list[tuple[int, int]] = []

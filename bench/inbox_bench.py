@@ -136,7 +136,7 @@ def scenarios(engine: Any, seed: int) -> list[tuple[str, str, Callable[[int], in
 
     officer_scopes = [col(Appeal.unit_id).in_(subtree(c)) for c in committee_ids]  # type: ignore[arg-type]
 
-    def page(params: Callable[[int], dict[str, str]], *, scope: Callable[[int], ColumnElement[bool]] | None = None,
+    def page(params: Callable[[int], dict[str, str]], *, scope: Callable[[int], ColumnElement[bool]] | None = None,  # noqa: E501
              after: str | None = None, user: int | None = None) -> Callable[[int], int]:  # fmt: skip
         def run(i: int) -> int:
             f = InboxFilter.from_query(params(i), user_id=user)
@@ -174,7 +174,7 @@ def scenarios(engine: Any, seed: int) -> list[tuple[str, str, Callable[[int], in
         ("unit=<department> (+ sub-units)", "", page(lambda i: {"unit": unit_codes[i % len(unit_codes)]})),
         ("unit=<committee>&status=all", "", page(lambda i: {"unit": f"committee_{i % 5}", "status": "all"})),
         ("category=<each>", "category", page(lambda i: {"category": categories[i % 6]})),
-        ("category=<each>&status=all", "category", page(lambda i: {"category": categories[i % 6], "status": "all"})),
+        ("category=<each>&status=all", "category", page(lambda i: {"category": categories[i % 6], "status": "all"})),  # noqa: E501
         ("language=kk", "", page(fixed({"language": "kk"}))),
         ("overdue=1", "overdue", page(fixed({"overdue": "1"}))),
         ("due_within=3", "", page(fixed({"due_within": "3"}))),
@@ -183,16 +183,16 @@ def scenarios(engine: Any, seed: int) -> list[tuple[str, str, Callable[[int], in
         ("officer scope: first page", "", page(fixed({}), scope=lambda i: officer_scopes[i % 5])),
         ("deep page: open, after 10,000", "deep page", page(fixed({}), after=deep_open)),
         ("deep page: status=all, after 100,000", "deep page", page(fixed({"status": "all"}), after=deep_all)),
-        (f"search common word «{COMMON_WORD}», all", "search", page(fixed({"q": COMMON_WORD, "status": "all"}))),
+        (f"search common word «{COMMON_WORD}», all", "search", page(fixed({"q": COMMON_WORD, "status": "all"}))),  # noqa: E501
         (f"search common word «{COMMON_WORD}», open", "search", page(fixed({"q": COMMON_WORD}))),
-        (f"search Kazakh word «{KAZAKH_WORD}», all", "search", page(fixed({"q": KAZAKH_WORD, "status": "all"}))),
+        (f"search Kazakh word «{KAZAKH_WORD}», all", "search", page(fixed({"q": KAZAKH_WORD, "status": "all"}))),  # noqa: E501
         (f"search Kazakh word «{KAZAKH_MEDIUM.upper()}», all", "search",
          page(fixed({"q": KAZAKH_MEDIUM.upper(), "status": "all"}))),  # fmt: skip
-        ("search rare word (a street), all", "search", page(lambda i: {"q": rare[i * 97 % len(rare)], "status": "all"})),
+        ("search rare word (a street), all", "search", page(lambda i: {"q": rare[i * 97 % len(rare)], "status": "all"})),  # noqa: E501
         (f"search prefix «{PREFIX}», all", "search", page(fixed({"q": PREFIX, "status": "all"}))),
         ("search two words, all", "search", page(fixed({"q": "мусор свалка", "status": "all"}))),
-        ("search a number ADL-2025-…", "search", page(lambda i: {"q": f"ADL-2025-{rng.randint(1, 300000):06d}", "status": "all"})),
-        ("search bare number 0…", "search", page(lambda i: {"q": f"{rng.randint(1, 300000):06d}", "status": "all"})),
+        ("search a number ADL-2025-…", "search", page(lambda i: {"q": f"ADL-2025-{rng.randint(1, 300000):06d}", "status": "all"})),  # noqa: E501
+        ("search bare number 0…", "search", page(lambda i: {"q": f"{rng.randint(1, 300000):06d}", "status": "all"})),  # noqa: E501
         ("search common word, officer scope", "search",
          page(fixed({"q": COMMON_WORD}), scope=lambda i: officer_scopes[i % 5])),  # fmt: skip
         ("facet counts (open)", "", counts(fixed({}))),
@@ -230,7 +230,7 @@ def _appeal_page_reads(s: Session, number: str) -> int:
     return 1 + len(messages) + len(versions) + len(events) + len(outbox) + len(identities) + len(others)
 
 
-def bench(url: str, reps: int, seed: int, column: int) -> list[Result]:
+def bench(url: str, reps: int, seed: int, column: int, only: list[str]) -> list[Result]:
     url = normalize_url(url)
     engine = make_engine(url)
     with read_session(engine) as s:
@@ -238,6 +238,8 @@ def bench(url: str, reps: int, seed: int, column: int) -> list[Result]:
     print(f"\n== {url.split('://')[0]}: {size:,} appeals ({reps} runs each, 1 warm-up) ==", flush=True)
     results = ceiling(url, reps)
     for name, key, run in scenarios(engine, seed):
+        if only and not any(o in name for o in only):
+            continue
         p50, p95, rows = timed(reps, run)
         results.append(Result(name, p50, p95, rows, BASELINE[key][column] if key else ""))
         print(f"  {name:<48} p50 {p50:8.1f} ms  p95 {p95:8.1f} ms", flush=True)
@@ -247,7 +249,9 @@ def bench(url: str, reps: int, seed: int, column: int) -> list[Result]:
 
 def print_table(title: str, results: list[Result]) -> None:
     print(f"\n{title}")
-    print(f"| {'scenario':<48} | {'p50 ms':>8} | {'p95 ms':>8} | {'target':>7} | {'before (p95)':>12} | rows |")
+    print(
+        f"| {'scenario':<48} | {'p50 ms':>8} | {'p95 ms':>8} | {'target':>7} | {'before (p95)':>12} | rows |"
+    )
     print(f"|{'-' * 50}|{'-' * 10}|{'-' * 10}|{'-' * 9}|{'-' * 14}|------|")
     for r in results:
         verdict = "" if r.name.startswith("ceiling") else ("ok" if r.p95 < TARGET_MS else "MISSED")
@@ -259,15 +263,18 @@ def print_table(title: str, results: list[Result]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--sqlite", default="/work/wt/search-data/inbox.sqlite3", help="'' to skip")
-    p.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/adaldyk_bench_inbox", help="'' to skip")
+    p.add_argument(
+        "--postgres", default="postgresql://postgres@127.0.0.1:5432/adaldyk_bench_inbox", help="'' to skip"
+    )
     p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--only", action="append", default=[], help="run the scenarios whose name has this")
     p.add_argument("--seed", type=int, default=7, help="the generator's seed (to pick its rare words)")
     args = p.parse_args(argv)
     tables = []
     if args.sqlite:
-        tables.append(("SQLite", bench(f"sqlite:///{args.sqlite}", args.reps, args.seed, 0)))
+        tables.append(("SQLite", bench(f"sqlite:///{args.sqlite}", args.reps, args.seed, 0, args.only)))
     if args.postgres:
-        tables.append(("PostgreSQL", bench(args.postgres, args.reps, args.seed, 1)))
+        tables.append(("PostgreSQL", bench(args.postgres, args.reps, args.seed, 1, args.only)))
     for title, results in tables:
         print_table(title, results)
     current, peak = rss_mb()
