@@ -83,7 +83,11 @@ def record(
 
     actor: "user:<name>", "token:<name>", "system" or "citizen"; action: a dotted verb such as
     "login", "appeal.view", "appeal.status"; subject: what it is about (appeal number, username);
-    address: the client's address when a person did it over HTTP; detail: any JSON-able facts."""
+    address: the client's address when a person did it over HTTP; detail: any JSON-able facts.
+
+    `s` must be a session that commits (`unit_of_work`): a `read_session` never commits, so an event
+    recorded in it is dropped with it. Not inside a savepoint that may roll back on its own: the event
+    would still be written with the outer transaction."""
     pending: list[_Pending] = s.info.setdefault(_PENDING, [])
     pending.append(
         _Pending(

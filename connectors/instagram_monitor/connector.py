@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -34,6 +35,10 @@ from connectors.instagram_monitor.settings import InstaloaderSettings
 
 log = logging.getLogger(__name__)
 
+# Comment ids this process has stored, so each round hands the intake only new ones (every round reads
+# the same recent comments again). Bounded; after a restart the intake's dedup keys do the same job.
+SEEN_LIMIT = 50_000
+
 CANNOT_REPLY = "instagram_monitor.cannot_reply"
 CANNOT_REPLY_DETAIL = (
     "answer by hand: this appeal came from a comment read by the Instagram monitor (instaloader), "
@@ -51,6 +56,7 @@ class InstagramMonitorConnector:
         self.posts = posts
         self.interval = interval
         self._account = reader.account
+        self._seen: OrderedDict[str, None] = OrderedDict()
         self._health = ChannelHealth(
             detail="not read yet",
             extra={"reads": "comments only", "answers": "by hand", "rounds_stopped_since_start": 0},
@@ -119,8 +125,13 @@ class InstagramMonitorConnector:
             self._health.extra["last_stop"] = {"code": stop.code, "at": utcnow().isoformat()}
             self._set_health(stop.state, f"{stop.code}: {stop.detail}")
             return 0
-        events = [comment_event(c, account=self._account) for c in comments]
+        fresh = [c for c in comments if c.comment_id not in self._seen]
+        events = [comment_event(c, account=self._account) for c in fresh]
         result = await asyncio.to_thread(intake.store, channel=CHANNEL, account=self._account, events=events)
+        for c in fresh:  # stored now (or already before): the intake committed the batch
+            self._seen[c.comment_id] = None
+        while len(self._seen) > SEEN_LIMIT:
+            self._seen.popitem(last=False)
         now = utcnow().isoformat()
         self._health.extra["last_round_at"] = now
         if result.stored:

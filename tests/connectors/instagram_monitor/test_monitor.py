@@ -116,6 +116,18 @@ def test_comments_become_appeals_once(runtime: Runtime, fake: FakeInstagram) -> 
     assert health.state == "ok" and "1 new" in health.detail
 
 
+def test_after_a_restart_the_same_comments_are_not_stored_again(
+    make_settings: Any, runtime: Runtime, fake: FakeInstagram, session_file: Path
+) -> None:
+    assert _round(runtime) == 2
+    again = Runtime.build(runtime.settings)  # a new process: nothing remembered but the database
+    try:
+        assert _round(again) == 0
+        assert _count(again, RawEvent) == 2 and _count(again, Appeal) == 2
+    finally:
+        again.engine.dispose()
+
+
 def test_many_comments_come_through_the_iphone_endpoint(runtime: Runtime, fake: FakeInstagram) -> None:
     post = fake.add_post("Көп пікір", taken_at=1764495000)
     for i in range(20):  # more than instaloader's 12 per GraphQL page: it switches to the iPhone API
