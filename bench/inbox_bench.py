@@ -149,7 +149,8 @@ def scenarios(engine: Any, seed: int) -> list[tuple[str, str, Callable[[int], in
     def counts(params: Callable[[int], dict[str, str]]) -> Callable[[int], int]:
         def run(i: int) -> int:
             with read_session(engine) as s:
-                return int(facet_counts(s, true(), InboxFilter.from_query(params(i)), user_id=7)["total"])
+                total = facet_counts(s, true(), InboxFilter.from_query(params(i)), user_id=7)["total"]
+                return -1 if total is None else int(total)  # -1: too many matches to count
 
         return run
 
@@ -197,7 +198,9 @@ def scenarios(engine: Any, seed: int) -> list[tuple[str, str, Callable[[int], in
          page(fixed({"q": COMMON_WORD}), scope=lambda i: officer_scopes[i % 5])),  # fmt: skip
         ("facet counts (open)", "", counts(fixed({}))),
         ("facet counts, officer's unit", "", counts(lambda i: {"unit": f"committee_{i % 5}"})),
-        (f"facet counts, q={COMMON_WORD}", "", counts(fixed({"q": COMMON_WORD}))),
+        (f"facet counts, q={COMMON_WORD} (not counted)", "", counts(fixed({"q": COMMON_WORD}))),
+        ("facet counts, q=<rare word>", "", counts(lambda i: {"q": rare[i * 97 % len(rare)]})),
+        ("facet counts, status=all", "", counts(fixed({"status": "all"}))),
         ("appeal page (its reads)", "", appeal_page),
     ]  # fmt: skip
 
