@@ -509,14 +509,15 @@ def facet_counts(
     "language": {...}, "overdue": n, "due_soon": n, "unassigned": n, "assigned_to_me": n,
     "capped": [keys]}.
 
-    Each dimension is counted under every other filter but its own (so the alternatives show); a
-    unit's count includes its sub-units ("" is: no unit yet); the four toggles are counted under the
-    other filters without any toggle; `due_soon` uses f.due_within_working_days or
-    DEFAULT_DUE_SOON_DAYS. The finished statuses (answered, closed, rejected: years of history) are
-    counted up to COUNT_CAP only: a count above it is COUNT_CAP + 1 and its key ("status.answered",
-    and "total" when the filter includes it) is listed in "capped", to be shown as "10 000+". A search
-    matching more than FEW_MATCHES appeals (before scope and filters) is not counted at all: the answer
-    is {"total": None, "capped": ["search"]}, and the page says "many"."""
+    Each dimension is counted under every other filter but its own (so the alternatives show); a unit's
+    count includes its sub-units ("" is: no unit yet); the four toggles are counted under the other
+    filters and the active toggle of the other group (deadline: overdue, due soon; assignment: mine,
+    unassigned), so the count beside each is what choosing it shows; `due_soon` uses
+    f.due_within_working_days or DEFAULT_DUE_SOON_DAYS. The finished statuses (answered, closed,
+    rejected: years of history) are counted up to COUNT_CAP only: a count above it is COUNT_CAP + 1 and
+    its key ("status.answered", and "total" when the filter includes it) is listed in "capped", to be
+    shown as "10 000+". A search matching more than FEW_MATCHES appeals (before scope and filters) is
+    not counted at all: the answer is {"total": None, "capped": ["search"]}, and the page says "many"."""
     where = _Where(s, scope, f)
     if where.search is not None and not where.search.few:
         # Counting 100,000 matches of a common word under eight groupings takes seconds on either
@@ -538,11 +539,26 @@ def facet_counts(
     out["unit"] = _unit_counts(s, where)
     due_by = f.due_by or _due_by(calendar, f.now, DEFAULT_DUE_SOON_DAYS)
     mine = col(Appeal.assignee_id) == user_id if user_id is not None else false()
+    # The toggles come in two groups, deadline (overdue | due soon) and assignment (mine | unassigned):
+    # one of a group replaces the other, while the groups combine. So each toggle is counted under the
+    # active toggle of the other group — the count beside it is what choosing it shows.
+    deadline: list[ColumnElement[bool]] = []
+    if f.overdue:
+        deadline = [_OPEN, col(Appeal.due_at) < f.now]
+    elif f.due_by is not None:
+        deadline = [_OPEN, col(Appeal.due_at) >= f.now, col(Appeal.due_at) <= f.due_by]
+    assignment: list[ColumnElement[bool]] = []
+    if f.assigned_to is not None:
+        assignment = [col(Appeal.assignee_id) == f.assigned_to]
+    elif f.unassigned:
+        assignment = [_UNASSIGNED]
     toggles = sa_select(
-        func.count(case((and_(_OPEN, col(Appeal.due_at) < f.now), 1))),
-        func.count(case((and_(_OPEN, col(Appeal.due_at) >= f.now, col(Appeal.due_at) <= due_by), 1))),
-        func.count(case((_UNASSIGNED, 1))),
-        func.count(case((mine, 1))),
+        func.count(case((and_(_OPEN, col(Appeal.due_at) < f.now, *assignment), 1))),
+        func.count(
+            case((and_(_OPEN, col(Appeal.due_at) >= f.now, col(Appeal.due_at) <= due_by, *assignment), 1))
+        ),
+        func.count(case((and_(_UNASSIGNED, *deadline), 1))),
+        func.count(case((and_(mine, *deadline), 1))),
     ).where(*where.but("toggles"))
     overdue, due_soon, unassigned, assigned_to_me = s.execute(toggles).one()
     out.update(overdue=overdue, due_soon=due_soon, unassigned=unassigned, assigned_to_me=assigned_to_me)

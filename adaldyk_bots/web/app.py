@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import UTC, datetime
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -23,6 +25,7 @@ from adaldyk_bots.web.audit_pages import build_audit_router
 from adaldyk_bots.web.auth_pages import build_auth_router
 from adaldyk_bots.web.deps import install_auth_handlers
 from adaldyk_bots.web.errors import install_error_handlers
+from adaldyk_bots.web.inbox_pages import inbox_router
 from adaldyk_bots.web.limits import LimitBodySize
 from adaldyk_bots.web.parts import AppParts
 from adaldyk_bots.web.ui import STATIC_DIR
@@ -38,6 +41,9 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
         description="Citizens' appeals from social networks: intake, deadlines and answers.",
     )
     app.state.runtime = runtime
+    # Called when the server begins to stop, before it waits for open responses: long-lived ones (the
+    # inbox's event streams) end themselves here, or a graceful stop would wait for them (WebServer).
+    app.state.before_shutdown = []
     install_error_handlers(app)
     install_auth_handlers(app)
     app.add_middleware(LimitBodySize, max_bytes=runtime.settings.max_body_bytes)
@@ -113,8 +119,19 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
     app.include_router(build_appeal_router(runtime))
     app.include_router(build_auth_router())
     app.include_router(build_audit_router(runtime))
+    app.include_router(inbox_router())
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+class WebServer(uvicorn.Server):
+    """uvicorn, which first runs the app's `before_shutdown` hooks when it is asked to stop."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        app = self.config.app
+        for hook in getattr(getattr(app, "state", None), "before_shutdown", []):
+            hook()
+        await super().shutdown(sockets)
 
 
 def _backlog(s: Session) -> dict[str, float | None]:
