@@ -172,7 +172,7 @@ def _read_details(s: Session, details: dict[str, dict[str, Any]], *, since: date
             # was); created_at would miss a day-old notice that failed an hour ago after its retries.
             OutboxItem.next_attempt_at >= since,
         )
-        .group_by(OutboxItem.channel, OutboxItem.last_error_code)
+        .group_by(col(OutboxItem.channel), col(OutboxItem.last_error_code))
     )
     for channel, code, count in failed:
         details[channel]["failures"][code or "unknown"] = count

@@ -5,7 +5,7 @@ words a person reads. The page refreshes its body every 10 s (htmx); an htmx req
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -116,12 +116,16 @@ def _when(value: str | datetime | None, tz: Any) -> str:
     """A time in the service's zone (ADALDYK_TIMEZONE), to the second; '' for none."""
     if value is None or value == "":
         return ""
+    moment = value
     if isinstance(value, str):
         try:
-            value = datetime.fromisoformat(value)
+            moment = datetime.fromisoformat(value)
         except ValueError:
             return value
-    return value.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+    assert isinstance(moment, datetime)
+    if moment.tzinfo is None:  # stored as UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _age(seconds: float | None) -> tuple[str, int] | None:
