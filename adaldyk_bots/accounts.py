@@ -32,6 +32,7 @@ __all__ = [
     "LOCK_DURATION",
     "PASSWORD_MIN_LENGTH",
     "Login",
+    "AccountRefused",
     "PasswordRejected",
     "audit",
     "authenticate",
@@ -64,13 +65,18 @@ SEEN_PRECISION = timedelta(minutes=1)
 _hasher = PasswordHasher()
 
 
-class PasswordRejected(Invalid):
-    """A new password that is not acceptable, or a wrong current one; `reason` is a stable code that
-    the pages translate: too_short, too_long, same_as_username, mismatch, wrong_current."""
+class AccountRefused(Invalid):
+    """An account change that is not valid; `reason` is a stable code the pages translate:
+    bad_username, unknown_role, officer_unit, own_account (and PasswordRejected's)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class PasswordRejected(AccountRefused):
+    """A new password that is not acceptable, or a wrong current one: too_short, too_long,
+    same_as_username, mismatch, wrong_current."""
 
 
 def digest(value: str) -> str:
@@ -284,11 +290,14 @@ def set_password(
 
 def _unit_id(s: Session, role: str, unit_code: str | None) -> int | None:
     if role not in ROLES:
-        raise Invalid(f"unknown role {role!r}: one of {', '.join(ROLES)}")
+        raise AccountRefused("unknown_role", f"unknown role {role!r}: one of {', '.join(ROLES)}")
     code = (unit_code or "").strip()
     if not code:
         if role == Role.OFFICER:
-            raise Invalid("an officer needs a unit (--unit CODE): officers see only their unit's appeals")
+            raise AccountRefused(
+                "officer_unit",
+                "an officer needs a unit (--unit CODE): officers see only their unit's appeals",
+            )
         return None
     unit_id = s.exec(select(Unit.id).where(Unit.code == code)).first()
     if unit_id is None:
@@ -308,7 +317,7 @@ def create_user(
 ) -> StaffUser:
     username = username.strip()
     if not username or len(username) > 100 or any(c.isspace() for c in username):
-        raise Invalid("a user name has 1 to 100 characters and no spaces")
+        raise AccountRefused("bad_username", "a user name has 1 to 100 characters and no spaces")
     unit_id = _unit_id(s, role, unit_code)
     check_new_password(password, username=username)
     if s.exec(select(StaffUser.id).where(StaffUser.username == username)).first() is not None:

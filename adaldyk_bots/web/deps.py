@@ -42,6 +42,8 @@ from adaldyk_bots.logs import describe, failure_kind, throttled
 from adaldyk_bots.settings import Settings
 from adaldyk_bots.storage.db import read_session, unit_of_work, utcnow
 from adaldyk_bots.storage.models import ApiToken, StaffUser, WebSession
+from adaldyk_bots.web import ui
+from adaldyk_bots.web.errors import error_response
 
 __all__ = [
     "CSRF_FIELD",
@@ -385,7 +387,8 @@ ApiWriter = Annotated[Viewer, Depends(api_writer)]
 
 
 def install_auth_handlers(app: FastAPI) -> None:
-    """A page without a live session goes to the login form (htmx requests: HX-Redirect)."""
+    """A page without a live session goes to the login form (htmx requests: HX-Redirect); a refused
+    CSRF token is a 403 page for a person, JSON for a script."""
 
     async def login_required(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, LoginRequired)
@@ -400,4 +403,13 @@ def install_auth_handlers(app: FastAPI) -> None:
             )
         return RedirectResponse(target, status_code=303)
 
+    async def csrf_refused(request: Request, exc: Exception) -> Response:
+        # A person gets a page that says what to do (reload and resend); a script the usual JSON.
+        assert isinstance(exc, CsrfRefused)
+        if ui.is_page_request(request) and not request.headers.get("hx-request"):
+            back = safe_next(urlsplit(request.headers.get("referer", "")).path or "/")
+            return ui.render(request, "auth/refused.html", {"back": back}, status_code=403)
+        return error_response(403, str(exc), code=exc.code)
+
     app.add_exception_handler(LoginRequired, login_required)
+    app.add_exception_handler(CsrfRefused, csrf_refused)
