@@ -87,5 +87,24 @@ class WorkingCalendar:
         local_day = registered_at.astimezone(self.tz).date()
         return self._at(self.add_working_days(local_day, working_days), self.work_end)
 
+    def working_days_left(self, now: datetime, due_at: datetime, *, cap: int = 260) -> int:
+        """Working days from today to the due day: 0 when due by the end of today, 1 for the next
+        working day...; when overdue, minus the working days since the due day (0 when it was due
+        earlier today: the caller tells overdue by `due_at < now`). Counted up to `cap` either way (a
+        year of working days), so a page of long-forgotten appeals costs a bounded loop per row."""
+        today = now.astimezone(self.tz).date()
+        due_day = due_at.astimezone(self.tz).date()
+        if due_at >= now:
+            count, day = 0, today
+            while day < due_day and count < cap:
+                day += timedelta(days=1)
+                count += self.is_working_day(day)
+            return count
+        count, day = 0, due_day
+        while day < today and count < cap:
+            day += timedelta(days=1)
+            count += self.is_working_day(day)
+        return -count
+
     def _at(self, day: date, moment: time) -> datetime:
         return datetime.combine(day, moment, tzinfo=self.tz).astimezone(ZoneInfo("UTC"))

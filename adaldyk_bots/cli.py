@@ -139,6 +139,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--id", type=int, help="only this raw event")
     replay.add_argument("--body-file", type=Path, help="a corrected payload for --id (the original is kept)")
+
+    audit = sub.add_parser("audit", help="The audit log.").add_subparsers(metavar="ACTION")
+    verify_help = (
+        "Check the audit log's hash chain from the first event to the last: prints OK with the count and "
+        "the head hash (keep it elsewhere to prove the log later), or names the first broken link and "
+        "exits 1."
+    )
+    verify = audit.add_parser("verify", help=verify_help, description=verify_help)
+    verify.set_defaults(handler=_audit_verify)
     return parser
 
 
@@ -341,3 +350,21 @@ def _outbox_requeue(settings: Settings, args: argparse.Namespace) -> int:
         print(line)
     print(f"{len(rows)} message(s) requeued" if rows else "nothing to requeue")
     return 0
+
+
+def _audit_verify(settings: Settings, _args: argparse.Namespace) -> int:
+    from adaldyk_bots.audit import verify
+    from adaldyk_bots.storage.db import read_session
+
+    runtime = _runtime(settings, auto_migrate=settings.is_sqlite)
+    with read_session(runtime.engine) as s:
+        result = verify(s)
+    if result.broken is None:
+        print(f"OK: {result.count} audit event(s), chain intact; head hash {result.head_hash}")
+        return 0
+    print(
+        f"BROKEN at audit event {result.broken.id}: {result.broken.reason}"
+        f" ({result.count} event(s) before it are intact)",
+        file=sys.stderr,
+    )
+    return 1

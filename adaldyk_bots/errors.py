@@ -9,7 +9,8 @@
     │   └── NoFile                   (an attachment kind that holds no file)
     ├── Invalid                  422  the request is well-formed but not a valid instruction
     │   ├── UnknownStatus            (the API's schema refuses these first; kept for other callers)
-    │   └── EmptyReply
+    │   ├── EmptyReply
+    │   └── InvalidFilter            (an inbox filter value that means nothing: appeal_query.py)
     ├── Unauthorized             401  no token, or one that is unknown or revoked
     ├── Forbidden                403  known caller, not allowed (an auditor's write, a non-admin's admin)
     │   └── CsrfRefused              (a state-changing request without the session's CSRF token)
@@ -32,6 +33,7 @@ __all__ = [
     "EmptyReply",
     "Forbidden",
     "Invalid",
+    "InvalidFilter",
     "NoFile",
     "NotFound",
     "StatusUnchanged",
@@ -126,3 +128,7 @@ class EmptyReply(WorkflowError, Invalid):
 
 class NoFile(Conflict):
     pass
+
+
+class InvalidFilter(Invalid):
+    """A query parameter of the inbox (status, unit, due_within, cursor …) that is not a valid value."""

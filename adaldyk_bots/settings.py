@@ -134,6 +134,11 @@ class Settings(BaseSettings):
     # of them is X-Forwarded-For read (its right-most address that is not a proxy): login throttling
     # and session records must not trust an address any client can write.
     trusted_proxies: str = ""
+    # The open inboxes' live updates (web/inbox_events.py): how often each web process asks the database
+    # what changed, and how long one event stream lasts before the browser reconnects (and so picks up
+    # a changed role or unit, or a session that ended).
+    inbox_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    inbox_stream_seconds: float = Field(default=600.0, gt=0)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -15,12 +15,14 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Row
 from sqlmodel import Session, col, select
 
+from adaldyk_bots import audit
 from adaldyk_bots.calendar import WorkingCalendar
 from adaldyk_bots.categories import CategoryRules
 from adaldyk_bots.domain import AppealStatus, InboundMessage, Language, ReplyTarget
 from adaldyk_bots.errors import AppealNotFound, EmptyReply, StatusUnchanged, UnknownStatus, UnknownUnit
 from adaldyk_bots.errors import WorkflowError as WorkflowError  # re-exported for callers that catch it
 from adaldyk_bots.language import detect_language, language_from_hint
+from adaldyk_bots.storage import search_index
 from adaldyk_bots.storage.db import insert_ignoring_conflict, require_id, utcnow
 from adaldyk_bots.storage.inbound import OPEN_STATUSES, InboundStatements, statements
 from adaldyk_bots.storage.models import (
@@ -105,10 +107,25 @@ class Workflow:
     # about a dozen short statements. Everything runs inside the caller's transaction.
 
     def accept_message(self, s: Session, msg: InboundMessage, *, raw_event_id: int | None) -> None:
-        now = utcnow()
         conn = s.connection()
         sql = statements(conn.dialect.name)
-        contact_id, contact_language = self._sender(conn, sql, msg, now)
+        contact_id, renamed = self._accept(conn, sql, msg, raw_event_id)
+        # The search index follows in the same transaction (storage/search_index.py): the appeal the
+        # message joined or opened, and every appeal of a citizen whose name changed.
+        where = {"channel": msg.channel, "account": msg.account, "chat_id": msg.chat_id}
+        appeal_id = conn.execute(sql.message_appeal, {**where, "external_key": msg.message_key}).scalar()
+        if renamed:
+            search_index.refresh_contact(conn, contact_id, also=appeal_id)
+        elif appeal_id is not None:
+            search_index.refresh(conn, [appeal_id])
+
+    def _accept(
+        self, conn: Connection, sql: InboundStatements, msg: InboundMessage, raw_event_id: int | None
+    ) -> tuple[int, bool]:
+        """(the sender's contact id, whether their name changed)."""
+        now = utcnow()
+        contact_id, contact_language, renamed = self._sender(conn, sql, msg, now)
+        done = (contact_id, renamed)
         conversation_id, new_conversation = self._conversation(conn, sql, msg, contact_id, now)
         attachments = [asdict(a) for a in msg.attachments]
         key = {"conversation_id": conversation_id, "external_key": msg.message_key}
@@ -117,7 +134,7 @@ class Workflow:
             known = conn.execute(sql.message_by_key, key).first()
             if known is not None:
                 self._merge_version(conn, sql, known, msg, attachments, raw_event_id, now)
-                return
+                return done
             # The original has not reached us (sent before the bot was connected, or delivered after its
             # edit on another webhook connection): the edit stands in for it until it comes.
 
@@ -148,7 +165,7 @@ class Workflow:
             known = conn.execute(sql.message_by_key, key).first()
             if known is not None and known.stand_in_edited_at is not None:
                 self._merge_version(conn, sql, known, msg, attachments, raw_event_id, now)
-                return
+                return done
             # Otherwise the same message under another delivery: already handled. Logged, so that a
             # message dropped as a false duplicate could be traced.
             log.info(
@@ -158,11 +175,11 @@ class Workflow:
                 msg.chat_id,
                 raw_event_id,
             )
-            return
+            return done
         if opened is None and self._answer_command(
             conn, sql, msg, contact_id, contact_language, conversation_id, target, message_id
         ):
-            return
+            return done
 
         found = (
             None  # a conversation created in this transaction has no appeal yet
@@ -185,13 +202,14 @@ class Workflow:
                 now=now,
             )
             if opened is not None:
-                return  # the message was inserted into it
+                return done  # the message was inserted into it
         else:
             appeal = _AppealRef(*found)
             self._add_event(conn, sql, appeal.id, "message", {"message_id": message_id}, now)
             conn.execute(sql.touch_appeal, {"b_id": appeal.id, "b_at": now})
             self._acknowledge_again_if_undelivered(conn, sql, appeal, target, now)
         conn.execute(sql.set_message_appeal, {"b_id": message_id, "b_appeal_id": appeal.id})
+        return done
 
     def _acknowledge_again_if_undelivered(
         self, conn: Connection, sql: InboundStatements, appeal: _AppealRef, target: Target, now: datetime
@@ -243,15 +261,16 @@ class Workflow:
     @staticmethod
     def _sender(
         conn: Connection, sql: InboundStatements, msg: InboundMessage, now: datetime
-    ) -> tuple[int, str | None]:
-        """The citizen behind the message: (contact id, the language they chose or None)."""
+    ) -> tuple[int, str | None, bool]:
+        """The citizen behind the message: (contact id, the language they chose or None, renamed)."""
         where = {"channel": msg.channel, "account": msg.account, "external_id": msg.sender_id}
         known = conn.execute(sql.sender, where).first()
         if known is not None:
             contact_id, name, language = known
-            if msg.sender_name and name != msg.sender_name:
+            renamed = bool(msg.sender_name and name != msg.sender_name)
+            if renamed:
                 conn.execute(sql.rename_contact, {"b_id": contact_id, "b_name": msg.sender_name})
-            return int(contact_id), language
+            return int(contact_id), language, renamed
         contact_id = conn.execute(
             sql.insert_contact, {"display_name": msg.sender_name, "language": None, "created_at": now}
         ).scalar_one()
@@ -267,7 +286,7 @@ class Workflow:
                 "username": msg.sender_username,
             },
         )
-        return int(contact_id), None
+        return int(contact_id), None, False
 
     @staticmethod
     def _conversation(
@@ -389,6 +408,7 @@ class Workflow:
                 "overdue": False,
                 "created_at": now,
                 "updated_at": now,
+                "last_activity_at": now,
             },
         ).scalar_one()
         return _AppealRef(int(appeal_id), number, language.value, registered_at, due_at)
@@ -548,10 +568,11 @@ class Workflow:
             s, appeal, "status", actor, {"from": appeal.status, "to": new.value, "note": note}, now
         )
         appeal.status = new.value
-        appeal.updated_at = now
+        appeal.updated_at = appeal.last_activity_at = now
         if new is AppealStatus.ANSWERED:
             appeal.answered_at = now
         s.add(appeal)
+        audit.record(s, actor=actor, action="appeal.status", subject=appeal.number, detail=event.detail)
         key = "status_changed_note" if note else "status_changed"
         text = self.texts.render(
             appeal.language,
@@ -599,8 +620,15 @@ class Workflow:
                 created_at=now,
             )
         )
-        appeal.updated_at = now
+        appeal.updated_at = appeal.last_activity_at = now
         s.add(appeal)
+        audit.record(
+            s,
+            actor=actor,
+            action="appeal.reply",
+            subject=appeal.number,
+            detail={"event": event.id, "text": text},
+        )
         return event
 
     def assign_unit(self, s: Session, appeal: Appeal, unit_code: str, *, actor: str) -> AppealEvent:
@@ -612,8 +640,9 @@ class Workflow:
             s, appeal, "unit", actor, {"from": appeal.unit_id, "to": unit.id, "code": unit.code}, now
         )
         appeal.unit_id = unit.id
-        appeal.updated_at = now
+        appeal.updated_at = appeal.last_activity_at = now
         s.add(appeal)
+        audit.record(s, actor=actor, action="appeal.unit", subject=appeal.number, detail=event.detail)
         return event
 
     def mark_overdue(self, s: Session) -> int:

@@ -63,6 +63,7 @@ class InboundStatements:
     message_by_key: Select[Any]
     replace_message_content: Update
     set_message_appeal: Update
+    message_appeal: Select[Any]
     insert_version: Insert  # ON CONFLICT DO NOTHING RETURNING id
     open_appeal_for_update: Select[Any]
     latest_appeal_language: Select[Any]
@@ -135,6 +136,15 @@ def statements(dialect: str) -> InboundStatements:
         set_message_appeal=update(message)
         .where(message.c.id == bindparam("b_id"))
         .values(appeal_id=bindparam("b_appeal_id")),
+        message_appeal=select(message.c.appeal_id)
+        .join(conversation, conversation.c.id == message.c.conversation_id)
+        .where(
+            conversation.c.channel == bindparam("channel"),
+            conversation.c.account == bindparam("account"),
+            conversation.c.chat_id == bindparam("chat_id"),
+            message.c.direction == "in",
+            message.c.external_key == bindparam("external_key"),
+        ),
         insert_version=insert(version).on_conflict_do_nothing().returning(version.c.id),
         # The row lock decides a message racing a moderator's answer (issue 6 item 7): on PostgreSQL a
         # status change waits for it, or it waits for the status change and then, re-checked, finds the
@@ -156,7 +166,7 @@ def statements(dialect: str) -> InboundStatements:
         ),
         touch_appeal=update(appeal)
         .where(appeal.c.id == bindparam("b_id"))
-        .values(updated_at=bindparam("b_at")),
+        .values(updated_at=bindparam("b_at"), last_activity_at=bindparam("b_at")),
         replace_summary=update(appeal)
         .where(appeal.c.id == bindparam("b_id"), appeal.c.summary == bindparam("b_old"))
         .values(summary=bindparam("b_new")),

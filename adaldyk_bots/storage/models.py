@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from adaldyk_bots.storage.db import utcnow
 from adaldyk_bots.storage.types import use_storable_text
 
 
@@ -105,6 +106,10 @@ class Appeal(SQLModel, table=True):
     __table_args__ = (
         Index("ix_appeal_conversation_open", "conversation_id", "status"),
         Index("ix_appeal_status_due", "status", "due_at"),
+        # The inbox's keyset orders (appeal_query.py): newest activity first, or soonest due first.
+        Index("ix_appeal_activity", "last_activity_at", "id"),
+        Index("ix_appeal_status_activity", "status", "last_activity_at", "id"),
+        Index("ix_appeal_due", "due_at", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -124,6 +129,31 @@ class Appeal(SQLModel, table=True):
     answered_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
+    # The staff member the appeal is assigned to (its unit is unit_id); None: nobody yet.
+    assignee_id: int | None = Field(default=None, foreign_key="staff_user.id", index=True)
+    # When a citizen's message or a staff action last touched the appeal: the inbox's default order.
+    last_activity_at: datetime = Field(default_factory=utcnow)
+
+
+class AppealSearch(SQLModel, table=True):
+    """An appeal's searchable text (number, citizen's names, every version of every citizen message),
+    normalised by search_text.py and rewritten in the transaction that changes any of them
+    (storage/search_index.py). Indexed by SQLite FTS5 (`appeal_fts`) or a PostgreSQL GIN index over
+    to_tsvector('simple', document): both made by migration 0008_search, outside these models."""
+
+    __tablename__ = "appeal_search"
+    appeal_id: int = Field(
+        primary_key=True, foreign_key="appeal.id", sa_column_kwargs={"autoincrement": False}
+    )
+    document: str = Field(default="", sa_column=Column(Text, nullable=False))
+
+
+# Database objects of the search index that the models cannot describe (an FTS5 virtual table and its
+# shadow tables, an expression GIN index); Alembic's comparison leaves them alone (migrations/env.py).
+SEARCH_INDEX_OBJECTS = frozenset(
+    {"appeal_fts", "ix_appeal_search_tsv"}
+    | {f"appeal_fts_{t}" for t in ("data", "idx", "docsize", "config", "content")}
+)
 
 
 class Message(SQLModel, table=True):
@@ -315,6 +345,39 @@ class LoopHeartbeat(SQLModel, table=True):
     restarts: int = 0
     period_seconds: float = 0.0
     updated_at: datetime
+
+
+class AuditEvent(SQLModel, table=True):
+    """One entry of the audit log (adaldyk_bots/audit.py): append-only, each row chained to the one
+    before by `prev_hash`; database triggers refuse UPDATE and DELETE."""
+
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        Index("ix_audit_event_at", "at"),
+        Index("ix_audit_event_actor", "actor"),
+        Index("ix_audit_event_subject", "subject"),
+    )
+
+    # Given by the head, one after another (never by a sequence), so a missing id is a deleted row.
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    at: datetime
+    actor: str = Field(max_length=200)  # user:<name> | token:<name> | system | citizen
+    action: str = Field(max_length=64)  # login, appeal.view, appeal.status ...
+    subject: str | None = Field(default=None, max_length=200)  # appeal number, username ...
+    address: str | None = Field(default=None, max_length=100)
+    detail: dict[str, Any] = _json_column()
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class AuditHead(SQLModel, table=True):
+    """The audit chain's end (one row, id 1): locked by every append so the chain stays one line with
+    several processes, and compared by `audit verify` so that a deleted last row is noticed."""
+
+    __tablename__ = "audit_head"
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    last_id: int
+    last_hash: str = Field(max_length=64)
 
 
 # Last, after every table: any string column holds NUL and lone surrogates (storage/types.py).

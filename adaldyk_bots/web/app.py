@@ -14,6 +14,7 @@ from adaldyk_bots.web.auth_pages import build_auth_router
 from adaldyk_bots.web.deps import install_auth_handlers
 from adaldyk_bots.web.errors import install_error_handlers
 from adaldyk_bots.web.health_pages import build_health_router
+from adaldyk_bots.web.inbox_pages import inbox_router
 from adaldyk_bots.web.limits import LimitBodySize
 from adaldyk_bots.web.parts import AppParts
 from adaldyk_bots.web.ui import STATIC_DIR
@@ -45,5 +46,6 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
     # The workspace's pages are routers of their own (web/*_pages.py), included here.
     app.include_router(build_auth_router())
     app.include_router(build_health_router(runtime, supervisor=supervisor))
+    app.include_router(inbox_router())
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

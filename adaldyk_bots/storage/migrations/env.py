@@ -7,9 +7,15 @@ from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
 import adaldyk_bots.storage.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from adaldyk_bots.storage.models import SEARCH_INDEX_OBJECTS
 
 config = context.config
 target_metadata = SQLModel.metadata
+
+
+def _include_name(name: str | None, type_: str, _parent: object) -> bool:
+    # The full-text index's virtual table and expression index are the migration's, not the models'.
+    return name not in SEARCH_INDEX_OBJECTS
 
 
 def _run(connection: object) -> None:
@@ -18,6 +24,7 @@ def _run(connection: object) -> None:
         target_metadata=target_metadata,
         render_as_batch=True,  # SQLite cannot ALTER most things; batch mode rebuilds the table
         compare_type=True,
+        include_name=_include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,0 +1,455 @@
+"""The inbox's reads: filters, full-text search, keyset pages, counts and the export, always inside a scope.
+
+Every function takes the caller's scope as a SQL predicate on the appeal table (access.appeal_scope
+gives it for a user) and applies it to every statement it runs, so nothing outside the scope is ever
+listed, counted, found or exported. No web type lives here: the inbox page, the JSON API and the CSV
+export all parse their query string with `InboxFilter.from_query` and call these functions.
+
+Filter meanings:
+- statuses: default the open ones (domain.AppealStatus.is_open); `status=all` for every status;
+- unit: a unit code, and its sub-units with it (an officer's department sees the same tree);
+- overdue: open and past due_at now (computed, so it is exact between the sweeps that set the flag);
+- due_within=N: open and due by the end of the N-th working day from today (calendar.py), not overdue;
+- assigned=me|<staff id>, unassigned (no person yet);
+- q: the appeal's number (ADL-2026-000123, exactly) or words (search_text.py: case and diacritics
+  folded the same on both databases, prefix matching for words of 3 letters or more, all words must
+  occur somewhere in the appeal's number, names or any version of any citizen message).
+Sorts: "activity" (default: newest last activity first) or "due" (soonest due first); both are keyset
+orders ending in the id, so a page's cursor stays right while appeals arrive.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, and_, case, false, func, literal_column, text, true, tuple_
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col, select
+
+from adaldyk_bots.calendar import WorkingCalendar
+from adaldyk_bots.domain import AppealStatus, Category, Language
+from adaldyk_bots.errors import InvalidFilter
+from adaldyk_bots.search_text import PREFIX_MIN, query_tokens
+from adaldyk_bots.storage.db import utcnow
+from adaldyk_bots.storage.models import Appeal, AppealSearch, Contact, Unit
+
+__all__ = [
+    "DEFAULT_DUE_SOON_DAYS",
+    "OPEN_STATUSES",
+    "AppealPage",
+    "InboxFilter",
+    "InboxItem",
+    "facet_counts",
+    "iter_export",
+    "list_appeals",
+]
+
+OPEN_STATUSES: tuple[str, ...] = tuple(s.value for s in AppealStatus if s.is_open)
+ALL_STATUSES: tuple[str, ...] = tuple(s.value for s in AppealStatus)
+DEFAULT_DUE_SOON_DAYS = 3
+MAX_DUE_WITHIN = 60
+MAX_QUERY = 200
+MAX_LIMIT = 500
+EXPORT_BATCH = 500
+
+Sort = Literal["activity", "due"]
+_CODE = re.compile(r"^[a-z0-9_.-]{1,64}$")
+_NUMBER = re.compile(r"^[^\W\d_]{1,16}-\d{4}-\d{1,9}$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_DEFAULT_TZ = ZoneInfo("Asia/Almaty")
+
+
+@dataclass(frozen=True)
+class InboxFilter:
+    """What the inbox shows. `now` is the moment the filter was made: overdue and due soon count from it."""
+
+    statuses: tuple[str, ...] = OPEN_STATUSES
+    channel: str | None = None
+    unit: str | None = None  # a unit code: that unit and all its sub-units
+    category: str | None = None
+    language: str | None = None
+    overdue: bool = False
+    due_within_working_days: int | None = None
+    due_by: datetime | None = None  # the end of that working day (UTC), resolved from the calendar
+    assigned_to: int | None = None
+    unassigned: bool = False
+    q: str | None = None
+    sort: Sort = "activity"
+    now: datetime = field(default_factory=utcnow)
+
+    @classmethod
+    def from_query(
+        cls,
+        params: Mapping[str, Any],
+        *,
+        user_id: int | None = None,
+        calendar: WorkingCalendar | None = None,
+        now: datetime | None = None,
+    ) -> InboxFilter:
+        """The filter a query string asks for. Unknown keys are left to the caller (a page has its own,
+        such as `lang` or `cursor`); a known key with a value that means nothing raises InvalidFilter.
+
+        status=received&status=in_progress or status=received,in_progress or status=all; channel, unit,
+        category, language; overdue=1; due_within=N (working days); assigned=me|<id>; unassigned=1;
+        q=words or a number; sort=activity|due. `user_id` is who "me" is."""
+        moment = now or utcnow()
+        statuses = _statuses(_values(params, "status"))
+        due_within = _int(params, "due_within", 0, MAX_DUE_WITHIN)
+        due_by = None
+        if due_within is not None:
+            due_by = _due_by(calendar, moment, due_within)
+        assigned_to = None
+        assigned = _one(params, "assigned")
+        if assigned:
+            if assigned == "me":
+                if user_id is None:
+                    raise InvalidFilter("assigned=me needs a signed-in user")
+                assigned_to = user_id
+            elif assigned.isdecimal() and 0 < int(assigned) < 2**31:
+                assigned_to = int(assigned)
+            else:
+                raise InvalidFilter(f"assigned must be 'me' or a user id, not {assigned!r}")
+        unassigned = _bool(params, "unassigned")
+        if unassigned and assigned_to is not None:
+            raise InvalidFilter("assigned and unassigned cannot both be asked for")
+        q = (_one(params, "q") or "").strip() or None
+        if q is not None and len(q) > MAX_QUERY:
+            raise InvalidFilter(f"q is longer than {MAX_QUERY} characters")
+        sort = _one(params, "sort") or "activity"
+        if sort not in ("activity", "due"):
+            raise InvalidFilter(f"sort must be 'activity' or 'due', not {sort!r}")
+        return cls(
+            statuses=statuses,
+            channel=_code(params, "channel"),
+            unit=_code(params, "unit"),
+            category=_member(params, "category", Category),
+            language=_member(params, "language", Language),
+            overdue=_bool(params, "overdue"),
+            due_within_working_days=due_within,
+            due_by=due_by,
+            assigned_to=assigned_to,
+            unassigned=unassigned,
+            q=q,
+            sort="due" if sort == "due" else "activity",
+            now=moment,
+        )
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    """One row of the inbox: the appeal and what the list shows beside it."""
+
+    appeal: Appeal
+    contact_name: str | None
+    unit_code: str | None
+    overdue: bool  # open and past due at the filter's `now`
+
+
+@dataclass(frozen=True)
+class AppealPage:
+    items: list[InboxItem]
+    next_cursor: str | None  # pass as `after` for the next page; None: this was the last
+
+
+# --- parsing ---------------------------------------------------------------------------------------
+
+
+def _values(params: Mapping[str, Any], key: str) -> list[str]:
+    getlist = getattr(params, "getlist", None)
+    raw = getlist(key) if getlist is not None else params.get(key)
+    if raw is None:
+        return []
+    items = [raw] if isinstance(raw, str) else [str(v) for v in raw]
+    return [part.strip() for item in items for part in item.split(",") if part.strip()]
+
+
+def _one(params: Mapping[str, Any], key: str) -> str | None:
+    values = _values(params, key)
+    if len(values) > 1:
+        raise InvalidFilter(f"{key} is given more than once")
+    return values[0] if values else None
+
+
+def _statuses(values: list[str]) -> tuple[str, ...]:
+    if not values:
+        return OPEN_STATUSES
+    if values == ["all"]:
+        return ALL_STATUSES
+    if values == ["open"]:
+        return OPEN_STATUSES
+    unknown = [v for v in values if v not in ALL_STATUSES]
+    if unknown:
+        raise InvalidFilter(f"unknown status {unknown[0]!r}; one of: all, open, {', '.join(ALL_STATUSES)}")
+    return tuple(dict.fromkeys(values))
+
+
+def _code(params: Mapping[str, Any], key: str) -> str | None:
+    value = _one(params, key)
+    if value is not None and not _CODE.match(value):
+        raise InvalidFilter(f"{key} {value!r} is not a code (lower-case letters, digits, '_', '-', '.')")
+    return value
+
+
+def _member(params: Mapping[str, Any], key: str, kind: type[Category] | type[Language]) -> str | None:
+    value = _one(params, key)
+    if value is not None and value not in kind._value2member_map_:
+        raise InvalidFilter(f"unknown {key} {value!r}; one of: {', '.join(m.value for m in kind)}")
+    return value
+
+
+def _bool(params: Mapping[str, Any], key: str) -> bool:
+    value = _one(params, key)
+    if value is None or value.lower() in _FALSE:
+        return False
+    if value.lower() in _TRUE:
+        return True
+    raise InvalidFilter(f"{key} must be 1 or 0, not {value!r}")
+
+
+def _int(params: Mapping[str, Any], key: str, low: int, high: int) -> int | None:
+    value = _one(params, key)
+    if value is None:
+        return None
+    if not value.isdecimal() or not low <= int(value) <= high:
+        raise InvalidFilter(f"{key} must be a whole number from {low} to {high}, not {value!r}")
+    return int(value)
+
+
+def _due_by(calendar: WorkingCalendar | None, now: datetime, days: int) -> datetime:
+    cal = calendar or WorkingCalendar(_DEFAULT_TZ)
+    today = now.astimezone(cal.tz).date()
+    last = cal.add_working_days(today, days) if days else today
+    if days == 0 and not cal.is_working_day(today):
+        last = cal.next_working_day(today)
+    return cal._at(last, cal.work_end)  # noqa: SLF001 - the calendar's own "end of that working day"
+
+
+# --- predicates ------------------------------------------------------------------------------------
+
+
+def _unit_tree(s: Session) -> tuple[dict[str, int], dict[int, list[int]], dict[int, str]]:
+    by_code: dict[str, int] = {}
+    children: dict[int, list[int]] = defaultdict(list)
+    codes: dict[int, str] = {}
+    for unit_id, code, parent_id in s.exec(select(Unit.id, Unit.code, Unit.parent_id)):
+        assert unit_id is not None
+        by_code[code], codes[unit_id] = unit_id, code
+        if parent_id is not None:
+            children[parent_id].append(unit_id)
+    return by_code, children, codes
+
+
+def _subtree(root: int, children: dict[int, list[int]]) -> list[int]:
+    out, todo = [], [root]
+    while todo:
+        unit_id = todo.pop()
+        out.append(unit_id)
+        todo.extend(children.get(unit_id, ()))
+    return out
+
+
+def _text_match(s: Session, q: str) -> ColumnElement[bool]:
+    if _NUMBER.match(q):
+        return col(Appeal.number) == q.upper()
+    tokens = query_tokens(q)
+    if not tokens:
+        return true()  # nothing searchable in it (punctuation only): no text condition
+    if s.get_bind().dialect.name == "postgresql":
+        expr = " & ".join(f"{t}:*" if len(t) >= PREFIX_MIN else t for t in tokens)
+        matches = select(AppealSearch.appeal_id).where(
+            func.to_tsvector(literal_column("'simple'::regconfig"), AppealSearch.document).op("@@")(
+                func.to_tsquery(literal_column("'simple'::regconfig"), expr)
+            )
+        )
+        return col(Appeal.id).in_(matches)
+    expr = " AND ".join(f'"{t}"*' if len(t) >= PREFIX_MIN else f'"{t}"' for t in tokens)
+    fts = text("SELECT rowid FROM appeal_fts WHERE appeal_fts MATCH :fts_query").bindparams(fts_query=expr)
+    return col(Appeal.id).in_(fts)
+
+
+_OPEN = col(Appeal.status).in_(OPEN_STATUSES)
+
+
+def _conditions(
+    s: Session, scope: ColumnElement[bool], f: InboxFilter, *, skip: frozenset[str] = frozenset()
+) -> list[ColumnElement[bool]]:
+    """The WHERE of `f` inside `scope`; `skip` leaves out the named dimensions (for their own counts)."""
+    where: list[ColumnElement[bool]] = [scope]
+    if "status" not in skip and set(f.statuses) != set(ALL_STATUSES):
+        where.append(col(Appeal.status).in_(f.statuses))
+    if "channel" not in skip and f.channel:
+        where.append(col(Appeal.channel) == f.channel)
+    if "category" not in skip and f.category:
+        where.append(col(Appeal.category) == f.category)
+    if "language" not in skip and f.language:
+        where.append(col(Appeal.language) == f.language)
+    if "unit" not in skip and f.unit:
+        by_code, children, _ = _unit_tree(s)
+        root = by_code.get(f.unit)
+        if root is None:
+            raise InvalidFilter(f"unknown unit {f.unit!r}")
+        where.append(col(Appeal.unit_id).in_(_subtree(root, children)))
+    if "toggles" not in skip:
+        if f.overdue:
+            where += [_OPEN, col(Appeal.due_at) < f.now]
+        if f.due_by is not None:
+            where += [_OPEN, col(Appeal.due_at) >= f.now, col(Appeal.due_at) <= f.due_by]
+        if f.assigned_to is not None:
+            where.append(col(Appeal.assignee_id) == f.assigned_to)
+        if f.unassigned:
+            where.append(col(Appeal.assignee_id).is_(None))
+    if f.q:
+        where.append(_text_match(s, f.q))
+    return where
+
+
+# --- lists -----------------------------------------------------------------------------------------
+
+
+def _order(f: InboxFilter) -> tuple[Any, ...]:
+    if f.sort == "due":
+        return (col(Appeal.due_at).asc(), col(Appeal.id).asc())
+    return (col(Appeal.last_activity_at).desc(), col(Appeal.id).desc())
+
+
+def _key(f: InboxFilter, appeal: Appeal) -> tuple[datetime, int]:
+    assert appeal.id is not None
+    return (appeal.due_at if f.sort == "due" else appeal.last_activity_at), appeal.id
+
+
+def _encode_cursor(f: InboxFilter, key: tuple[datetime, int]) -> str:
+    raw = json.dumps([f.sort, key[0].isoformat(), key[1]], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(f: InboxFilter, cursor: str) -> tuple[datetime, int]:
+    try:
+        sort, moment, appeal_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        key = (datetime.fromisoformat(moment), int(appeal_id))
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidFilter("cursor is not one this inbox gave out") from None
+    if sort != f.sort or key[0].utcoffset() is None:
+        raise InvalidFilter("cursor belongs to another sort order: start again from the first page")
+    return key
+
+
+def _after(f: InboxFilter, key: tuple[datetime, int]) -> ColumnElement[bool]:
+    if f.sort == "due":
+        return tuple_(col(Appeal.due_at), col(Appeal.id)) > tuple_(key[0], key[1])
+    return tuple_(col(Appeal.last_activity_at), col(Appeal.id)) < tuple_(key[0], key[1])
+
+
+def _rows(where: list[ColumnElement[bool]], f: InboxFilter, limit: int) -> Any:
+    return (
+        select(Appeal, Contact.display_name, Unit.code)
+        .join(Contact, col(Contact.id) == Appeal.contact_id)
+        .outerjoin(Unit, col(Unit.id) == Appeal.unit_id)
+        .where(and_(*where))
+        .order_by(*_order(f))
+        .limit(limit)
+    )
+
+
+def list_appeals(
+    s: Session, scope: ColumnElement[bool], f: InboxFilter, *, limit: int, after: str | None = None
+) -> AppealPage:
+    """One page of the inbox in `f.sort` order; `after` is the previous page's `next_cursor`."""
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidFilter(f"limit must be from 1 to {MAX_LIMIT}")
+    where = _conditions(s, scope, f)
+    if after:
+        where.append(_after(f, _decode_cursor(f, after)))
+    rows = s.exec(_rows(where, f, limit + 1)).all()
+    items = [_item(f, appeal, name, code) for appeal, name, code in rows[:limit]]
+    more = len(rows) > limit
+    return AppealPage(items=items, next_cursor=_encode_cursor(f, _key(f, items[-1].appeal)) if more else None)
+
+
+def _item(f: InboxFilter, appeal: Appeal, name: str | None, code: str | None) -> InboxItem:
+    late = appeal.status in OPEN_STATUSES and appeal.due_at < f.now
+    return InboxItem(appeal=appeal, contact_name=name, unit_code=code, overdue=late)
+
+
+def iter_export(s: Session, scope: ColumnElement[bool], f: InboxFilter) -> Iterator[InboxItem]:
+    """Every appeal of `f` inside `scope`, in `f.sort` order, read in keyset batches so that memory stays
+    flat however many there are. The session's identity map is cleared after each batch."""
+    cursor: str | None = None
+    while True:
+        page = list_appeals(s, scope, f, limit=EXPORT_BATCH, after=cursor)
+        yield from page.items
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+        s.expunge_all()
+
+
+# --- counts ----------------------------------------------------------------------------------------
+
+
+def facet_counts(
+    s: Session,
+    scope: ColumnElement[bool],
+    f: InboxFilter,
+    *,
+    user_id: int | None = None,
+    calendar: WorkingCalendar | None = None,
+) -> dict[str, Any]:
+    """How many appeals each filter value would show, inside `scope`.
+
+    {"total": n, "status": {value: n}, "channel": {...}, "unit": {code: n}, "category": {...},
+    "language": {...}, "overdue": n, "due_soon": n, "unassigned": n, "assigned_to_me": n}.
+    Each dimension is counted under every other filter but its own (so the alternatives show); a unit's
+    count includes its sub-units; the four toggles are counted under the other filters without any
+    toggle. `due_soon` uses f.due_within_working_days or DEFAULT_DUE_SOON_DAYS."""
+    out: dict[str, Any] = {"total": _count(s, _conditions(s, scope, f))}
+    for name, column in (
+        ("status", Appeal.status),
+        ("channel", Appeal.channel),
+        ("category", Appeal.category),
+        ("language", Appeal.language),
+    ):
+        where = _conditions(s, scope, f, skip=frozenset({name}))
+        stmt = sa_select(col(column), func.count()).where(and_(*where)).group_by(col(column))
+        out[name] = {str(value): int(n) for value, n in s.execute(stmt)}
+    out["unit"] = _unit_counts(s, scope, f)
+    due_by = f.due_by or _due_by(calendar, f.now, DEFAULT_DUE_SOON_DAYS)
+    base = _conditions(s, scope, f, skip=frozenset({"toggles"}))
+    mine = col(Appeal.assignee_id) == user_id if user_id is not None else false()
+    toggles = sa_select(
+        func.count(case((and_(_OPEN, col(Appeal.due_at) < f.now), 1))),
+        func.count(case((and_(_OPEN, col(Appeal.due_at) >= f.now, col(Appeal.due_at) <= due_by), 1))),
+        func.count(case((col(Appeal.assignee_id).is_(None), 1))),
+        func.count(case((mine, 1))),
+    ).where(and_(*base))
+    overdue, due_soon, unassigned, assigned_to_me = s.execute(toggles).one()
+    out.update(overdue=overdue, due_soon=due_soon, unassigned=unassigned, assigned_to_me=assigned_to_me)
+    return out
+
+
+def _count(s: Session, where: list[ColumnElement[bool]]) -> int:
+    return int(s.execute(sa_select(func.count()).select_from(Appeal).where(and_(*where))).scalar_one())
+
+
+def _unit_counts(s: Session, scope: ColumnElement[bool], f: InboxFilter) -> dict[str, int]:
+    where = _conditions(s, scope, f, skip=frozenset({"unit"}))
+    stmt = sa_select(col(Appeal.unit_id), func.count()).where(and_(*where)).group_by(col(Appeal.unit_id))
+    direct = {unit_id: int(n) for unit_id, n in s.execute(stmt)}
+    _, children, codes = _unit_tree(s)
+    out: dict[str, int] = {}
+    for unit_id, code in codes.items():
+        total = sum(direct.get(u, 0) for u in _subtree(unit_id, children))
+        if total:
+            out[code] = total
+    if direct.get(None):
+        out[""] = direct[None]  # not routed to any unit yet
+    return out
