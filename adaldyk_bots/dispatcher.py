@@ -631,11 +631,16 @@ def requeue(
     channel: str | None = None,
     code: str | None = None,
     appeal_number: str | None = None,
+    outbox_id: int | None = None,
     actor: str = "cli",
 ) -> list[OutboxItem]:
-    """Send failed and held rows again (optionally only of one channel, error code or appeal): attempts
-    start over, and each appeal's history says who requeued what."""
+    """Send failed and held rows again (optionally only of one channel, error code, appeal or one row):
+    attempts start over, and each appeal's history says who requeued what and how many attempts the
+    row had made before (so the page can count them all). `adaldyk outbox requeue` and the appeal
+    page's retry button both come here; the running dispatcher sends the row as a new attempt."""
     query = select(OutboxItem).where(col(OutboxItem.state).in_(["failed", "held"]))
+    if outbox_id is not None:
+        query = query.where(OutboxItem.id == outbox_id)
     if channel:
         query = query.where(OutboxItem.channel == channel)
     if code:
@@ -646,7 +651,13 @@ def requeue(
         )
     rows = list(s.exec(query.order_by(col(OutboxItem.id)).with_for_update()))
     for row in rows:
-        detail = {"outbox": row.key, "was": row.state, "code": row.last_error_code}
+        detail = {
+            "outbox": row.key,
+            "outbox_id": row.id,
+            "was": row.state,
+            "code": row.last_error_code,
+            "attempts_before": row.attempts,
+        }
         row.state, row.attempts, row.next_attempt_at = "pending", 0, now
         row.lease_until = row.lease_owner = None
         s.add(row)

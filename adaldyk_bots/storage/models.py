@@ -380,5 +380,20 @@ class AuditHead(SQLModel, table=True):
     last_hash: str = Field(max_length=64)
 
 
+class AppealNote(SQLModel, table=True):
+    """A staff member's internal note on an appeal: never sent to the citizen, never edited or deleted
+    (a correction is a new note), shown on the appeal page to everyone who may see the appeal."""
+
+    __tablename__ = "appeal_note"
+    __table_args__ = (Index("ix_appeal_note_appeal", "appeal_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    appeal_id: int = Field(foreign_key="appeal.id")
+    author_id: int | None = Field(default=None, foreign_key="staff_user.id")
+    author: str = Field(max_length=200)  # user:<name>, as the audit log names people
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime
+
+
 # Last, after every table: any string column holds NUL and lone surrogates (storage/types.py).
 use_storable_text(SQLModel.metadata)

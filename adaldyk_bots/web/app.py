@@ -10,6 +10,7 @@ from adaldyk_bots import __version__
 from adaldyk_bots.health import health_report
 from adaldyk_bots.supervisor import Supervisor
 from adaldyk_bots.web.api import build_api_router
+from adaldyk_bots.web.appeal_pages import build_appeal_router
 from adaldyk_bots.web.auth_pages import build_auth_router
 from adaldyk_bots.web.deps import install_auth_handlers
 from adaldyk_bots.web.errors import install_error_handlers
@@ -44,6 +45,7 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
     app.include_router(webhook_router(routes, runtime.intake))
     app.include_router(build_api_router(runtime), prefix="/api/v1")
     # The workspace's pages are routers of their own (web/*_pages.py), included here.
+    app.include_router(build_appeal_router(runtime))
     app.include_router(build_auth_router())
     app.include_router(build_health_router(runtime, supervisor=supervisor))
     app.include_router(inbox_router())

@@ -1,0 +1,169 @@
+"""What a moderator does to one appeal beyond the workflow's own steps: a status change with the reason
+the law asks for, internal notes, assigning a person, marking spam, sending a failed delivery again.
+
+Like workflow.py, every function works inside the caller's transaction and never commits; each one
+writes the appeal's history (AppealEvent) and the audit log. The caller has already opened the appeal
+with `access.visible_appeal` and checked that the viewer may write.
+"""
+
+from __future__ import annotations
+
+from sqlmodel import Session, col, select
+
+from adaldyk_bots import audit
+from adaldyk_bots.access import Role, Viewer
+from adaldyk_bots.dispatcher import requeue
+from adaldyk_bots.domain import AppealStatus
+from adaldyk_bots.errors import Conflict, Invalid, NotFound, StatusUnchanged
+from adaldyk_bots.storage.db import require_id, utcnow
+from adaldyk_bots.storage.models import Appeal, AppealEvent, AppealNote, OutboxItem, StaffUser
+from adaldyk_bots.workflow import Workflow
+
+__all__ = [
+    "NOTE_MAX_CHARS",
+    "REASON_REQUIRED",
+    "RETRYABLE",
+    "ReasonRequired",
+    "add_note",
+    "assign_person",
+    "assignable_staff",
+    "change_status",
+    "mark_spam",
+    "record_view",
+    "retry_delivery",
+]
+
+# APPC (kz-appeals-law.md): a refusal, an extension of the term and a forwarding to the competent body
+# are each a reasoned decision the citizen is told about; the reason goes into the notice.
+REASON_REQUIRED = frozenset({AppealStatus.REJECTED, AppealStatus.EXTENDED, AppealStatus.FORWARDED})
+RETRYABLE = frozenset({"failed", "held"})
+NOTE_MAX_CHARS = 20_000
+
+
+class ReasonRequired(Invalid):
+    """A status the law allows only with a stated reason, asked for without one."""
+
+
+def change_status(
+    workflow: Workflow, s: Session, appeal: Appeal, status: str, *, reason: str, actor: str
+) -> AppealEvent:
+    reason = reason.strip()
+    if status in REASON_REQUIRED and not reason:
+        raise ReasonRequired(f"the status {status} needs a reason: the citizen is told why")
+    return workflow.change_status(s, appeal, status, actor=actor, note=reason or None)
+
+
+def add_note(s: Session, appeal: Appeal, text: str, *, viewer: Viewer) -> AppealNote:
+    """An internal note: stored beside the appeal, never in the outbox."""
+    text = text.strip()
+    if not text:
+        raise Invalid("the note is empty")
+    if len(text) > NOTE_MAX_CHARS:
+        raise Invalid(f"the note is longer than {NOTE_MAX_CHARS} characters")
+    now = utcnow()
+    note = AppealNote(
+        appeal_id=require_id(appeal), author_id=viewer.user_id, author=viewer.actor, text=text, created_at=now
+    )
+    s.add(note)
+    s.flush()
+    s.add(
+        AppealEvent(
+            appeal_id=require_id(appeal),
+            kind="note",
+            actor=viewer.actor,
+            detail={"note": note.id},
+            created_at=now,
+        )
+    )
+    appeal.updated_at = appeal.last_activity_at = now
+    s.add(appeal)
+    audit.record(s, actor=viewer.actor, action="appeal.note", subject=appeal.number, detail={"note": note.id})
+    return note
+
+
+def assignable_staff(s: Session, appeal: Appeal) -> list[StaffUser]:
+    """The people an appeal can be given to: active staff of its unit who may write (no auditors)."""
+    if appeal.unit_id is None:
+        return []
+    query = (
+        select(StaffUser)
+        .where(
+            StaffUser.unit_id == appeal.unit_id,
+            col(StaffUser.disabled_at).is_(None),
+            StaffUser.role != Role.AUDITOR.value,
+        )
+        .order_by(col(StaffUser.full_name), col(StaffUser.username))
+    )
+    return list(s.exec(query))
+
+
+def assign_person(s: Session, appeal: Appeal, user_id: int | None, *, actor: str) -> AppealEvent:
+    """Give the appeal to one staff member of its unit (None: to nobody)."""
+    person: StaffUser | None = None
+    if user_id is not None:
+        person = next((u for u in assignable_staff(s, appeal) if u.id == user_id), None)
+        if person is None:
+            raise Invalid("that person is not an active staff member of the appeal's unit")
+    if appeal.assignee_id == user_id:
+        raise StatusUnchanged(f"appeal {appeal.number} is already assigned so")
+    now = utcnow()
+    detail: dict[str, object] = {
+        "from": appeal.assignee_id,
+        "to": user_id,
+        "username": person.username if person else None,
+    }
+    event = AppealEvent(
+        appeal_id=require_id(appeal), kind="assignee", actor=actor, detail=detail, created_at=now
+    )
+    s.add(event)
+    appeal.assignee_id = user_id
+    appeal.updated_at = appeal.last_activity_at = now
+    s.add(appeal)
+    s.flush()
+    audit.record(s, actor=actor, action="appeal.assignee", subject=appeal.number, detail=detail)
+    return event
+
+
+def mark_spam(s: Session, appeal: Appeal, *, actor: str) -> AppealEvent:
+    """Spam is not an appeal (AppealStatus.REJECTED), closed without a notice: a spammer is not
+    answered, and a real citizen's appeal marked by mistake is reopened with a status change."""
+    if appeal.status == AppealStatus.REJECTED:
+        raise StatusUnchanged(f"appeal {appeal.number} is already rejected")
+    now = utcnow()
+    detail: dict[str, object] = {"from": appeal.status, "to": AppealStatus.REJECTED.value, "spam": True}
+    event = AppealEvent(appeal_id=require_id(appeal), kind="spam", actor=actor, detail=detail, created_at=now)
+    s.add(event)
+    appeal.status = AppealStatus.REJECTED.value
+    appeal.updated_at = appeal.last_activity_at = now
+    s.add(appeal)
+    s.flush()
+    audit.record(s, actor=actor, action="appeal.spam", subject=appeal.number, detail=detail)
+    return event
+
+
+def retry_delivery(s: Session, appeal: Appeal, outbox_id: int, *, actor: str) -> OutboxItem:
+    """Send one failed or held message of this appeal again: the dispatcher's next round makes a new
+    attempt (the same path as `adaldyk outbox requeue`). A row of another appeal is not found."""
+    row = s.get(OutboxItem, outbox_id)
+    if row is None or row.appeal_id != appeal.id:
+        raise NotFound(f"appeal {appeal.number} has no delivery {outbox_id}")
+    if row.state not in RETRYABLE:
+        raise Conflict(f"delivery {outbox_id} is {row.state}: only failed or held messages are sent again")
+    done = requeue(s, now=utcnow(), outbox_id=outbox_id, actor=actor)
+    if not done:  # another moderator's retry (or the dispatcher) got there first
+        raise Conflict(f"delivery {outbox_id} is no longer failed or held")
+    appeal.updated_at = appeal.last_activity_at = utcnow()
+    s.add(appeal)
+    audit.record(
+        s,
+        actor=actor,
+        action="outbox.retry",
+        subject=appeal.number,
+        detail={"outbox": row.key, "outbox_id": outbox_id, "code": row.last_error_code},
+    )
+    return done[0]
+
+
+def record_view(s: Session, appeal: Appeal, *, viewer: Viewer, address: str | None) -> None:
+    """Every view of an appeal, by whom (issue 7: the audit log)."""
+    audit.record(s, actor=viewer.actor, action="appeal.view", subject=appeal.number, address=address)

@@ -1,0 +1,659 @@
+"""The appeal page, `/appeals/{number}`, and its actions (form POSTs under `/appeals/{number}/…`).
+
+The page shows the whole thread (every message of the appeal, from every conversation of the citizen,
+with each message's versions original first), the citizen card, the legal clock in working days, every
+outbound message with its delivery state, the history and internal notes. Every action is a form POST
+with the session's CSRF token (deps.PageWriter: auditors 403), opens the appeal with
+`access.visible_appeal` (out of scope: the same 404 as a missing number) and answers 303 back to the
+page with a message code (`?done=…` or `?error=…`, shown translated: never text from the request).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
+
+from adaldyk_bots import appeal_actions
+from adaldyk_bots.access import Viewer, appeal_scope, visible_appeal
+from adaldyk_bots.calendar import WorkingCalendar
+from adaldyk_bots.domain import AppealStatus, ReplyTarget
+from adaldyk_bots.errors import (
+    Conflict,
+    EmptyReply,
+    Forbidden,
+    Invalid,
+    NoFile,
+    NotFound,
+    StatusUnchanged,
+    UnknownUnit,
+    UpstreamFailed,
+)
+from adaldyk_bots.i18n import N_
+from adaldyk_bots.logs import describe, failure_kind, throttled
+from adaldyk_bots.reply_templates import ReplyTemplate, load_reply_templates
+from adaldyk_bots.storage.db import unit_of_work, utcnow
+from adaldyk_bots.storage.models import (
+    Appeal,
+    AppealEvent,
+    AppealNote,
+    ChannelIdentity,
+    Contact,
+    Conversation,
+    Message,
+    MessageVersion,
+    OutboxItem,
+    StaffUser,
+    Unit,
+)
+from adaldyk_bots.textsplit import split_text
+from adaldyk_bots.web.deps import Db, PageViewer, PageWriter, client_address
+from adaldyk_bots.web.parts import AppParts
+from adaldyk_bots.web.ui import render, request_language
+
+__all__ = ["DELIVERY_STATES", "build_appeal_router", "explain_code", "working_days_left"]
+
+log = logging.getLogger(__name__)
+
+MAX_ID = 2**31 - 1
+Number = Annotated[str, Path(max_length=32)]
+OutboxId = Annotated[int, Path(ge=1, le=MAX_ID)]
+TEXT_LIMIT = 20_000  # a reply longer than this is a document, not a message
+
+DELIVERY_STATES = ("pending", "sending", "retrying", "sent", "failed", "held", "waiting")
+STATE_NAMES = {
+    "pending": N_("waiting to be sent"),
+    "sending": N_("sending"),
+    "retrying": N_("will be tried again"),
+    "sent": N_("delivered"),
+    "failed": N_("not delivered"),
+    "held": N_("held: the channel refuses our token"),
+    "waiting": N_("waiting for the citizen's reply window"),
+}
+PURPOSE_NAMES = {
+    "ack": N_("acknowledgement"),
+    "status": N_("status notice"),
+    "reply": N_("reply"),
+    "status_query": N_("status answer"),
+    "info": N_("information"),
+    "invite": N_("invitation"),
+    "notice": N_("notice"),
+}
+STATUS_NAMES = {
+    "received": N_("received"),
+    "in_progress": N_("in progress"),
+    "forwarded": N_("forwarded"),
+    "extended": N_("extended"),
+    "answered": N_("answered"),
+    "closed": N_("closed"),
+    "rejected": N_("rejected"),
+}
+CATEGORY_NAMES = {
+    "complaint": N_("complaint"),
+    "proposal": N_("proposal"),
+    "request": N_("request"),
+    "application": N_("application"),
+    "corruption_report": N_("corruption report"),
+    "gratitude": N_("gratitude"),
+    "other": N_("other"),
+}
+# What a moderator should understand from a platform's error code: by its last part (the "family"),
+# the same for every channel; the exact code and the platform's own words are shown beside it.
+CODE_EXPLANATIONS = {
+    "blocked": N_("The citizen has blocked the bot: nothing can be sent until they unblock it."),
+    "forbidden": N_("The platform does not allow us to write to this citizen."),
+    "user_deactivated": N_("The citizen's account has been deleted or deactivated."),
+    "chat_not_found": N_("The chat no longer exists or the citizen never started it."),
+    "chat_migrated": N_("The group moved to a new chat id: the message must be sent there."),
+    "bad_request": N_("The platform refused the message as malformed."),
+    "bad_target": N_("The address of this conversation is not valid for the platform."),
+    "token_invalid": N_("The platform refuses our access token: an administrator must renew it."),
+    "rate_limited": N_("The platform asked us to slow down: it goes out by itself shortly."),
+    "timeout": N_("The platform did not answer in time: it will be tried again."),
+    "network": N_("The platform could not be reached: it will be tried again."),
+    "error": N_("The platform answered with an unexpected error."),
+    "window_closed": N_("The platform's reply window is closed: the citizen must write again first."),
+    "5": N_("The platform refuses our access token: an administrator must renew it."),
+    "14": N_("The platform asked for a captcha: the message was not sent."),
+    "29": N_("The platform's daily quota is used up: it goes out by itself later."),
+    "900": N_("The citizen has blocked messages from the community."),
+    "901": N_("The citizen has not allowed the community to write to them."),
+    "902": N_("The citizen's privacy settings do not allow messages from the community."),
+}
+UNKNOWN_CODE = N_("The platform refused the message; its own words are below.")
+DONE_MESSAGES = {
+    "reply": N_("The reply is in the outbox; its delivery state is shown below."),
+    "status": N_("The status was changed; the citizen is told in their channel."),
+    "unit": N_("The appeal was assigned to the unit."),
+    "assignee": N_("The person responsible was changed."),
+    "note": N_("The internal note was saved. The citizen does not see it."),
+    "spam": N_("The appeal was marked as spam and closed without a notice."),
+    "retry": N_("The message will be sent again: a new attempt is on its way."),
+}
+ERROR_MESSAGES = {
+    "empty": N_("The text is empty."),
+    "too_long": N_("The text is too long."),
+    "reason": N_("This status needs a reason: the citizen is told why."),
+    "unchanged": N_("Nothing changed: the appeal already has that value."),
+    "unit": N_("That unit is unknown or outside your unit."),
+    "person": N_("That person is not an active staff member of the appeal's unit."),
+    "status": N_("Unknown status."),
+    "retry": N_("This message is no longer failed or held: nothing to send again."),
+    "invalid": N_("The form was not filled in correctly."),
+}
+
+
+def working_days_left(calendar: WorkingCalendar, now: datetime, due_at: datetime) -> int:
+    """Working days from today up to the due day, both counted while the due moment is ahead (so the
+    due day itself is "1 day left"); after it, minus the working days since (overdue)."""
+    today = now.astimezone(calendar.tz).date()
+    due_day = due_at.astimezone(calendar.tz).date()
+    if now <= due_at:
+        return _working_days(calendar, today, due_day)
+    return -_working_days(calendar, due_day + timedelta(days=1), today)
+
+
+def _working_days(calendar: WorkingCalendar, first: date, last: date) -> int:
+    count, day = 0, first
+    while day <= last:
+        count += calendar.is_working_day(day)
+        day += timedelta(days=1)
+    return count
+
+
+def explain_code(code: str | None) -> str | None:
+    """The msgid explaining an error code to a moderator (translated where shown), None without code."""
+    if not code:
+        return None
+    return CODE_EXPLANATIONS.get(code.rsplit(".", 1)[-1], UNKNOWN_CODE)
+
+
+@dataclass
+class Delivery:
+    row: OutboxItem
+    retries: list[AppealEvent] = field(default_factory=list)
+
+    @property
+    def attempts_in_all(self) -> int:
+        return self.row.attempts + sum(int(e.detail.get("attempts_before") or 0) for e in self.retries)
+
+
+@dataclass
+class Entry:
+    """One line of the thread: a citizen's message (with versions) or one of ours (with its delivery)."""
+
+    at: datetime
+    direction: str
+    channel: str
+    message: Message | None = None
+    versions: list[MessageVersion] = field(default_factory=list)
+    delivery: Delivery | None = None
+
+    @property
+    def text(self) -> str:
+        if self.delivery is not None:
+            return self.delivery.row.text
+        return self.message.text if self.message else ""
+
+
+def _thread(s: Session, appeal: Appeal) -> tuple[list[Entry], dict[int, Delivery], dict[int, Conversation]]:
+    messages = list(
+        s.exec(
+            select(Message)
+            .where(Message.appeal_id == appeal.id)
+            .order_by(col(Message.sent_at), col(Message.id))
+        )
+    )
+    conversation_ids = {m.conversation_id for m in messages} | {appeal.conversation_id}
+    conversations = {
+        c.id: c
+        for c in s.exec(select(Conversation).where(col(Conversation.id).in_(conversation_ids)))
+        if c.id
+    }
+    versions: dict[int, list[MessageVersion]] = {}
+    if messages:
+        for v in s.exec(
+            select(MessageVersion)
+            .where(col(MessageVersion.message_id).in_([m.id for m in messages]))
+            .order_by(col(MessageVersion.edited_at), col(MessageVersion.id))
+        ):
+            versions.setdefault(v.message_id, []).append(v)
+    rows = list(
+        s.exec(select(OutboxItem).where(OutboxItem.appeal_id == appeal.id).order_by(col(OutboxItem.id)))
+    )
+    retries: dict[int, list[AppealEvent]] = {}
+    for event in s.exec(
+        select(AppealEvent)
+        .where(AppealEvent.appeal_id == appeal.id, AppealEvent.kind == "requeued")
+        .order_by(col(AppealEvent.id))
+    ):
+        outbox_id = event.detail.get("outbox_id")
+        if isinstance(outbox_id, int):
+            retries.setdefault(outbox_id, []).append(event)
+    deliveries = {r.id: Delivery(r, retries.get(r.id, [])) for r in rows if r.id is not None}
+    by_key = {d.row.key: d for d in deliveries.values()}
+    entries: list[Entry] = []
+    shown: set[int] = set()
+    for m in messages:
+        channel = (
+            conversations[m.conversation_id].channel if m.conversation_id in conversations else appeal.channel
+        )
+        delivery = by_key.get(m.external_key) if m.direction == "out" else None
+        if delivery is not None and delivery.row.id is not None:
+            shown.add(delivery.row.id)
+        entries.append(Entry(m.sent_at, m.direction, channel, m, versions.get(m.id or 0, []), delivery))
+    for row_id, delivery in deliveries.items():
+        if row_id not in shown:  # notices without a message row: acknowledgements, status notices
+            entries.append(Entry(delivery.row.created_at, "out", delivery.row.channel, None, [], delivery))
+    entries.sort(key=lambda e: (e.at, 0 if e.direction == "in" else 1))
+    return entries, deliveries, conversations
+
+
+def _unit_choices(s: Session, viewer: Viewer) -> list[Unit]:
+    query = select(Unit).order_by(col(Unit.code))
+    if viewer.unit_ids is not None:  # an officer assigns only within their own sub-tree
+        query = query.where(col(Unit.id).in_(sorted(viewer.unit_ids) or [-1]))
+    return list(s.exec(query))
+
+
+def _unit_name(unit: Unit | None, lang: str) -> str:
+    if unit is None:
+        return ""
+    return unit.name_kk if lang == "kk" else unit.name_ru
+
+
+@dataclass(frozen=True)
+class Window:
+    """What the reply form says about the channel's reply window."""
+
+    known: bool
+    open: bool
+    code: str = ""
+    detail: str = ""
+    last_inbound_at: datetime | None = None
+
+
+def _reply_window(connector: object | None, conversation: Conversation, appeal: Appeal) -> Window:
+    """The connector's own answer when it has reply windows (ports.reply_window, h-meta-out); else the
+    last inbound time and "unknown". Looked up by name so this page works before and after that part."""
+    from adaldyk_bots import domain, ports
+
+    decide: Callable[..., Any] | None = getattr(ports, "reply_window", None)
+    context_type: Any = getattr(domain, "SendContext", None)
+    last = conversation.last_inbound_at
+    if connector is None or decide is None or context_type is None:
+        return Window(known=False, open=True, last_inbound_at=last)
+    if not hasattr(connector, "reply_window"):
+        return Window(known=True, open=True, last_inbound_at=last)  # no windows on this platform
+    target = ReplyTarget(
+        channel=conversation.channel,
+        account=conversation.account,
+        chat_id=conversation.chat_id,
+        kind=conversation.kind,
+    )
+    try:
+        decision = decide(
+            connector,
+            target,
+            context_type(
+                purpose="reply",
+                written_by_person=True,
+                last_inbound_at=last,
+                now=utcnow(),
+                language=appeal.language,
+            ),
+        )
+    except Exception as exc:  # noqa: BLE001 - the page must show, whatever the connector thinks
+        log.warning("reply window of %s could not be decided: %s", conversation.channel, describe(exc))
+        return Window(known=False, open=True, last_inbound_at=last)
+    kind = getattr(decision, "kind", "open")
+    return Window(
+        known=True,
+        open=kind in ("open", "template"),
+        code=str(getattr(decision, "code", "") or ""),
+        detail=str(getattr(decision, "detail", "") or ""),
+        last_inbound_at=last,
+    )
+
+
+@dataclass(frozen=True)
+class Preview:
+    parts: list[str]
+    limit: int | None
+
+
+def _preview(runtime: AppParts, appeal: Appeal, channel: str, text: str) -> Preview:
+    """How the channel will split the reply as the citizen will get it (the workflow's reply wrapper)."""
+    body = (
+        runtime.workflow.texts.render(appeal.language, "reply", number=appeal.number, text=text)
+        if text
+        else ""
+    )
+    connector = runtime.connectors.get(channel)
+    if connector is None or not body:
+        return Preview([body] if body else [], None)
+    parts = split_text(body, connector.text_limit, connector.measure_text)
+    return Preview(parts, connector.text_limit)
+
+
+def _back(
+    number: str, *, done: str | None = None, error: str | None = None, anchor: str = ""
+) -> RedirectResponse:
+    query = f"?done={done}" if done else f"?error={error}" if error else ""
+    return RedirectResponse(f"/appeals/{number}{query}{anchor}", status_code=303)
+
+
+def build_appeal_router(runtime: AppParts) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    engine = runtime.engine
+    workflow = runtime.workflow
+    calendar = workflow.calendar
+    templates: list[ReplyTemplate] = load_reply_templates(runtime.settings.config_dir)
+
+    def record_view(request: Request, viewer: Viewer, appeal: Appeal) -> None:
+        try:
+            with unit_of_work(engine) as s:
+                appeal_actions.record_view(
+                    s, appeal, viewer=viewer, address=client_address(request, runtime.settings)
+                )
+        except SQLAlchemyError as exc:
+            # No page without its record: a view missing from the audit log is a gap nobody could see.
+            throttled(
+                log, failure_kind("audit.view", exc), "could not record an appeal view: %s", describe(exc)
+            )
+            raise
+
+    @router.get("/appeals/{number}", response_class=HTMLResponse)
+    def appeal_page(
+        request: Request,
+        number: Number,
+        viewer: PageViewer,
+        s: Db,
+        template: Annotated[str | None, Query(max_length=64)] = None,
+        done: Annotated[str | None, Query(max_length=32)] = None,
+        error: Annotated[str | None, Query(max_length=32)] = None,
+    ) -> HTMLResponse:
+        appeal = visible_appeal(s, viewer, number)
+        lang = request_language(request)
+        entries, deliveries, conversations = _thread(s, appeal)
+        conversation = conversations.get(appeal.conversation_id)
+        contact = s.get(Contact, appeal.contact_id)
+        identities = list(
+            s.exec(
+                select(ChannelIdentity)
+                .where(ChannelIdentity.contact_id == appeal.contact_id)
+                .order_by(col(ChannelIdentity.id))
+            )
+        )
+        others = list(
+            s.exec(
+                select(Appeal)
+                .where(Appeal.contact_id == appeal.contact_id, Appeal.id != appeal.id, appeal_scope(viewer))
+                .order_by(col(Appeal.id).desc())
+                .limit(50)
+            )
+        )
+        events = list(
+            s.exec(
+                select(AppealEvent).where(AppealEvent.appeal_id == appeal.id).order_by(col(AppealEvent.id))
+            )
+        )
+        notes = list(
+            s.exec(select(AppealNote).where(AppealNote.appeal_id == appeal.id).order_by(col(AppealNote.id)))
+        )
+        unit = s.get(Unit, appeal.unit_id) if appeal.unit_id else None
+        assignee = s.get(StaffUser, appeal.assignee_id) if appeal.assignee_id else None
+        chosen = next((t for t in templates if t.id == template), None)
+        draft = chosen.text(appeal.language) if chosen else ""
+        channel = conversation.channel if conversation else appeal.channel
+        now = utcnow()
+        record_view(request, viewer, appeal)
+        context = {
+            "appeal": appeal,
+            "entries": entries,
+            "deliveries": deliveries,
+            "contact": contact,
+            "identities": identities,
+            "others": others,
+            "events": events,
+            "notes": notes,
+            "unit": unit,
+            "unit_name": _unit_name(unit, lang),
+            "assignee": assignee,
+            "units": [(u, _unit_name(u, lang)) for u in _unit_choices(s, viewer)],
+            "staff": appeal_actions.assignable_staff(s, appeal),
+            "statuses": [st.value for st in AppealStatus],
+            "reason_required": sorted(st.value for st in appeal_actions.REASON_REQUIRED),
+            "days_left": working_days_left(calendar, now, appeal.due_at),
+            "is_overdue": appeal.overdue or (AppealStatus(appeal.status).is_open and now > appeal.due_at),
+            "templates": templates,
+            "chosen": chosen,
+            "draft": draft,
+            "preview": _preview(runtime, appeal, channel, draft),
+            "window": _reply_window(runtime.connectors.get(channel), conversation, appeal)
+            if conversation
+            else None,
+            "channel": channel,
+            "done": DONE_MESSAGES.get(done or ""),
+            "error": ERROR_MESSAGES.get(error or ""),
+            "state_names": STATE_NAMES,
+            "purpose_names": PURPOSE_NAMES,
+            "status_names": STATUS_NAMES,
+            "category_names": CATEGORY_NAMES,
+            "explain_code": explain_code,
+            "retryable": appeal_actions.RETRYABLE,
+            "local": lambda moment: _local(calendar, moment),
+            "staff_names": _staff_names(s, events, notes),
+        }
+        return render(request, "appeal.html", context, headers={"Cache-Control": "no-store"})
+
+    @router.get("/appeals/{number}/reply-preview", response_class=HTMLResponse)
+    def reply_preview(
+        request: Request,
+        number: Number,
+        viewer: PageViewer,
+        s: Db,
+        text: Annotated[str, Query(max_length=TEXT_LIMIT)] = "",
+    ) -> HTMLResponse:
+        """The split preview for the text being typed (htmx, as the moderator types)."""
+        appeal = visible_appeal(s, viewer, number)
+        conversation = s.get(Conversation, appeal.conversation_id)
+        channel = conversation.channel if conversation else appeal.channel
+        return render(
+            request,
+            "appeal_preview.html",
+            {"preview": _preview(runtime, appeal, channel, text), "channel": channel},
+        )
+
+    @router.get("/appeals/{number}/messages/{message_id}/attachments/{index}")
+    async def attachment(
+        request: Request,
+        number: Number,
+        message_id: OutboxId,
+        index: Annotated[int, Path(ge=0, le=1000)],
+        viewer: PageViewer,
+    ) -> FileResponse:
+        """A citizen's file for the page (session auth): images are shown inline, files downloaded."""
+        appeal, item = await run_in_threadpool(_attachment_of, engine, viewer, number, message_id, index)
+        connector = runtime.connectors.get(appeal.channel)
+        download = getattr(connector, "download_file", None)
+        if download is None or not item.get("file_id"):
+            raise NoFile(f"{item.get('kind')} attachments of {appeal.channel} hold no file")
+        try:
+            path = await download(item["file_id"])
+        except Exception as exc:  # noqa: BLE001 - the platform refused or is unreachable: say so
+            raise UpstreamFailed(f"could not fetch the file from {appeal.channel}: {describe(exc)}") from None
+        mime = str(
+            item.get("mime_type")
+            or ("image/jpeg" if item.get("kind") == "photo" else "application/octet-stream")
+        )
+        inline = mime.startswith("image/") and request.query_params.get("download") is None
+        return FileResponse(
+            path,
+            media_type=mime,
+            filename=str(item.get("name") or path.name),
+            content_disposition_type="inline" if inline else "attachment",
+            # A citizen's file is never run as a page of ours: no sniffing, no scripts, even if opened.
+            headers={
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "sandbox",
+                "Cache-Control": "private",
+            },
+        )
+
+    # --- actions -----------------------------------------------------------------------------------
+
+    def act(number: str, viewer: Viewer, work: Callable[[Session, Appeal], object]) -> None:
+        with unit_of_work(engine) as s:
+            appeal = visible_appeal(s, viewer, number)
+            work(s, appeal)
+
+    @router.post("/appeals/{number}/reply")
+    def reply(
+        number: Number, viewer: PageWriter, text: Annotated[str, Form(max_length=TEXT_LIMIT)] = ""
+    ) -> RedirectResponse:
+        if not text.strip():
+            return _back(number, error="empty", anchor="#reply")
+        try:
+            act(number, viewer, lambda s, a: workflow.reply(s, a, text, actor=viewer.actor))
+        except EmptyReply:
+            return _back(number, error="empty", anchor="#reply")
+        return _back(number, done="reply")
+
+    @router.post("/appeals/{number}/status")
+    def status(
+        number: Number,
+        viewer: PageWriter,
+        status: Annotated[str, Form(max_length=32)] = "",
+        reason: Annotated[str, Form(max_length=TEXT_LIMIT)] = "",
+    ) -> RedirectResponse:
+        try:
+            act(
+                number,
+                viewer,
+                lambda s, a: appeal_actions.change_status(
+                    workflow, s, a, status, reason=reason, actor=viewer.actor
+                ),
+            )
+        except appeal_actions.ReasonRequired:
+            return _back(number, error="reason", anchor="#status")
+        except StatusUnchanged:
+            return _back(number, error="unchanged", anchor="#status")
+        except Invalid:
+            return _back(number, error="status", anchor="#status")
+        return _back(number, done="status")
+
+    @router.post("/appeals/{number}/unit")
+    def unit(
+        number: Number, viewer: PageWriter, unit: Annotated[str, Form(max_length=64)] = ""
+    ) -> RedirectResponse:
+        def work(s: Session, appeal: Appeal) -> object:
+            if viewer.unit_ids is not None:
+                target = s.exec(select(Unit.id).where(Unit.code == unit)).first()
+                if target is None or target not in viewer.unit_ids:
+                    raise Forbidden("that unit is outside your unit: ask the project office to forward")
+            if (s.get(Unit, appeal.unit_id).code if appeal.unit_id else None) == unit:  # type: ignore[union-attr]
+                raise StatusUnchanged("already in that unit")
+            return workflow.assign_unit(s, appeal, unit, actor=viewer.actor)
+
+        try:
+            act(number, viewer, work)
+        except (UnknownUnit, Forbidden):
+            return _back(number, error="unit", anchor="#unit")
+        except StatusUnchanged:
+            return _back(number, error="unchanged", anchor="#unit")
+        return _back(number, done="unit")
+
+    @router.post("/appeals/{number}/assignee")
+    def assignee(
+        number: Number, viewer: PageWriter, assignee: Annotated[str, Form(max_length=12)] = ""
+    ) -> RedirectResponse:
+        person = int(assignee) if assignee.isdigit() else None
+        if assignee and person is None:
+            return _back(number, error="person", anchor="#assignee")
+        try:
+            act(number, viewer, lambda s, a: appeal_actions.assign_person(s, a, person, actor=viewer.actor))
+        except StatusUnchanged:
+            return _back(number, error="unchanged", anchor="#assignee")
+        except Invalid:
+            return _back(number, error="person", anchor="#assignee")
+        return _back(number, done="assignee")
+
+    @router.post("/appeals/{number}/note")
+    def note(
+        number: Number, viewer: PageWriter, text: Annotated[str, Form(max_length=TEXT_LIMIT)] = ""
+    ) -> RedirectResponse:
+        if not text.strip():
+            return _back(number, error="empty", anchor="#notes")
+        act(number, viewer, lambda s, a: appeal_actions.add_note(s, a, text, viewer=viewer))
+        return _back(number, done="note", anchor="#notes")
+
+    @router.post("/appeals/{number}/spam")
+    def spam(number: Number, viewer: PageWriter) -> RedirectResponse:
+        try:
+            act(number, viewer, lambda s, a: appeal_actions.mark_spam(s, a, actor=viewer.actor))
+        except StatusUnchanged:
+            return _back(number, error="unchanged")
+        return _back(number, done="spam")
+
+    @router.post("/appeals/{number}/deliveries/{outbox_id}/retry")
+    def retry(number: Number, outbox_id: OutboxId, viewer: PageWriter) -> RedirectResponse:
+        try:
+            act(
+                number,
+                viewer,
+                lambda s, a: appeal_actions.retry_delivery(s, a, outbox_id, actor=viewer.actor),
+            )
+        except NotFound:
+            raise
+        except Conflict:
+            return _back(number, error="retry", anchor=f"#delivery-{outbox_id}")
+        return _back(number, done="retry", anchor=f"#delivery-{outbox_id}")
+
+    return router
+
+
+def _attachment_of(
+    engine: Any, viewer: Viewer, number: str, message_id: int, index: int
+) -> tuple[Appeal, dict[str, Any]]:
+    from adaldyk_bots.storage.db import read_session
+
+    with read_session(engine) as s:
+        appeal = visible_appeal(s, viewer, number)
+        message = s.get(Message, message_id)
+        if message is None or message.appeal_id != appeal.id or not 0 <= index < len(message.attachments):
+            # The same words as a missing appeal: a hidden appeal's messages give nothing away either.
+            from adaldyk_bots.access import not_found
+
+            raise not_found(number)
+        s.expunge(appeal)
+        return appeal, dict(message.attachments[index])
+
+
+def _local(calendar: WorkingCalendar, moment: datetime | None) -> str:
+    if moment is None:
+        return ""
+    return moment.astimezone(calendar.tz).strftime("%d.%m.%Y %H:%M")
+
+
+def _staff_names(s: Session, events: Iterable[AppealEvent], notes: Iterable[AppealNote]) -> dict[str, str]:
+    """actor -> the person's full name, for the history ("user:olga" -> "Olga Petrova")."""
+    usernames = {
+        a.removeprefix("user:")
+        for a in [e.actor for e in events] + [n.author for n in notes]
+        if a.startswith("user:")
+    }
+    if not usernames:
+        return {}
+    rows = s.exec(
+        select(StaffUser.username, StaffUser.full_name).where(col(StaffUser.username).in_(sorted(usernames)))
+    )
+    return {f"user:{u}": (f or u) for u, f in rows}
