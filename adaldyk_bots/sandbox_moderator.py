@@ -141,6 +141,10 @@ class WorkspaceModerator:
             if self._uses_pages(action, answer):
                 if answer.status_code >= 400:
                     raise _Refused(f"{action}: the workspace answered {answer.status_code}")
+                # A refused form goes back to the appeal page with the reason in the query (?error=…).
+                back = httpx.URL(answer.headers.get("location", ""))
+                if "error" in back.params:
+                    raise _Refused(f"{action}: the workspace refused it ({back.params['error']})")
                 return
         answer = self.api.post(f"/api/v1/appeals/{number}/{action}", json=fields)
         if answer.status_code >= 400:
