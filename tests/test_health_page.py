@@ -20,7 +20,7 @@ from tests.conftest import TOKEN
 from tests.connectors.vk import GROUP_ID
 from tests.connectors.vk import TOKEN as VK_TOKEN
 from tests.support import ServiceThread, free_port, wait_until
-from tests.web_support import create_user, login
+from tests.web_support import PASSWORD, create_user, login
 
 
 @pytest.fixture
@@ -160,3 +160,33 @@ def test_broken_and_off_channels_held_sends_and_admins_only(
     assert 'data-token="refused"' in telegram and "telegram.token_invalid" in telegram
     vk = _section(kk.text, "vk")
     assert 'data-state="off"' in vk and "Өшірулі" in vk and 'data-token="missing"' in vk
+
+
+def test_the_page_refreshes_itself_in_a_browser(make_settings: Any, page: Any) -> None:
+    """A gap recorded while an admin looks at the page shows up without a reload (htmx every 10 s)."""
+    with ServiceThread(make_settings(port=free_port()), worker=False) as svc:
+        create_user(svc.runtime.engine, "root", "admin")
+        page.goto(f"{svc.url}/login?lang=en")
+        page.fill("#username", "root")
+        page.fill("#password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{svc.url}/")
+        page.goto(f"{svc.url}/admin/health")
+        assert page.locator("#channel-vk .gap").count() == 0
+        page.evaluate("window.adaldykLoaded = true")  # gone if the page were loaded again
+        with unit_of_work(svc.runtime.engine) as s:
+            s.add(
+                IntakeGap(
+                    channel="vk",
+                    account="1",
+                    detected_at=utcnow(),
+                    reason="vk.longpoll_failed_3",
+                    cursor_before="7",
+                    cursor_after="9",
+                )
+            )
+        page.locator("#channel-vk .gap").wait_for(timeout=25_000)
+        assert page.evaluate("window.adaldykLoaded") is True
+        assert "vk.longpoll_failed_3" in page.locator("#channel-vk").inner_text()
+        # Still refreshing after the first swap: the swapped-in body carries its own trigger.
+        assert page.locator("#health[hx-trigger]").count() == 1
