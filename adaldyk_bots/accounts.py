@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,10 +20,9 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from adaldyk_bots.access import ROLES, Role
+from adaldyk_bots.audit import record
 from adaldyk_bots.errors import Conflict, Invalid, NotFound, UnknownUnit
 from adaldyk_bots.storage.models import LoginAttempt, StaffUser, Unit, WebSession
-
-log = logging.getLogger(__name__)
 
 __all__ = [
     "FAILURE_LIMIT",
@@ -112,12 +110,12 @@ def check_new_password(password: str, *, username: str) -> None:
         raise PasswordRejected("same_as_username", "the password must not be the user name")
 
 
-def audit(s: Session, *, actor: str, action: str, subject: str, detail: dict[str, Any]) -> None:
-    """THE one call site for the audit log of accounts (logins, logouts, failed logins, user changes).
-
-    AUDIT: replace the body with `adaldyk_bots.audit.record(s, actor=..., action=..., subject=...,
-    detail=...)` once h-audit is merged; until then the events go to the log only."""
-    log.info("audit %s %s %s %s", actor, action, subject, detail)
+def audit(
+    s: Session, *, actor: str, action: str, subject: str, detail: dict[str, Any], address: str | None = None
+) -> None:
+    """The one call site of accounts for the audit log (logins, logouts, failed logins, user changes):
+    written by audit.record in the caller's transaction, so it is there exactly when the change is."""
+    record(s, actor=actor, action=action, subject=subject, detail=detail, address=address)
 
 
 # --- throttling ------------------------------------------------------------------------------------

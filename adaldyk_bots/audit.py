@@ -23,7 +23,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import event, text
@@ -37,11 +37,14 @@ from adaldyk_bots.storage.types import dumps_storable, storable
 __all__ = [
     "GENESIS",
     "Break",
+    "Filters",
     "Verification",
     "actor_for_token",
     "actor_for_user",
     "event_hash",
+    "known_actions",
     "record",
+    "search",
     "verify",
 ]
 
@@ -234,3 +237,50 @@ def verify(s: Session, *, batch: int = 2000) -> Verification:
     if head is not None and head.last_hash != prev_hash:
         return Verification(count, prev_hash, Break(last_id, "the head's hash does not match the last row"))
     return Verification(count, prev_hash, None)
+
+
+# --- reading (the auditor's page) --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the auditor's page filters by; empty fields do not filter. Dates are local calendar days
+    (the service's time zone), both ends included."""
+
+    actor: str = ""
+    action: str = ""
+    subject: str = ""
+    date_from: date | None = None
+    date_to: date | None = None
+
+
+def search(
+    s: Session, filters: Filters, *, tz: tzinfo, before: int | None = None, limit: int = 50
+) -> tuple[list[AuditEvent], int | None]:
+    """Newest first, `limit` at a time; keyset paging by id (`before`) so that a deep page of a large log
+    costs the same as the first. Returns the rows and the `before` of the next (older) page, if any."""
+    query = select(AuditEvent)
+    if filters.actor:
+        query = query.where(AuditEvent.actor == filters.actor)
+    if filters.action:
+        query = query.where(AuditEvent.action == filters.action)
+    if filters.subject:
+        # Appeal numbers are upper case; a typed "adl-2026-000001" means the same appeal.
+        query = query.where(col(AuditEvent.subject).in_({filters.subject, filters.subject.upper()}))
+    if filters.date_from is not None:
+        start = datetime.combine(filters.date_from, time.min, tzinfo=tz)
+        query = query.where(col(AuditEvent.at) >= start.astimezone(UTC))
+    if filters.date_to is not None:
+        end = datetime.combine(filters.date_to + timedelta(days=1), time.min, tzinfo=tz)
+        query = query.where(col(AuditEvent.at) < end.astimezone(UTC))
+    if before is not None:
+        query = query.where(col(AuditEvent.id) < before)
+    rows = list(s.exec(query.order_by(col(AuditEvent.id).desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (int(rows[-1].id) if more and rows else None)
+
+
+def known_actions(s: Session) -> list[str]:
+    """The actions present in the log, for the page's filter list."""
+    return sorted(str(a) for a in s.exec(select(AuditEvent.action).distinct()))

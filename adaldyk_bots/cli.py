@@ -244,7 +244,7 @@ def _user_create(settings: Settings, args: argparse.Namespace) -> int:
                 s,
                 actor="cli",
                 action="user.create",
-                subject=f"user:{user.username}",
+                subject=user.username,
                 detail={"role": user.role, "unit": args.unit},
             )
     except AdaldykError as exc:
@@ -276,7 +276,7 @@ def _token_create(settings: Settings, args: argparse.Namespace) -> int:
             s,
             actor="cli",
             action="token.create",
-            subject=f"user:{user.username}",
+            subject=user.username,
             detail={"token": args.name},
         )
     print(token)

@@ -136,7 +136,7 @@ def test_an_officer_acts_within_their_unit_and_is_named_in_the_history(world: Wo
     with world.api("olga") as api:
         done = api.post(f"/api/v1/appeals/{world.astana}/status", json={"status": "in_progress"})
         assert done.status_code == 200, done.text
-        assert done.json()["event"]["actor"] == "user:olga (token:olga)"
+        assert done.json()["event"]["actor"] == "user:olga"
         away = api.post(f"/api/v1/appeals/{world.astana}/unit", json={"unit": "cerc_almaty_city"})
         assert away.status_code == 403 and "project office" in away.json()["detail"]
         assert api.post(f"/api/v1/appeals/{world.astana}/unit", json={"unit": "nowhere"}).status_code == 404
@@ -260,4 +260,22 @@ def test_cli_users_and_tokens_carry_the_users_rights(world: World) -> None:
         assert _numbers(api.get("/api/v1/appeals")) == {world.almaty}
         assert api.get(f"/api/v1/appeals/{world.astana}").status_code == 404
         reply = api.post(f"/api/v1/appeals/{world.almaty}/reply", json={"text": "Проверка назначена."})
-        assert reply.status_code == 200 and reply.json()["event"]["actor"] == "user:dana (token:crm)"
+        assert reply.status_code == 200 and reply.json()["event"]["actor"] == "user:dana"
+
+
+def test_api_views_are_in_the_audit_log_with_the_token(world: World) -> None:
+    from adaldyk_bots.storage.models import AuditEvent
+    from tests.support import wait_until
+
+    with world.api("olga") as api:
+        assert api.get(f"/api/v1/appeals/{world.astana}").status_code == 200
+        assert api.get(f"/api/v1/appeals/{world.almaty}").status_code == 404  # not a view
+
+    def views() -> list[AuditEvent]:
+        with Session(world.web.runtime.engine) as s:
+            return list(s.exec(select(AuditEvent).where(AuditEvent.action == "appeal.view")).all())
+
+    found = wait_until(views, what="the view to be recorded")
+    assert [(v.actor, v.subject, v.detail) for v in found] == [
+        ("user:olga", world.astana, {"via": "api", "token": "olga"})
+    ]

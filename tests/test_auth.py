@@ -436,3 +436,20 @@ def test_the_language_chosen_is_remembered_for_the_user(web: WebApp) -> None:
     with web.new_client() as other:  # another browser, no language cookie: the preference applies
         login(other, "maria")
         assert '<html lang="ru">' in other.get("/account/password").text
+
+
+def test_logins_logouts_and_failures_are_in_the_audit_log(make_settings: Any) -> None:
+    from adaldyk_bots.storage.models import AuditEvent
+
+    with WebApp(make_settings(trusted_proxies="127.0.0.1")) as web:
+        create_user(web.runtime.engine, "maria", "moderator")
+        with web.new_client(headers={"X-Forwarded-For": "198.51.100.20"}) as client:
+            _post_login(client, "maria", "guess-guess-guess")
+            csrf = login(client, "maria")
+            client.post("/logout", data={"csrf_token": csrf})
+        with Session(web.runtime.engine) as s:
+            rows = s.exec(select(AuditEvent).order_by(AuditEvent.id)).all()  # type: ignore[arg-type]
+        seen = [(r.actor, r.action, r.subject, r.address) for r in rows]
+        assert ("anonymous", "login_failed", "maria", "198.51.100.20") in seen
+        assert ("user:maria", "login", "maria", "198.51.100.20") in seen
+        assert ("user:maria", "logout", "maria", "198.51.100.20") in seen

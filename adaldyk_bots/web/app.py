@@ -11,6 +11,7 @@ from adaldyk_bots.health import health_report
 from adaldyk_bots.supervisor import Supervisor
 from adaldyk_bots.web.api import build_api_router
 from adaldyk_bots.web.appeal_pages import build_appeal_router
+from adaldyk_bots.web.audit_pages import build_audit_router
 from adaldyk_bots.web.auth_pages import build_auth_router
 from adaldyk_bots.web.deps import install_auth_handlers
 from adaldyk_bots.web.errors import install_error_handlers
@@ -49,5 +50,6 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
     app.include_router(build_auth_router())
     app.include_router(build_health_router(runtime, supervisor=supervisor))
     app.include_router(inbox_router())
+    app.include_router(build_audit_router(runtime))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

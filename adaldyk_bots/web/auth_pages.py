@@ -174,24 +174,27 @@ def build_auth_router() -> APIRouter:
                         s,
                         actor=f"user:{user.username}",
                         action="login",
-                        subject=f"user:{user.username}",
-                        detail={"address": address},
+                        subject=user.username,
+                        detail={},
+                        address=address,
                     )
                 else:
                     accounts.audit(
                         s,
                         actor="anonymous",
-                        action="login.failed",
-                        subject=f"user:{username.strip()[:100]}",
-                        detail={"address": address},
+                        action="login_failed",
+                        subject=username.strip()[:100],
+                        detail={},
+                        address=address,
                     )
             else:
                 accounts.audit(
                     s,
                     actor="anonymous",
-                    action="login.throttled",
-                    subject=f"user:{username.strip()[:100]}",
-                    detail={"address": address},
+                    action="login_throttled",
+                    subject=username.strip()[:100],
+                    detail={},
+                    address=address,
                 )
         if until is not None:
             wait = max(1, int((until - at).total_seconds()))
@@ -216,7 +219,14 @@ def build_auth_router() -> APIRouter:
         with unit_of_work(_engine(request)) as s:
             accounts.end_session(s, login.session_id, reason="logout", now=at)
             name = login.user.username
-            accounts.audit(s, actor=f"user:{name}", action="logout", subject=f"user:{name}", detail={})
+            accounts.audit(
+                s,
+                actor=f"user:{name}",
+                action="logout",
+                subject=name,
+                detail={},
+                address=client_address(request, _settings(request)),
+            )
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
@@ -249,7 +259,12 @@ def build_auth_router() -> APIRouter:
                     keep_session=login.session_id,
                 )
                 accounts.audit(
-                    s, actor=viewer.actor, action="password.change", subject=viewer.actor, detail={}
+                    s,
+                    actor=viewer.actor,
+                    action="password.change",
+                    subject=viewer.username,
+                    detail={},
+                    address=client_address(request, _settings(request)),
                 )
         except accounts.PasswordRejected as exc:
             context = {"error": _MESSAGES[exc.reason], "notice": None}
@@ -330,7 +345,8 @@ def build_auth_router() -> APIRouter:
                 s,
                 actor=admin.actor,
                 action="user.create",
-                subject=f"user:{user.username}",
+                subject=user.username,
+                address=client_address(request, _settings(request)),
                 detail={"role": role, "unit": unit or None},
             )
             return "user_created"
@@ -364,7 +380,8 @@ def build_auth_router() -> APIRouter:
                     s,
                     actor=admin.actor,
                     action="user.update",
-                    subject=f"user:{user.username}",
+                    subject=user.username,
+                    address=client_address(request, _settings(request)),
                     detail=changes,
                 )
             return "user_updated"
@@ -384,7 +401,12 @@ def build_auth_router() -> APIRouter:
             user = accounts.user_by_id(s, user_id)
             accounts.set_password(s, user, password, now=at)
             accounts.audit(
-                s, actor=admin.actor, action="user.password_reset", subject=f"user:{user.username}", detail={}
+                s,
+                actor=admin.actor,
+                action="user.password_reset",
+                subject=user.username,
+                detail={},
+                address=client_address(request, _settings(request)),
             )
             return "password_reset"
 

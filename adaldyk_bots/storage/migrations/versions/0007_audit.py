@@ -1,7 +1,7 @@
 """audit log: audit_event (append-only, hash-chained) and its one-row head
 
 Revision ID: 0007_audit
-Revises: 0005_outbox_owner
+Revises: 0006_staff
 Create Date: 2026-12-01 12:20:00
 """
 
@@ -12,6 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0007_audit"
+# Given as 0005_outbox_owner; chained after 0006_staff once h-auth was merged into this branch.
 down_revision = "0006_staff"
 branch_labels = None
 depends_on = None
@@ -53,8 +54,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("audit_event", schema=None) as batch_op:
         batch_op.create_index("ix_audit_event_at", ["at"], unique=False)
-        batch_op.create_index("ix_audit_event_actor", ["actor"], unique=False)
-        batch_op.create_index("ix_audit_event_subject", ["subject"], unique=False)
+        batch_op.create_index("ix_audit_event_actor", ["actor", "id"], unique=False)
+        batch_op.create_index("ix_audit_event_action", ["action", "id"], unique=False)
+        batch_op.create_index("ix_audit_event_subject", ["subject", "id"], unique=False)
     op.create_table(
         "audit_head",
         sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),

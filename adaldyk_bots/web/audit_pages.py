@@ -1,0 +1,123 @@
+"""The auditor's page, /audit: the audit log with filters, newest first, for auditors and admins only."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse
+
+from adaldyk_bots import audit
+from adaldyk_bots.access import Viewer
+from adaldyk_bots.i18n import N_
+from adaldyk_bots.storage.db import read_session
+from adaldyk_bots.web.deps import PageViewer
+from adaldyk_bots.web.parts import AppParts
+from adaldyk_bots.web.ui import gettext_for, render
+
+__all__ = ["AUDIT_ROLES", "build_audit_router"]
+
+AUDIT_ROLES = frozenset({"auditor", "admin"})
+PAGE_SIZE = 50
+
+# What each action is called on the page; an action not listed is shown by its code.
+ACTION_NAMES = {
+    "login": N_("Logged in"),
+    "login_failed": N_("Failed login"),
+    "logout": N_("Logged out"),
+    "appeal.view": N_("Opened the appeal"),
+    "appeal.status": N_("Changed the status"),
+    "appeal.reply": N_("Replied to the citizen"),
+    "appeal.unit": N_("Assigned a unit"),
+    "appeal.assign": N_("Assigned a person"),
+    "delivery.retry": N_("Sent a failed message again"),
+    "user.create": N_("Created a user"),
+}
+ACTOR_NAMES = {"system": N_("the system"), "citizen": N_("a citizen")}
+
+
+def _require_auditor(viewer: Viewer) -> None:
+    # Anyone else gets the same 404 as a page that does not exist: nothing here tells an officer that
+    # there is something to try.
+    if viewer.role not in AUDIT_ROLES:
+        raise HTTPException(status_code=404)
+
+
+def _date(value: str | None) -> tuple[date | None, bool]:
+    if not value:
+        return None, True
+    try:
+        return date.fromisoformat(value), True
+    except ValueError:
+        return None, False
+
+
+def build_audit_router(parts: AppParts) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/audit", response_class=HTMLResponse)
+    def audit_log(request: Request, viewer: PageViewer) -> HTMLResponse:
+        _require_auditor(viewer)
+        _ = gettext_for(request)
+        q = request.query_params
+        date_from, from_ok = _date(q.get("from"))
+        date_to, to_ok = _date(q.get("to"))
+        filters = audit.Filters(
+            actor=(q.get("actor") or "").strip(),
+            action=(q.get("action") or "").strip(),
+            subject=(q.get("subject") or "").strip(),
+            date_from=date_from,
+            date_to=date_to,
+        )
+        before_raw = q.get("before") or ""
+        before = int(before_raw) if before_raw.isdigit() else None
+        with read_session(parts.engine) as s:
+            rows, next_before = audit.search(s, filters, tz=parts.settings.tz, before=before, limit=PAGE_SIZE)
+            actions = audit.known_actions(s)
+        kept = [(k, v) for k, v in q.multi_items() if k not in ("before", "lang") and v]
+        events = [
+            {
+                "id": row.id,
+                "at": row.at.astimezone(parts.settings.tz).strftime("%Y-%m-%d %H:%M:%S"),
+                "actor": _actor_label(row.actor, _),
+                "actor_code": row.actor,
+                "action": _action_label(row.action, _),
+                "action_code": row.action,
+                "subject": row.subject or "",
+                "is_appeal": row.action.startswith("appeal."),
+                "address": row.address or "",
+                "detail": json.dumps(row.detail, ensure_ascii=False, sort_keys=True) if row.detail else "",
+                "hash": row.hash[:12],
+            }
+            for row in rows
+        ]
+        return render(
+            request,
+            "audit.html",
+            {
+                "events": events,
+                "filters": filters,
+                "form": {k: q.get(k) or "" for k in ("actor", "action", "subject", "from", "to")},
+                "bad_dates": not (from_ok and to_ok),
+                "actions": [
+                    (code, _(ACTION_NAMES[code]) if code in ACTION_NAMES else code) for code in actions
+                ],
+                "next_url": f"/audit?{urlencode([*kept, ('before', next_before)])}" if next_before else None,
+                "first_url": f"/audit?{urlencode(kept)}" if before is not None else None,
+            },
+        )
+
+    return router
+
+
+def _actor_label(actor: str, _: Any) -> str:
+    if actor in ACTOR_NAMES:
+        return str(_(ACTOR_NAMES[actor]))
+    return actor
+
+
+def _action_label(code: str, _: Any) -> str:
+    return str(_(ACTION_NAMES[code])) if code in ACTION_NAMES else code
