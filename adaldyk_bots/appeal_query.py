@@ -409,8 +409,9 @@ def facet_counts(
     {"total": n, "status": {value: n}, "channel": {...}, "unit": {code: n}, "category": {...},
     "language": {...}, "overdue": n, "due_soon": n, "unassigned": n, "assigned_to_me": n}.
     Each dimension is counted under every other filter but its own (so the alternatives show); a unit's
-    count includes its sub-units; the four toggles are counted under the other filters without any
-    toggle. `due_soon` uses f.due_within_working_days or DEFAULT_DUE_SOON_DAYS."""
+    count includes its sub-units; the four toggles are counted under the other filters and the active
+    toggle of the other group (deadline: overdue, due soon; assignment: mine, unassigned).
+    `due_soon` uses f.due_within_working_days or DEFAULT_DUE_SOON_DAYS."""
     out: dict[str, Any] = {"total": _count(s, _conditions(s, scope, f))}
     for name, column in (
         ("status", Appeal.status),
@@ -425,11 +426,26 @@ def facet_counts(
     due_by = f.due_by or _due_by(calendar, f.now, DEFAULT_DUE_SOON_DAYS)
     base = _conditions(s, scope, f, skip=frozenset({"toggles"}))
     mine = col(Appeal.assignee_id) == user_id if user_id is not None else false()
+    # The toggles come in two groups, deadline (overdue | due soon) and assignment (mine | unassigned):
+    # one of a group replaces the other, while the groups combine. So each toggle is counted under the
+    # active toggle of the other group — the count beside it is what choosing it shows.
+    deadline: list[ColumnElement[bool]] = []
+    if f.overdue:
+        deadline = [_OPEN, col(Appeal.due_at) < f.now]
+    elif f.due_by is not None:
+        deadline = [_OPEN, col(Appeal.due_at) >= f.now, col(Appeal.due_at) <= f.due_by]
+    assignment: list[ColumnElement[bool]] = []
+    if f.assigned_to is not None:
+        assignment = [col(Appeal.assignee_id) == f.assigned_to]
+    elif f.unassigned:
+        assignment = [col(Appeal.assignee_id).is_(None)]
     toggles = sa_select(
-        func.count(case((and_(_OPEN, col(Appeal.due_at) < f.now), 1))),
-        func.count(case((and_(_OPEN, col(Appeal.due_at) >= f.now, col(Appeal.due_at) <= due_by), 1))),
-        func.count(case((col(Appeal.assignee_id).is_(None), 1))),
-        func.count(case((mine, 1))),
+        func.count(case((and_(_OPEN, col(Appeal.due_at) < f.now, *assignment), 1))),
+        func.count(
+            case((and_(_OPEN, col(Appeal.due_at) >= f.now, col(Appeal.due_at) <= due_by, *assignment), 1))
+        ),
+        func.count(case((and_(col(Appeal.assignee_id).is_(None), *deadline), 1))),
+        func.count(case((and_(mine, *deadline), 1))),
     ).where(and_(*base))
     overdue, due_soon, unassigned, assigned_to_me = s.execute(toggles).one()
     out.update(overdue=overdue, due_soon=due_soon, unassigned=unassigned, assigned_to_me=assigned_to_me)

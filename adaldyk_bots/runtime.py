@@ -210,7 +210,7 @@ class Service:
             job.modify(next_run_time=datetime.now(UTC))
 
     async def _serve_web(self) -> None:
-        from adaldyk_bots.web.app import create_app  # the worker alone never needs the web stack
+        from adaldyk_bots.web.app import WebServer, create_app  # the worker alone never needs the web stack
 
         s = self.runtime.settings
         config = uvicorn.Config(
@@ -224,7 +224,7 @@ class Service:
             # the web reads it itself, only from ADALDYK_TRUSTED_PROXIES (web/deps.py client_address).
             proxy_headers=False,
         )
-        server = self._server = uvicorn.Server(config)
+        server = self._server = WebServer(config)
         log.info("web listening on http://%s:%s", s.host, s.port)
         await server.serve()  # uvicorn handles SIGINT/SIGTERM and returns after a graceful stop
 

@@ -139,6 +139,7 @@ class Settings(BaseSettings):
     # a changed role or unit, or a session that ended).
     inbox_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     inbox_stream_seconds: float = Field(default=600.0, gt=0)
+    inbox_keepalive_seconds: float = Field(default=15.0, gt=0, le=300)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+
+import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -32,6 +35,9 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
         description="Citizens' appeals from social networks: intake, deadlines and answers.",
     )
     app.state.runtime = runtime
+    # Called when the server begins to stop, before it waits for open responses: long-lived ones (the
+    # inbox's event streams) end themselves here, or a graceful stop would wait for them (WebServer).
+    app.state.before_shutdown = []
     install_error_handlers(app)
     install_auth_handlers(app)
     app.add_middleware(LimitBodySize, max_bytes=runtime.settings.max_body_bytes)
@@ -53,3 +59,13 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
     app.include_router(build_audit_router(runtime))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+class WebServer(uvicorn.Server):
+    """uvicorn, which first runs the app's `before_shutdown` hooks when it is asked to stop."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        app = self.config.app
+        for hook in getattr(getattr(app, "state", None), "before_shutdown", []):
+            hook()
+        await super().shutdown(sockets)

@@ -101,10 +101,17 @@ class InboxChanges:
         self._seen: dict[tuple[int, datetime], datetime] = {}
         self.polls = 0  # for tests and the connection benchmark: polls that worked
         self.failures = 0
+        self.closed = False
 
     @property
     def subscribers(self) -> int:
         return len(self._subs)
+
+    def close(self) -> None:
+        """Ends every open stream (the server is stopping: a graceful stop waits for open responses)."""
+        self.closed = True
+        for sub in self._subs:
+            sub.wake.set()
 
     @contextmanager
     def subscribe(self, viewer: Viewer) -> Iterator[Subscription]:
@@ -194,12 +201,14 @@ async def event_stream(
     # retry: how long the browser waits before reconnecting after the stream ends or breaks.
     yield "retry: 1000\n: connected\n\n"
     with changes.subscribe(viewer) as sub:
-        while (left := deadline - loop.time()) > 0:
+        while not changes.closed and (left := deadline - loop.time()) > 0:
             try:
                 await asyncio.wait_for(sub.wake.wait(), timeout=min(keepalive, left))
             except TimeoutError:
                 yield ": keep-alive\n\n"
                 continue
+            if changes.closed:
+                return
             numbers, more = sub.drain()
             data = json.dumps({"numbers": numbers, "more": more}, ensure_ascii=False)
             yield f"event: appeals\ndata: {data}\n\n"

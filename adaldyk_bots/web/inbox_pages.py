@@ -236,18 +236,23 @@ def _value_facet(
 
 
 def _toggle_facets(_: Gettext, urls: _Urls, f: InboxFilter, counts: dict[str, Any]) -> list[Facet]:
+    """Deadline (overdue | due within N) and assignment (mine | unassigned): within a group one choice
+    replaces the other, the groups combine (as facet_counts counts them)."""
     days = f.due_within_working_days if f.due_within_working_days is not None else DEFAULT_DUE_SOON_DAYS
     deadline = Facet(
         "deadline",
         _("Deadline"),
         [
             Option(
-                _("Overdue"), counts["overdue"], urls.inbox(overdue=None if f.overdue else "1"), f.overdue
+                _("Overdue"),
+                counts["overdue"],
+                urls.inbox(overdue=None if f.overdue else "1", due_within=None),
+                f.overdue,
             ),
             Option(
                 _("Due within %(n)s working days") % {"n": days},
                 counts["due_soon"],
-                urls.inbox(due_within=None if f.due_by is not None else days),
+                urls.inbox(due_within=None if f.due_by is not None else days, overdue=None),
                 f.due_by is not None,
             ),
         ],
@@ -260,13 +265,13 @@ def _toggle_facets(_: Gettext, urls: _Urls, f: InboxFilter, counts: dict[str, An
             Option(
                 _("Assigned to me"),
                 counts["assigned_to_me"],
-                urls.inbox(assigned=None if mine else "me"),
+                urls.inbox(assigned=None if mine else "me", unassigned=None),
                 mine,
             ),
             Option(
                 _("Unassigned"),
                 counts["unassigned"],
-                urls.inbox(unassigned=None if f.unassigned else "1"),
+                urls.inbox(unassigned=None if f.unassigned else "1", assigned=None),
                 f.unassigned,
             ),
         ],
@@ -351,6 +356,7 @@ def _changes(request: Request) -> InboxChanges:
         changes = request.app.state.inbox_changes = InboxChanges(
             request.app.state.runtime.engine, interval=settings.inbox_poll_seconds
         )
+        request.app.state.before_shutdown.append(changes.close)
     return changes
 
 
@@ -424,7 +430,12 @@ def inbox_router() -> APIRouter:
         # now instead of being held until the stream ends.
         s.close()
         settings = request.app.state.runtime.settings
-        stream = event_stream(_changes(request), viewer, lifetime=settings.inbox_stream_seconds)
+        stream = event_stream(
+            _changes(request),
+            viewer,
+            lifetime=settings.inbox_stream_seconds,
+            keepalive=settings.inbox_keepalive_seconds,
+        )
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}  # nginx: do not buffer the stream
         return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 
@@ -434,11 +445,10 @@ def inbox_router() -> APIRouter:
         try:
             f = _inbox_filter(request, viewer)
         except InvalidFilter:  # never a different export than the one asked for
-            return render_error(
-                request, 400, gettext_for(request)("Some filters in the address are not valid.")
-            )
+            _ = gettext_for(request)
+            return render_error(request, 400, _("Some filters in the address are not valid."))
         runtime = request.app.state.runtime
-        filters = {k: v for k, v in request.query_params.multi_items() if k not in _PAGE_KEYS}
+        filters = [[k, v] for k, v in request.query_params.multi_items() if k not in _PAGE_KEYS]
         with unit_of_work(runtime.engine) as w:
             record(
                 w,
