@@ -106,7 +106,13 @@ def test_requeue_sends_failed_rows_again_and_records_it(
     with Session(runtime.engine) as s:
         (event,) = s.exec(select(AppealEvent).where(AppealEvent.kind == "requeued")).all()
     assert event.actor == "cli" and event.appeal_id == first.appeal_id
-    assert event.detail == {"outbox": first.key, "was": "failed", "code": "telegram.blocked"}
+    assert event.detail == {
+        "outbox": first.key,
+        "outbox_id": first.id,
+        "was": "failed",
+        "code": "telegram.blocked",
+        "attempts_before": 1,
+    }
 
     # Filters: another channel's or another code's rows stay; the matching ones go.
     assert "nothing to requeue" in _adaldyk(database_url, "outbox", "requeue", "--channel", "vk").stdout

@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
 from adaldyk_bots import appeal_actions
-from adaldyk_bots.access import Viewer, appeal_scope, visible_appeal
+from adaldyk_bots.access import Viewer, appeal_scope, not_found, visible_appeal
 from adaldyk_bots.calendar import WorkingCalendar
 from adaldyk_bots.domain import AppealStatus, ReplyTarget
 from adaldyk_bots.errors import (
@@ -69,6 +69,8 @@ OutboxId = Annotated[int, Path(ge=1, le=MAX_ID)]
 TEXT_LIMIT = 20_000  # a reply longer than this is a document, not a message
 
 DELIVERY_STATES = ("pending", "sending", "retrying", "sent", "failed", "held", "waiting")
+# States that change by themselves: the page keeps asking for these until they settle.
+LIVE_STATES = frozenset({"pending", "sending", "retrying", "held", "waiting"})
 STATE_NAMES = {
     "pending": N_("waiting to be sent"),
     "sending": N_("sending"),
@@ -183,7 +185,10 @@ class Delivery:
 
     @property
     def attempts_in_all(self) -> int:
-        return self.row.attempts + sum(int(e.detail.get("attempts_before") or 0) for e in self.retries)
+        """Every send tried: the dispatcher counts failed ones in `attempts` (reset by a retry, which
+        records the count it found), and the one that went through is not among them."""
+        before = sum(int(e.detail.get("attempts_before") or 0) for e in self.retries)
+        return self.row.attempts + before + (1 if self.row.state == "sent" else 0)
 
 
 @dataclass
@@ -444,16 +449,37 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             "channel": channel,
             "done": DONE_MESSAGES.get(done or ""),
             "error": ERROR_MESSAGES.get(error or ""),
-            "state_names": STATE_NAMES,
-            "purpose_names": PURPOSE_NAMES,
             "status_names": STATUS_NAMES,
             "category_names": CATEGORY_NAMES,
+            **delivery_context(s, events, notes),
+        }
+        return render(request, "appeal.html", context, headers={"Cache-Control": "no-store"})
+
+    def delivery_context(s: Session, events: list[AppealEvent], notes: list[AppealNote]) -> dict[str, Any]:
+        """What appeal_delivery.html needs besides the entry (the page and the live fragment share it)."""
+        return {
+            "state_names": STATE_NAMES,
+            "purpose_names": PURPOSE_NAMES,
             "explain_code": explain_code,
             "retryable": appeal_actions.RETRYABLE,
+            "live_states": LIVE_STATES,
             "local": lambda moment: _local(calendar, moment),
             "staff_names": _staff_names(s, events, notes),
         }
-        return render(request, "appeal.html", context, headers={"Cache-Control": "no-store"})
+
+    @router.get("/appeals/{number}/deliveries/{outbox_id}", response_class=HTMLResponse)
+    def delivery_fragment(
+        request: Request, number: Number, outbox_id: OutboxId, viewer: PageViewer, s: Db
+    ) -> HTMLResponse:
+        """One outbound message with its delivery state: the page re-fetches it (htmx) until it settles."""
+        appeal = visible_appeal(s, viewer, number)
+        entries, _deliveries, _conversations = _thread(s, appeal)
+        entry = next((e for e in entries if e.delivery is not None and e.delivery.row.id == outbox_id), None)
+        if entry is None:
+            raise not_found(number)
+        events = [r for d in _deliveries.values() for r in d.retries]
+        context = {"appeal": appeal, "entry": entry, **delivery_context(s, events, [])}
+        return render(request, "appeal_delivery.html", context, headers={"Cache-Control": "no-store"})
 
     @router.get("/appeals/{number}/reply-preview", response_class=HTMLResponse)
     def reply_preview(
@@ -631,8 +657,6 @@ def _attachment_of(
         message = s.get(Message, message_id)
         if message is None or message.appeal_id != appeal.id or not 0 <= index < len(message.attachments):
             # The same words as a missing appeal: a hidden appeal's messages give nothing away either.
-            from adaldyk_bots.access import not_found
-
             raise not_found(number)
         s.expunge(appeal)
         return appeal, dict(message.attachments[index])
