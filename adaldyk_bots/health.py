@@ -127,7 +127,8 @@ def channel_details(
     gaps         [{account, detected_at, reason, cursor_before, cursor_after, detail}], newest first
     failures     {code: count} of sends that failed for good in the last FAILURE_WINDOW
     held         sends waiting for a refused token, and the code the platform gave
-    token        "accepted" | "refused" | "missing" | "unknown" (from the channel's state and held sends)
+    token        "accepted" | "refused" | "missing" | "unknown": held sends, else what the connector says
+                 in health.extra["credentials"] ("accepted" | "refused"), else from the channel's state
 
     A database that does not answer gives each channel empty lists (the report already says it is down).
     """
@@ -197,12 +198,17 @@ def _gap(gap: IntakeGap) -> dict[str, Any]:
 
 
 def _token_state(channel: Mapping[str, Any], detail: Mapping[str, Any]) -> str:
-    # Held sends are the dispatcher's proof that the platform refuses the token right now; a channel
-    # that answers (ok) has a token the platform took. Anything else cannot be told from here.
+    # Held sends are the dispatcher's proof that the platform refuses the token right now. Otherwise
+    # the connector's own word (health.extra["credentials"]: "accepted" after a call made with it succeeded,
+    # "refused" when the platform refused it), else: a channel that answers (ok) has a token the
+    # platform took. Anything else cannot be told from here.
     if channel.get("state") == "off":
         return "missing"
     if detail.get("held"):
         return "refused"
+    said = channel.get("credentials")
+    if said in ("accepted", "refused"):
+        return str(said)
     if channel.get("state") == "ok":
         return "accepted"
     return "unknown"

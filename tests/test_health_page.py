@@ -143,6 +143,7 @@ def test_broken_and_off_channels_held_sends_and_admins_only(
         wait_until(
             lambda: svc.runtime.connectors["telegram"].health.state == "broken", what="telegram broken"
         )
+        refused_by_connector = httpx.get(f"{svc.url}/healthz").json()["channels"]["telegram"]["credentials"]
         with httpx.Client(base_url=svc.url) as anonymous:
             redirect = anonymous.get("/admin/health", follow_redirects=False)
         with httpx.Client(base_url=svc.url) as moderator:
@@ -151,6 +152,7 @@ def test_broken_and_off_channels_held_sends_and_admins_only(
         with httpx.Client(base_url=svc.url) as admin:
             login(admin, "root")
             kk = admin.get("/admin/health?lang=kk")
+    assert refused_by_connector == "refused"  # the connector's own word, on /healthz too
     assert redirect.status_code == 303 and redirect.headers["location"].startswith("/login")
     assert refused.status_code == 403 and "telegram" not in refused.text
     assert kk.status_code == 200 and '<html lang="kk">' in kk.text

@@ -52,7 +52,7 @@ BACKLOG = {
     "oldest_due_notice_seconds": N_("Oldest due message not yet sent"),
 }
 # Extra keys a connector reports that the page shows in their own rows.
-SHOWN_EXTRA = {"recorded_gaps", "last_gap_at", "username", "send_alert"}
+SHOWN_EXTRA = {"recorded_gaps", "last_gap_at", "username", "send_alert", "credentials"}
 
 
 def admin_only(viewer: PageViewer) -> Viewer:
