@@ -26,6 +26,7 @@ __all__ = [
     "Role",
     "Viewer",
     "appeal_scope",
+    "assignable_staff",
     "require_admin",
     "require_write",
     "subunit_ids",
@@ -137,6 +138,32 @@ def visible_appeal(s: Session, viewer: Viewer, number: str) -> Appeal:
     if appeal is None:
         raise not_found(number)
     return appeal
+
+
+def _ancestors(s: Session, unit_id: int) -> set[int]:
+    """`unit_id` and every unit above it."""
+    parents = dict(s.exec(select(Unit.id, Unit.parent_id)).all())
+    seen: set[int] = set()
+    current: int | None = unit_id
+    while current is not None and current not in seen:
+        seen.add(current)
+        current = parents.get(current)
+    return seen
+
+
+def assignable_staff(s: Session, appeal: Appeal) -> list[StaffUser]:
+    """Who may be assigned this appeal as the person in charge: enabled accounts that can see it and
+    may write — admins, moderators, and officers of its unit or a unit above it. Auditors never."""
+    users = s.exec(
+        select(StaffUser)
+        .where(
+            col(StaffUser.disabled_at).is_(None),
+            col(StaffUser.role).in_([Role.ADMIN.value, Role.MODERATOR.value, Role.OFFICER.value]),
+        )
+        .order_by(col(StaffUser.full_name), col(StaffUser.username))
+    ).all()
+    above = _ancestors(s, appeal.unit_id) if appeal.unit_id is not None else set()
+    return [u for u in users if u.role != Role.OFFICER or (u.unit_id is not None and u.unit_id in above)]
 
 
 def require_write(viewer: Viewer) -> None:

@@ -279,3 +279,14 @@ def test_api_views_are_in_the_audit_log_with_the_token(world: World) -> None:
     assert [(v.actor, v.subject, v.detail) for v in found] == [
         ("user:olga", world.astana, {"via": "api", "token": "olga"})
     ]
+
+
+def test_assignable_staff_are_those_who_see_the_appeal_and_may_write(world: World) -> None:
+    from adaldyk_bots.access import assignable_staff
+
+    with Session(world.web.runtime.engine) as s:
+        by_number = {a.number: a for a in s.exec(select(Appeal))}
+        names = {n: {u.username for u in assignable_staff(s, a)} for n, a in by_number.items()}
+    assert names[world.astana] == {"maria", "olga", "bolat"}
+    assert names[world.almaty] == {"maria", "bolat"}
+    assert names[world.unassigned] == {"maria"}  # officers see nothing unassigned; auditors never

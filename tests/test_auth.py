@@ -44,7 +44,7 @@ def test_login_form_has_the_contract_fields(web: WebApp) -> None:
     for field in ('name="username"', 'name="password"', 'name="csrf_token"'):
         assert field in page.text
     assert '<html lang="ru">' in page.text and "Войти" in page.text
-    assert page.headers["cache-control"] == "no-store"
+    assert page.headers["cache-control"] == "no-store" and page.headers["x-frame-options"] == "DENY"
 
 
 def test_login_then_logout_ends_the_session_on_the_server(web: WebApp) -> None:
@@ -453,3 +453,20 @@ def test_logins_logouts_and_failures_are_in_the_audit_log(make_settings: Any) ->
         assert ("anonymous", "login_failed", "maria", "198.51.100.20") in seen
         assert ("user:maria", "login", "maria", "198.51.100.20") in seen
         assert ("user:maria", "logout", "maria", "198.51.100.20") in seen
+
+
+def test_a_new_login_replaces_the_browsers_old_session(web: WebApp) -> None:
+    create_user(web.runtime.engine, "olzhas", "moderator")
+    login(web.client, "maria")
+    first = web.client.cookies[SESSION_COOKIE]
+    skipped = web.client.get("/login?next=/account/password")  # a live session: no form, go on
+    assert skipped.status_code == 303 and skipped.headers["location"] == "/account/password"
+    with web.new_client() as other:  # a login form (and its nonce cookie) for this browser
+        form = other.get("/login")
+    web.client.cookies.set(LOGIN_CSRF_COOKIE, form.cookies[LOGIN_CSRF_COOKIE])
+    data = {"username": "olzhas", "password": PASSWORD, "csrf_token": csrf_of(form.text)}
+    assert web.client.post("/login", data=data).status_code == 303
+    with web.new_client(cookies={SESSION_COOKIE: first}) as old:
+        assert old.get("/account/password").status_code == 303
+    with Session(web.runtime.engine) as s:
+        assert sorted(str(r.end_reason) for r in s.exec(select(WebSession))) == ["None", "replaced"]

@@ -296,7 +296,7 @@ class WebSession(SQLModel, table=True):
     address: str = Field(default="", max_length=64)
     user_agent: str = Field(default="", max_length=300)
     ended_at: datetime | None = None
-    end_reason: str | None = Field(default=None, max_length=32)  # logout | idle | password | disabled
+    end_reason: str | None = Field(default=None, max_length=32)  # logout|idle|password|disabled|replaced
 
 
 class LoginAttempt(SQLModel, table=True):

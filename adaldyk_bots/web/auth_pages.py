@@ -109,6 +109,25 @@ def _refusal_code(exc: AdaldykError) -> str:
     return "unknown_unit"
 
 
+def _page(
+    request: Request,
+    template: str,
+    context: dict[str, Any],
+    *,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    # Pages with password fields: never cached, never framed by another site (clickjacking).
+    fixed = {
+        "Cache-Control": "no-store",
+        "X-Frame-Options": "DENY",
+        "Content-Security-Policy": "frame-ancestors 'none'",
+    }
+    return ui.render(
+        request, template, context, status_code=status_code, headers={**fixed, **(headers or {})}
+    )
+
+
 def build_auth_router() -> APIRouter:
     if save_language not in ui.LANGUAGE_HOOKS:
         ui.LANGUAGE_HOOKS.append(save_language)
@@ -126,10 +145,10 @@ def build_auth_router() -> APIRouter:
         settings = _settings(request)
         nonce, token = login_csrf_pair(settings, request.cookies.get(LOGIN_CSRF_COOKIE))
         request.state.csrf_token = token
-        headers = {"Cache-Control": "no-store"}
+        headers = {}
         if retry_after:
             headers["Retry-After"] = str(retry_after)
-        response = ui.render(
+        response = _page(
             request,
             "auth/login.html",
             {"next": next_path, "username": username, "error": _MESSAGES[error] if error else None},
@@ -167,6 +186,9 @@ def build_auth_router() -> APIRouter:
                 user = accounts.authenticate(s, username=username, password=password)
                 accounts.record_attempt(s, username=username, address=address, ok=user is not None, now=at)
                 if user is not None:
+                    previous = request.cookies.get(SESSION_COOKIE)
+                    if previous:  # a new login replaces the browser's old session, never keeps both
+                        accounts.end_session(s, accounts.digest(previous), reason="replaced", now=at)
                     cookie, _row = accounts.start_session(
                         s, user, address=address, user_agent=request.headers.get("user-agent", ""), now=at
                     )
@@ -233,7 +255,7 @@ def build_auth_router() -> APIRouter:
 
     @router.get("/account/password")
     def password_page(request: Request, viewer: PageViewer) -> Response:
-        return ui.render(request, "auth/password.html", {"error": None, "notice": None})
+        return _page(request, "auth/password.html", {"error": None, "notice": None})
 
     @router.post("/account/password")
     def change_password(
@@ -268,10 +290,8 @@ def build_auth_router() -> APIRouter:
                 )
         except accounts.PasswordRejected as exc:
             context = {"error": _MESSAGES[exc.reason], "notice": None}
-            return ui.render(request, "auth/password.html", context, status_code=422)
-        return ui.render(
-            request, "auth/password.html", {"error": None, "notice": _MESSAGES["password_changed"]}
-        )
+            return _page(request, "auth/password.html", context, status_code=422)
+        return _page(request, "auth/password.html", {"error": None, "notice": _MESSAGES["password_changed"]})
 
     # --- administration -----------------------------------------------------------------------------
 
@@ -287,7 +307,7 @@ def build_auth_router() -> APIRouter:
         units = s.exec(select(Unit).order_by(col(Unit.code))).all()
         codes = {u.id: u.code for u in units}
         lang = ui.request_language(request)
-        return ui.render(
+        return _page(
             request,
             "auth/users.html",
             {
