@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -198,8 +199,9 @@ async def event_stream(
     EventSource reconnects — through the session check again, so a logout or a changed unit applies."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + lifetime
-    # retry: how long the browser waits before reconnecting after the stream ends or breaks.
-    yield "retry: 1000\n: connected\n\n"
+    # retry: how long the browser waits before reconnecting after the stream ends or breaks; spread
+    # over 1-5 s so that the open inboxes do not all come back at once after a restart.
+    yield f"retry: {random.randint(1000, 5000)}\n: connected\n\n"
     with changes.subscribe(viewer) as sub:
         while not changes.closed and (left := deadline - loop.time()) > 0:
             try:
