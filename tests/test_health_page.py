@@ -11,7 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
+from babel.messages.pofile import read_po
 
+from adaldyk_bots.i18n import catalog_path
 from adaldyk_bots.storage.db import unit_of_work, utcnow
 from adaldyk_bots.storage.models import IntakeGap, OutboxItem
 from connectors.telegram.fake import FakeTelegramServer
@@ -162,6 +164,11 @@ def test_broken_and_off_channels_held_sends_and_admins_only(
     assert 'data-token="refused"' in telegram and "telegram.token_invalid" in telegram
     vk = _section(kk.text, "vk")
     assert 'data-state="off"' in vk and "Өшірулі" in vk and 'data-token="missing"' in vk
+    # No English label left on the Kazakh page: no msgid of this page's catalog shows as a whole element.
+    with catalog_path("kk", "ops").open("rb") as fh:
+        labels = [m.id for m in read_po(fh) if m.id and "%(" not in m.id and m.string != m.id]
+    left = [label for label in labels if f">{label}<" in kk.text]
+    assert not left, left
 
 
 def test_the_page_refreshes_itself_in_a_browser(make_settings: Any, page: Any) -> None:
