@@ -70,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
         "sandbox",
         _sandbox,
         "Fake platforms on loopback (every installed channel's), simulated citizens writing in Kazakh and "
-        "Russian, and the full service against them: watch the whole flow without any token.",
+        "Russian, and the full service against them: watch the whole flow without any token. Prints a "
+        "login for the workspace, where a simulated moderator takes and answers the appeals.",
     )
     sandbox.add_argument(
         "--citizens", type=int, default=4, help="how many simulated citizens per channel (default 4)"

@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from sqlmodel import select
+from sqlalchemy import Engine
 
 from adaldyk_bots.accounts import create_user
 from adaldyk_bots.registry import load_entry_points
 from adaldyk_bots.runtime import Runtime, Service
+from adaldyk_bots.sandbox_moderator import WorkspaceModerator
 from adaldyk_bots.settings import Settings, SettingsError, load_settings
 from adaldyk_bots.storage.db import make_engine, unit_of_work, utcnow
-from adaldyk_bots.storage.models import ApiToken, Appeal
+from adaldyk_bots.storage.models import ApiToken
 from adaldyk_bots.storage.schema import ensure_schema
 from adaldyk_bots.web.api import token_digest
 
@@ -44,6 +45,11 @@ SANDBOX_GROUP = "adaldyk.sandboxes"
 SANDBOX_DB = Path("var/sandbox.sqlite3")
 # Seconds between two messages of one channel's citizens: slow enough to read along.
 WRITE_PAUSE = (1.0, 2.5)
+# Seconds between two looks of the simulated moderator at the inbox.
+MODERATOR_PAUSE = 1.0
+SANDBOX_USER = "sandbox"
+SANDBOX_ADMIN = "sandbox-admin"
+SIM_MODERATOR = "aigerim"
 
 
 @dataclass(frozen=True)
@@ -196,37 +202,42 @@ def _run(
         ensure_schema(engine, auto_migrate=True)
         # Only the sandboxed channels: real credentials in .env for another channel are never used here.
         runtime = Runtime.build(sandbox_settings, engine=engine, channels=set(sandboxes))
-        api_token = "adk_sandbox_" + secrets.token_urlsafe(16)
-        password = secrets.token_urlsafe(12)
-        with unit_of_work(engine) as s:
-            # A fresh database each run: one moderator for the workspace and the token acts as them.
-            user = create_user(s, username="sandbox", role="moderator", password=password, now=utcnow())
-            s.add(
-                ApiToken(
-                    name="sandbox", token_sha256=token_digest(api_token), created_at=utcnow(), user_id=user.id
-                )
-            )
+        logins = _sandbox_users(engine)
         base = f"http://{settings.host}:{settings.port}"
         _say(f"Sandbox: {', '.join(sandboxes)} on loopback, database {SANDBOX_DB}")
-        _say(f"Workspace: {base}/login  (user sandbox, password {password})")
-        _say(f"Workspace API: {base}/api/v1/appeals  (Authorization: Bearer {api_token})")
-        _say(f"Health: {base}/healthz   OpenAPI: {base}/docs\n")
+        _say(f"Workspace: {base}/login")
+        _say(f"  user {logins.you}, password {logins.your_password}  (moderator: the inbox, appeals)")
+        _say(f"  user {logins.admin}, password {logins.admin_password}  (admin: also {base}/admin/health)")
+        _say(f"Workspace API: {base}/api/v1/appeals  (Authorization: Bearer {logins.your_token})")
+        _say(f"Health: {base}/healthz   OpenAPI: {base}/docs")
+        _say(f"The simulated moderator {SIM_MODERATOR} works in the same workspace: watch the inbox.\n")
+        moderator = WorkspaceModerator(
+            _local_url(settings.host, settings.port),
+            SIM_MODERATOR,
+            logins.sim_password,
+            logins.sim_token,
+            say=_say,
+        )
         try:
-            asyncio.run(_play(runtime, sandboxes, duration=duration))
+            asyncio.run(_play(runtime, sandboxes, moderator, duration=duration))
         except KeyboardInterrupt:
             pass
+        finally:
+            moderator.close()
     finally:
         engine.dispose()
     return 0
 
 
-async def _play(runtime: Runtime, sandboxes: dict[str, ChannelSandbox], *, duration: float) -> None:
+async def _play(
+    runtime: Runtime, sandboxes: dict[str, ChannelSandbox], moderator: WorkspaceModerator, *, duration: float
+) -> None:
     service = Service(runtime, web=True, worker=True)
     served = asyncio.create_task(service.run())
     rng = random.Random()
     started = time.monotonic()
     next_write = dict.fromkeys(sandboxes, 0.0)
-    moderated: set[str] = set()
+    next_look = 0.0
     try:
         while not served.done() and (duration <= 0 or time.monotonic() - started < duration):
             now = time.monotonic() - started
@@ -238,7 +249,10 @@ async def _play(runtime: Runtime, sandboxes: dict[str, ChannelSandbox], *, durat
                     next_write[channel] = now + rng.uniform(*WRITE_PAUSE)
                 for line in sandbox.answers():
                     _show(channel, line)
-            await asyncio.to_thread(_moderate, runtime, moderated)
+            if now >= next_look:
+                # Over HTTP, as a person at the workspace: off the loop that serves the workspace.
+                await asyncio.to_thread(moderator.round)
+                next_look = now + MODERATOR_PAUSE
             await asyncio.sleep(0.2)
     finally:
         service.stop()
@@ -253,15 +267,57 @@ def _show(channel: str, line: SandboxLine) -> None:
         _say(f"👤 [{channel}] {line.citizen} ({line.language}) → бот: {text}")
 
 
-def _moderate(runtime: Runtime, done: set[str]) -> None:
-    """A simulated moderator: takes each new appeal into work, as a person would in the workspace."""
-    with unit_of_work(runtime.engine) as s:
-        for appeal in s.exec(select(Appeal).where(Appeal.status == "received")):
-            if appeal.number in done or (utcnow() - appeal.created_at).total_seconds() < 3:
-                continue
-            runtime.workflow.change_status(s, appeal, "in_progress", actor="sandbox-moderator")
-            done.add(appeal.number)
-            _say(f"🧑‍💼 модератор: {appeal.number} → in_progress")
+@dataclass(frozen=True)
+class _Logins:
+    you: str
+    your_password: str
+    your_token: str
+    admin: str
+    admin_password: str
+    sim_password: str
+    sim_token: str
+
+
+def _sandbox_users(engine: Engine) -> _Logins:
+    """A fresh database each run: a moderator and an admin for the newcomer (printed), and the simulated
+    moderator's own account, so the appeal history tells its actions from the newcomer's."""
+    made = {name: secrets.token_urlsafe(12) for name in (SANDBOX_USER, SANDBOX_ADMIN, SIM_MODERATOR)}
+    tokens = {name: "adk_sandbox_" + secrets.token_urlsafe(16) for name in (SANDBOX_USER, SIM_MODERATOR)}
+    roles = {SANDBOX_USER: "moderator", SANDBOX_ADMIN: "admin", SIM_MODERATOR: "moderator"}
+    names = {SIM_MODERATOR: "Айгерим (симуляция)"}
+    with unit_of_work(engine) as s:
+        for username, password in made.items():
+            user = create_user(
+                s,
+                username=username,
+                role=roles[username],
+                full_name=names.get(username, ""),
+                password=password,
+                now=utcnow(),
+            )
+            if username in tokens:
+                s.add(
+                    ApiToken(
+                        name=username,
+                        token_sha256=token_digest(tokens[username]),
+                        created_at=utcnow(),
+                        user_id=user.id,
+                    )
+                )
+    return _Logins(
+        you=SANDBOX_USER,
+        your_password=made[SANDBOX_USER],
+        your_token=tokens[SANDBOX_USER],
+        admin=SANDBOX_ADMIN,
+        admin_password=made[SANDBOX_ADMIN],
+        sim_password=made[SIM_MODERATOR],
+        sim_token=tokens[SIM_MODERATOR],
+    )
+
+
+def _local_url(host: str, port: int) -> str:
+    # A server bound to every address is reached on loopback; the sandbox never leaves the machine.
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}"  # noqa: S104
 
 
 def _say(line: str) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -44,7 +46,21 @@ def test_citizens_of_every_channel_get_answers_in_their_language(tmp_path: Path)
         assert KK_ACK in answered, f"no Kazakh acknowledgement on {channel}:\n{out}"
         assert RU_ACK in answered, f"no Russian acknowledgement on {channel}:\n{out}"
     assert "модератор" in out and "→ in_progress" in out
-    assert (tmp_path / "var" / "sandbox.sqlite3").exists()
+    # A login for the newcomer, and the simulated moderator works through the same workspace.
+    assert re.search(r"user sandbox, password \S{12,}", out) and "/login" in out
+    assert "модератор aigerim вошёл в рабочее место через форму входа" in out
+    database = tmp_path / "var" / "sandbox.sqlite3"
+    assert database.exists()
+    with sqlite3.connect(database) as db:
+        sessions = db.execute(
+            "SELECT count(*) FROM web_session JOIN staff_user ON staff_user.id = web_session.user_id "
+            "WHERE staff_user.username = 'aigerim'"
+        ).fetchone()[0]
+        replies = [row[0] for row in db.execute("SELECT actor FROM appeal_event WHERE kind = 'reply'")]
+    assert sessions >= 1  # logged in through POST /login
+    # Through the workspace's forms (the JSON API would add "(token:…)" to the actor).
+    assert "reply — через рабочее место" in out and "status — через рабочее место" in out
+    assert replies and set(replies) == {"user:aigerim"}, replies
 
 
 def test_channels_option_chooses_and_refuses_unknown_ones(tmp_path: Path) -> None:

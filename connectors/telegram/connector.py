@@ -164,8 +164,9 @@ class TelegramConnector:
         try:
             await self._bot.initialize()  # getMe
             self._health.extra["username"] = self._bot.bot.username
+            self._health.extra["credentials"] = "accepted"  # getMe answered with the token
         except InvalidToken:
-            self._set_health("broken", "the bot token was rejected by Telegram (ADALDYK_TELEGRAM_TOKEN)")
+            self._set_health("broken", TOKEN_REJECTED)
             return
         except TelegramError as exc:
             # Network trouble at start is not fatal: the poll loop keeps retrying.
@@ -223,7 +224,7 @@ class TelegramConnector:
             self._set_health("degraded", f"getUpdates: flood control, retry after {exc.retry_after}")
             await asyncio.sleep(_seconds(exc.retry_after))
         except InvalidToken:
-            self._set_health("broken", "the bot token was rejected by Telegram (ADALDYK_TELEGRAM_TOKEN)")
+            self._set_health("broken", TOKEN_REJECTED)
             raise
         except Conflict as exc:
             self._set_health("degraded", f"getUpdates conflict: {exc.message}")
@@ -273,6 +274,12 @@ class TelegramConnector:
         if (self._health.state, self._health.detail) != (state, detail):
             log.log(logging.INFO if state == "ok" else logging.WARNING, "telegram: %s (%s)", state, detail)
         self._health.state, self._health.detail = state, detail
+        # The token's state for the channel health page (adaldyk_bots/health.py): every "ok" follows an
+        # answer to a call made with the token; a refusal is always said with TOKEN_REJECTED.
+        if state == "ok" and not detail.startswith("standby"):
+            self._health.extra["credentials"] = "accepted"
+        elif detail == TOKEN_REJECTED:
+            self._health.extra["credentials"] = "refused"
 
     # --- sending -------------------------------------------------------------------------------
 

@@ -242,6 +242,12 @@ class VKConnector:
         if (self._health.state, self._health.detail) != (state, detail):
             log.log(logging.INFO if state == "ok" else logging.WARNING, "vk: %s (%s)", state, detail)
         self._health.state, self._health.detail = state, detail
+        # The token's state for the channel health page (adaldyk_bots/health.py): every "ok" follows an
+        # answer to a call made with the token; VK refuses a token with error 5, and every refusal says so.
+        if state == "ok" and "standby" not in detail:
+            self._health.extra["credentials"] = "accepted"
+        elif "VK error 5" in detail:
+            self._health.extra["credentials"] = "refused"
 
     def _note_events(self) -> None:
         self._health.last_event_at = utcnow().isoformat()
