@@ -1,0 +1,1 @@
+"""Meta: Facebook Messenger and Page comments, Instagram direct messages and comments, WhatsApp."""
