@@ -74,7 +74,7 @@ def body_object(body: bytes) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _dump(doc: dict[str, Any]) -> bytes:
+def dump_item(doc: dict[str, Any]) -> bytes:
     # ensure_ascii=False: Cyrillic is stored as UTF-8, readable in the raw event, and a lone surrogate is
     # kept (surrogatepass) instead of breaking the body.
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
@@ -114,7 +114,7 @@ def split_body(body: bytes) -> tuple[list[Item], str | None]:
     for entry in entries:
         if not isinstance(entry, dict):
             wrapped = {"object": obj, "kind": "entry", "item": entry}
-            items.append(Item(channel, "", _dump(wrapped)))
+            items.append(Item(channel, "", dump_item(wrapped)))
             continue
         base = {"object": obj, "entry_id": entry.get("id"), "entry_time": entry.get("time")}
         found = False
@@ -126,9 +126,11 @@ def split_body(body: bytes) -> tuple[list[Item], str | None]:
             for item in group if isinstance(group, list) else [group]:
                 for piece in _pieces(obj, kind, item):
                     account = _entry_account(obj, entry, piece if isinstance(piece, dict) else None)
-                    items.append(Item(channel, account, _dump({**base, "kind": kind, "item": piece})))
+                    items.append(Item(channel, account, dump_item({**base, "kind": kind, "item": piece})))
         if not found:
-            items.append(Item(channel, _entry_account(obj, entry, None), _dump({**base, "kind": "entry"})))
+            items.append(
+                Item(channel, _entry_account(obj, entry, None), dump_item({**base, "kind": "entry"}))
+            )
     return items, None
 
 
@@ -206,6 +208,13 @@ def _key_id(value: str) -> str:
     return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _item_account(doc: Mapping[str, Any]) -> str:
+    obj = doc.get("object")
+    entry = {"id": doc.get("entry_id")}
+    item = doc.get("item")
+    return _entry_account(str(obj), entry, item if isinstance(item, dict) else None)
+
+
 def parse_item_payload(payload: bytes, *, channel: str, account: str) -> RawEvent:
     """The stored bytes of one item (see split_body) to a RawEvent. Never raises."""
     try:
@@ -230,6 +239,10 @@ def _parse(doc: Mapping[str, Any], *, channel: str, account: str) -> tuple[str |
         return None, Quarantined(f"meta.bad_field: object ({short(str(obj))} is not a {channel} object)")
     kind = doc.get("kind")
     item = doc.get("item")
+    found = _item_account(doc)
+    if found and found != account:
+        # A body for another Page / account / number of the same app: kept, never mixed into ours.
+        return None, Ignored(f"meta.other_account:{short(found)}")
     if kind == "entry":
         if item is not None:
             raise _f.bad("entry[]", "object", item)
