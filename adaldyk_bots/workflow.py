@@ -271,6 +271,59 @@ class Workflow:
         )
         return key if added else None
 
+    def enqueue_elsewhere(self, s: Session, row: OutboxItem) -> str | None:
+        """Dispatcher hook for Failed.elsewhere: `row` cannot reach the citizen on its conversation now (a
+        reply window closed); owe the same message on the citizen's most recent other conversation (another
+        channel, or the private thread of a comment), once. None when they are known nowhere else."""
+        if row.key.startswith("elsewhere:"):
+            return None  # one hop: a rerouted message that cannot go either stays failed, visibly
+        contact_id = s.exec(
+            select(Conversation.contact_id).where(
+                Conversation.channel == row.channel,
+                Conversation.account == row.account,
+                Conversation.chat_id == row.chat_id,
+            )
+        ).first()
+        if contact_id is None:
+            return None
+        other = s.exec(
+            select(Conversation)
+            .where(
+                Conversation.contact_id == contact_id,
+                ~(
+                    (col(Conversation.channel) == row.channel)
+                    & (col(Conversation.account) == row.account)
+                    & (col(Conversation.chat_id) == row.chat_id)
+                ),
+            )
+            .order_by(col(Conversation.last_inbound_at).desc())
+            .limit(1)
+        ).first()
+        if other is None:
+            return None
+        key = f"elsewhere:{row.key}"[:200]
+        added = self.enqueue(
+            s,
+            key=key,
+            target=Target(other.channel, other.account, other.chat_id, other.kind),
+            purpose=row.purpose,
+            appeal_id=row.appeal_id,
+            text=row.text,
+            now=utcnow(),
+        )
+        return f"{key} ({other.channel})" if added else None
+
+    def notice_fields(self, s: Session, row: OutboxItem) -> tuple[str | None, dict[str, str]]:
+        """Dispatcher hook: what a template may show about the row's appeal, in the appeal's language."""
+        appeal = s.get(Appeal, row.appeal_id) if row.appeal_id is not None else None
+        if appeal is None:
+            return None, {}
+        return appeal.language, {
+            "number": appeal.number,
+            "status": self.texts.status_name(appeal.language, appeal.status),
+            "due": appeal.due_at.astimezone(self.calendar.tz).strftime("%d.%m.%Y"),
+        }
+
     @staticmethod
     def _sender(
         conn: Connection, sql: InboundStatements, msg: InboundMessage, now: datetime
@@ -324,6 +377,16 @@ class Workflow:
         conversation_id, last_inbound_at = known
         if msg.sent_at > last_inbound_at:
             conn.execute(sql.touch_conversation, {"b_id": conversation_id, "b_at": msg.sent_at})
+            # A reply window opened again: what waited for the citizen to write (outbox `waiting`) goes now.
+            conn.execute(
+                sql.release_waiting,
+                {
+                    "b_channel": msg.channel,
+                    "b_account": msg.account,
+                    "b_chat_id": msg.chat_id,
+                    "b_at": now,
+                },
+            )
         return int(conversation_id), False
 
     def _merge_version(

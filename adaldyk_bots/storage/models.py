@@ -200,6 +200,8 @@ class OutboxItem(SQLModel, table=True):
     text: str = Field(sa_column=Column(Text, nullable=False))
     # pending -> sending -> sent | retrying -> ... | failed; held while the channel's token is refused
     # (last_error_* say why), then pending again by itself. Waiting (rate limits, held) is not an attempt.
+    # `waiting`: a reply window is closed until the citizen writes (e.g. WhatsApp's 24 h); their next
+    # message sets it pending again (workflow, release_waiting).
     state: str = Field(default="pending", max_length=16)
     attempts: int = 0
     parts_sent: int = 0  # long texts go out in parts; a retry resumes at the first unsent part
