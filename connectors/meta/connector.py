@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from adaldyk_bots.domain import Failed, ReplyTarget, SendResult
+from adaldyk_bots.domain import ReplyTarget, SendContext, SendResult, WindowDecision
 from adaldyk_bots.ports import (
     ChannelHealth,
     Delivery,
@@ -27,9 +27,10 @@ from adaldyk_bots.ports import (
 from adaldyk_bots.settings import Settings
 from adaldyk_bots.storage.db import utcnow
 from adaldyk_bots.webhooks import hub_signature_valid, quarantined_body, same_secret
-from connectors.meta.graph import GraphClient, GraphError
+from connectors.meta.graph import GraphClient
 from connectors.meta.parser import body_object, parse_item_payload, split_body
 from connectors.meta.reconcile import Reconciler
+from connectors.meta.send import PRODUCTS, MetaSender, WhatsAppTemplates
 from connectors.meta.settings import MetaSettings
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,7 @@ log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/webhooks/meta"
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 
-# Sends per second per Page / account / number, below Meta's published rates (platforms.md §3-5):
-# Messenger/Instagram sends ~ 250 requests/s per Page for the Send API (we stay far below), WhatsApp
-# Cloud API 80 messages/s per number by default.
-SENDS_PER_SECOND = {"facebook": 20, "instagram": 20, "whatsapp": 40}
+TEMPLATES_FILE = "whatsapp_templates.toml"
 
 
 class MetaConnector:
@@ -51,7 +49,13 @@ class MetaConnector:
     text_limit: ClassVar[int]
     settings_model: ClassVar[type[MetaSettings]] = MetaSettings
 
-    def __init__(self, *, settings: MetaSettings, api_url: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        settings: MetaSettings,
+        api_url: str | None = None,
+        templates: WhatsAppTemplates | None = None,
+    ) -> None:
         self.settings = settings
         account = getattr(settings, self.id_field)
         token = getattr(settings, self.credential_field)
@@ -65,13 +69,25 @@ class MetaConnector:
         self.graph = GraphClient(api_url=api_url or settings.graph_api_url)
         self._health = ChannelHealth(extra={"webhook": WEBHOOK_PATH, "recovered_by_reconciliation": 0})
         self.reconciler = Reconciler(self)
+        # The outbound side (connectors/meta/send.py): requests, reply windows, limits, budgets.
+        self.sender = MetaSender(
+            channel=self.name,
+            account=self._account,
+            token=self.token,
+            client=self.graph,
+            human_agent=settings.meta_human_agent,
+            templates=templates,
+            instagram_login=self.name == "instagram" and settings.instagram_login,
+            on_token_refused=self._token_refused,
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MetaConnector | None:
         own = settings.channel(MetaSettings)
         if cls.name not in own.enabled_products():
             return None
-        return cls(settings=own)
+        templates = WhatsAppTemplates.load(settings.config_dir / TEMPLATES_FILE)
+        return cls(settings=own, templates=templates)
 
     @property
     def account(self) -> str:
@@ -82,10 +98,13 @@ class MetaConnector:
         return self._health
 
     def measure_text(self, text: str) -> int:
-        return len(text)
+        return self.sender.measure_text(text)
 
     def rate_scopes(self, target: ReplyTarget) -> list[RateScope]:
-        return [RateScope(f"{self.name}:{self._account}", SENDS_PER_SECOND[self.name])]
+        return self.sender.rate_scopes(target)
+
+    def reply_window(self, target: ReplyTarget, context: SendContext) -> WindowDecision:
+        return self.sender.reply_window(target, context)
 
     def parse_payload(self, payload: bytes) -> RawEvent:
         return parse_item_payload(payload, channel=self.name, account=self._account)
@@ -142,26 +161,13 @@ class MetaConnector:
 
     async def check_token(self) -> None:
         """An expired or refused token shows on /healthz before a send fails (code 190)."""
-        try:
-            await self.graph.get(self.token_check_path(), {"fields": "id"}, token=self.token)
-        except GraphError as exc:
-            if exc.code == 190:
-                self.set_health(
-                    "broken",
-                    f"the {self.name} token was refused (Graph error 190: expired or revoked): "
-                    f"set a new ADALDYK_{self.credential_field.upper()}",
-                )
-            elif exc.code in (10, 200) or 200 <= exc.code <= 299:
-                self.set_health(
-                    "broken", f"the {self.name} token lacks a permission (Graph error {exc.code})"
-                )
-            else:
-                self.set_health("degraded", f"token check failed: {exc}")
-            return
-        self.set_health("ok", f"webhook at {WEBHOOK_PATH}")
+        state, detail = await self.sender.check_token()
+        if state == "broken" and "190" in detail:
+            detail += f" (ADALDYK_{self.credential_field.upper()})"
+        self.set_health(state, detail if state != "ok" else f"{detail}; webhook at {WEBHOOK_PATH}")
 
-    def token_check_path(self) -> str:
-        return "me"
+    def _token_refused(self, detail: str) -> None:
+        self.set_health("broken", f"a send was refused: the token is expired or revoked ({detail})")
 
     def background_loops(self, intake: IntakeSink) -> list[LoopSpec]:
         return [self.reconciler.loop(intake)]
@@ -179,14 +185,7 @@ class MetaConnector:
     # --- sending ---------------------------------------------------------------------------------------
 
     async def send(self, target: ReplyTarget, text: str, *, idempotency_key: str) -> SendResult:
-        return await send_message(self, target, text, idempotency_key=idempotency_key)
-
-
-async def send_message(
-    connector: MetaConnector, target: ReplyTarget, text: str, *, idempotency_key: str
-) -> SendResult:
-    """Placeholder until the outbound side (connectors/meta/send.py) is merged."""
-    return Failed("meta.not_implemented", f"sending to {connector.name} is not built yet")
+        return await self.sender.send(target, text, idempotency_key=idempotency_key)
 
 
 class FacebookConnector(MetaConnector):
@@ -194,7 +193,7 @@ class FacebookConnector(MetaConnector):
     webhook_object: ClassVar[str] = "page"
     id_field: ClassVar[str] = "facebook_page_id"
     credential_field: ClassVar[str] = "facebook_page_token"
-    text_limit: ClassVar[int] = 2000  # characters (Messenger Send API)
+    text_limit: ClassVar[int] = PRODUCTS["facebook"].text_limit
 
 
 class InstagramConnector(MetaConnector):
@@ -202,13 +201,16 @@ class InstagramConnector(MetaConnector):
     webhook_object: ClassVar[str] = "instagram"
     id_field: ClassVar[str] = "instagram_account_id"
     credential_field: ClassVar[str] = "instagram_token"
-    text_limit: ClassVar[int] = 1000  # UTF-8 bytes (≈500 Cyrillic letters)
+    text_limit: ClassVar[int] = PRODUCTS["instagram"].text_limit  # UTF-8 bytes
 
-    def __init__(self, *, settings: MetaSettings, api_url: str | None = None) -> None:
-        super().__init__(settings=settings, api_url=api_url or settings.instagram_url)
-
-    def measure_text(self, text: str) -> int:
-        return len(text.encode("utf-8", "surrogatepass"))
+    def __init__(
+        self,
+        *,
+        settings: MetaSettings,
+        api_url: str | None = None,
+        templates: WhatsAppTemplates | None = None,
+    ) -> None:
+        super().__init__(settings=settings, api_url=api_url or settings.instagram_url, templates=templates)
 
 
 class WhatsAppConnector(MetaConnector):
@@ -216,10 +218,7 @@ class WhatsAppConnector(MetaConnector):
     webhook_object: ClassVar[str] = "whatsapp_business_account"
     id_field: ClassVar[str] = "whatsapp_phone_number_id"
     credential_field: ClassVar[str] = "whatsapp_token"
-    text_limit: ClassVar[int] = 4096
-
-    def token_check_path(self) -> str:
-        return self._account  # the phone number object; /me is not a WhatsApp object
+    text_limit: ClassVar[int] = PRODUCTS["whatsapp"].text_limit
 
     def background_loops(self, intake: IntakeSink) -> list[LoopSpec]:
         # WhatsApp has no Conversations API: only the hourly token check runs.
