@@ -1,0 +1,53 @@
+"""A running service with the three Meta channels on, against the loopback fake of Meta's inbound side."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from connectors.meta.fake_inbound import FakeMetaInbound
+from tests.support import ServiceThread, free_port
+
+APP_SECRET = "meta-app-secret-0123456789abcdef"
+IG_APP_SECRET = "instagram-app-secret-fedcba9876543210"
+VERIFY_TOKEN = "meta-verify-token-4242"
+PAGE, IG, WABA, WA_NUMBER = "1234567890123", "17841400000000001", "102290129340398", "106540352242922"
+TOKENS = {"facebook": "EAAfakePageToken", "instagram": "IGfakeToken", "whatsapp": "EAAfakeWhatsAppToken"}
+ACCOUNTS = {"facebook": PAGE, "instagram": IG, "whatsapp": WA_NUMBER}
+
+
+@pytest.fixture
+def fake_meta() -> Iterator[FakeMetaInbound]:
+    with FakeMetaInbound(app_secret=APP_SECRET) as fake:
+        for channel, token in TOKENS.items():
+            fake.add_account(channel, ACCOUNTS[channel], token)
+        yield fake
+
+
+def meta_settings(make_settings: Any, fake: FakeMetaInbound, **overrides: Any) -> Any:
+    values: dict[str, Any] = {
+        "port": free_port(),
+        "dispatch_interval_seconds": 0.1,
+        "meta_app_secret": APP_SECRET,
+        "instagram_app_secret": IG_APP_SECRET,
+        "meta_verify_token": VERIFY_TOKEN,
+        "graph_api_url": fake.graph_url,
+        "facebook_page_id": PAGE,
+        "facebook_page_token": TOKENS["facebook"],
+        "instagram_account_id": IG,
+        "instagram_token": TOKENS["instagram"],
+        "whatsapp_phone_number_id": WA_NUMBER,
+        "whatsapp_token": TOKENS["whatsapp"],
+        "meta_reconcile_seconds": 3600,
+    }
+    values.update(overrides)
+    return make_settings(**values)
+
+
+@pytest.fixture
+def meta_service(make_settings: Any, fake_meta: FakeMetaInbound) -> Iterator[ServiceThread]:
+    with ServiceThread(meta_settings(make_settings, fake_meta)) as service:
+        fake_meta.webhook_url = f"{service.url}/webhooks/meta"
+        yield service
