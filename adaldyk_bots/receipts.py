@@ -17,10 +17,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from sqlalchemy import text
 from sqlmodel import Session, col, select
 
 from adaldyk_bots.domain import DeliveryReceipt
 from adaldyk_bots.storage.db import insert_ignoring_conflict, utcnow
+from adaldyk_bots.storage.locks import advisory_key
 from adaldyk_bots.storage.models import AppealEvent, DeliveryReceiptRow, OutboxItem, OutboxPlatformId
 
 log = logging.getLogger(__name__)
@@ -29,10 +31,21 @@ log = logging.getLogger(__name__)
 _FAILABLE = ("sent", "sending", "retrying")
 
 
+def _serialize(s: Session, channel: str, account: str, platform_id: str) -> None:
+    """One transaction at a time per platform message id, until commit. Without it, on PostgreSQL a
+    receipt stored while the dispatcher records its send could miss the index row (not committed yet)
+    while the dispatcher misses the receipt (not committed yet either), and stay unapplied. SQLite has
+    one writer at a time, which serializes the two already."""
+    if s.get_bind().dialect.name == "postgresql":
+        key = advisory_key(f"receipt:{channel}:{account}:{platform_id}")
+        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
 def apply_receipt(s: Session, receipt: DeliveryReceipt) -> None:
     """Keep the receipt and apply it to its outbox item, if that item is known yet."""
     now = utcnow()
     for platform_id in receipt.platform_message_ids:
+        _serialize(s, receipt.channel, receipt.account, platform_id)
         receipt_id = insert_ignoring_conflict(
             s,
             DeliveryReceiptRow,
@@ -68,6 +81,7 @@ def link_sent(s: Session, item: OutboxItem, platform_message_id: str, now: datet
     """The dispatcher recorded `platform_message_id` for `item`: index it, and apply any receipt that
     came before (a WhatsApp `failed` status can beat the send's own answer to the database)."""
     assert item.id is not None
+    _serialize(s, item.channel, item.account, platform_message_id)
     _index(s, item, platform_message_id)
     early = s.exec(
         select(DeliveryReceiptRow).where(
