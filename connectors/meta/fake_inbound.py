@@ -125,11 +125,18 @@ class FakeMetaInbound(LoopbackServer):
             self._accounts[token].token_expired = True
 
     def citizen_writes(
-        self, token: str, sender: str, text: str, *, deliver: bool = True, mid: str | None = None
+        self,
+        token: str,
+        sender: str,
+        text: str,
+        *,
+        deliver: bool = True,
+        mid: str | None = None,
+        at: datetime | None = None,
     ) -> HeldMessage:
         """A message into the account's conversation with `sender`; `deliver=False` holds it back from
         the webhook (Meta's silent loss), so only the Conversations API shows it."""
-        message = HeldMessage(mid or f"m_fake_{next(self._ids)}", sender, text, datetime.now(UTC))
+        message = HeldMessage(mid or f"m_fake_{next(self._ids)}", sender, text, at or datetime.now(UTC))
         with self._lock:
             self._accounts[token].messages.append(message)
         if deliver:

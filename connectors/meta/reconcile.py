@@ -8,6 +8,11 @@ from a citizen becomes the same stored item a webhook delivery would have made, 
 (`mid:<id>`), through the same IntakeSink: a message already stored is a duplicate and dropped there, so
 nothing is stored twice, whichever comes first. What is new is counted on /healthz
 (`recovered_by_reconciliation`).
+
+How far back: from where the last pass began (kept as the channel's cursor, in the transaction that
+stores what it found) less an hour of overlap, so an outage of the service is covered however long;
+on the very first pass, one period back only: the history from before the channel was connected is
+not imported as new appeals.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from adaldyk_bots.ports import IntakeSink, LoopSpec
@@ -32,6 +37,7 @@ TOKEN_CHECK_SECONDS = 3600.0
 CONVERSATIONS_PER_ROUND = 25
 MESSAGES_PER_CONVERSATION = 20
 PLATFORM = {"facebook": "messenger", "instagram": "instagram"}
+OVERLAP = timedelta(hours=1)  # a message stamped just before the last pass began, seen only after it
 
 
 def graph_time_ms(value: object) -> int | None:
@@ -99,6 +105,8 @@ class Reconciler:
     async def reconcile_once(self, intake: IntakeSink) -> int:
         """One pass over recent conversations; returns how many messages were new (recovered)."""
         c = self.connector
+        started = datetime.now(UTC)
+        horizon = self._horizon(await asyncio.to_thread(intake.cursor, c.name, c.account), started)
         fields = f"messages.limit({MESSAGES_PER_CONVERSATION}){{id,message,from,created_time}}"
         try:
             answer = await self._get(
@@ -110,10 +118,10 @@ class Reconciler:
                 await c.check_token()
             log.warning("%s %s: reconciliation could not read conversations: %s", c.name, c.account, exc)
             raise
-        events = [c.parse_payload(p) for p in self.items(answer)]
-        if not events:
-            return 0
-        result = await asyncio.to_thread(intake.store, channel=c.name, account=c.account, events=events)
+        events = [c.parse_payload(p) for p in self.items(answer, since=horizon)]
+        result = await asyncio.to_thread(
+            intake.store, channel=c.name, account=c.account, events=events, cursor=started.isoformat()
+        )
         if result.stored:
             c.health.extra["recovered_by_reconciliation"] += result.stored
             log.warning(
@@ -124,9 +132,19 @@ class Reconciler:
             )
         return result.stored
 
-    def items(self, answer: dict[str, Any]) -> list[bytes]:
-        """The citizens' messages of a /conversations answer as webhook-shaped stored items."""
+    def _horizon(self, cursor: str | None, started: datetime) -> datetime:
+        try:
+            last = datetime.fromisoformat(cursor) if cursor else None
+        except ValueError:
+            last = None
+        if last is None or last.tzinfo is None:
+            return started - timedelta(seconds=self.interval)
+        return last - OVERLAP
+
+    def items(self, answer: dict[str, Any], *, since: datetime | None = None) -> list[bytes]:
+        """The citizens' messages of a /conversations answer (from `since` on) as webhook-shaped items."""
         c = self.connector
+        since_ms = int(since.timestamp() * 1000) if since is not None else None
         out = []
         conversations = answer.get("data")
         for conversation in conversations if isinstance(conversations, list) else []:
@@ -140,6 +158,8 @@ class Reconciler:
                 at = graph_time_ms(message.get("created_time"))
                 if not sender_id or sender_id == c.account or at is None:
                     continue  # ours, or unreadable: nothing to recover
+                if since_ms is not None and at < since_ms:
+                    continue  # before the horizon: stored long ago, or history from before us
                 text = str(message.get("message") or "")
                 found: dict[str, Any] = {"mid": message["id"], "text": text}
                 if not text:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -23,6 +24,10 @@ def test_a_message_the_webhook_never_delivered_is_recovered_and_acknowledged_onc
 ) -> None:
     token = TOKENS[channel]
     lost = fake_meta.citizen_writes(token, "5550001", "Жарық жоқ, көмектесіңізші", deliver=False)
+    # History from before the channel was connected is not imported as new appeals.
+    fake_meta.citizen_writes(
+        token, "5550002", "Былтырғы хат", deliver=False, at=datetime.now(UTC) - timedelta(days=30)
+    )
     with ServiceThread(meta_settings(make_settings, fake_meta)) as svc:
         fake_meta.webhook_url = f"{svc.url}/webhooks/meta"
         engine = svc.runtime.engine
@@ -45,7 +50,7 @@ def test_a_message_the_webhook_never_delivered_is_recovered_and_acknowledged_onc
         with Session(engine) as s:
             rows = s.exec(select(RawEvent).where(RawEvent.channel == channel)).all()
             messages = s.exec(select(Message).where(Message.direction == "in")).all()
-        assert [r.dedup_key for r in rows] == [f"mid:{lost.mid}"]
+        assert [r.dedup_key for r in rows] == [f"mid:{lost.mid}"]  # not the month-old one
         assert [m.text for m in messages] == ["Жарық жоқ, көмектесіңізші"]
         assert len(acks()) == 1
         assert connector.health.extra["recovered_by_reconciliation"] == 1
