@@ -1041,18 +1041,18 @@ def meta_signature(body: bytes) -> bytes:
 def run_meta_webhook(
     dbs: BenchDatabases, n: int, per_post: int, concurrency: int, timeout: float
 ) -> list[ThroughputRow]:
-    from connectors.meta.fake_inbound import FakeMetaInbound
+    from connectors.meta.fake import FakeGraph
 
     label = f"meta{per_post}"
     url = dbs.fresh(label)
     port = free_port()
-    fake = FakeMetaInbound(app_secret=META_APP_SECRET).start()  # the token check at start
-    fake.add_account("facebook", META_PAGE, META_TOKEN)
+    fake = FakeGraph(app_secret=META_APP_SECRET).start()  # the token check at start
+    fake.add_page(META_PAGE, META_TOKEN)
     kw = {
         "database_url": url,
         "meta_app_secret": META_APP_SECRET,
         "meta_verify_token": "bench-verify-token",
-        "graph_api_url": fake.graph_url,
+        "graph_api_url": fake.api_url,
         "facebook_page_id": META_PAGE,
         "facebook_page_token": META_TOKEN,
         "port": port,

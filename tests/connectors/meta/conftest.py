@@ -1,13 +1,16 @@
-"""A running service with the three Meta channels on, against the loopback fake of Meta's inbound side."""
+"""A running service with the three Meta channels on, against the loopback fake Graph API
+(connectors/meta/fake.py), which also delivers signed webhooks to the service."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from connectors.meta.fake import FakeGraph
 
-from connectors.meta.fake_inbound import FakeMetaInbound
 from tests.support import ServiceThread, free_port
 
 APP_SECRET = "meta-app-secret-0123456789abcdef"
@@ -18,22 +21,42 @@ TOKENS = {"facebook": "EAAfakePageToken", "instagram": "IGfakeToken", "whatsapp"
 ACCOUNTS = {"facebook": PAGE, "instagram": IG, "whatsapp": WA_NUMBER}
 
 
+def sign_body(body: bytes, secret: str) -> dict[str, str]:
+    """Meta's two signature headers over the exact bytes sent."""
+    return {
+        "X-Hub-Signature-256": "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(),
+        "X-Hub-Signature": "sha1=" + hmac.new(secret.encode(), body, hashlib.sha1).hexdigest(),
+    }
+
+
+def messaging_item(sender: str, account: str, mid: str, text: str, at_ms: int) -> dict[str, Any]:
+    """One Messenger `messages` item (developers.facebook.com/docs/messenger-platform/reference/
+    webhook-events/messages)."""
+    return {
+        "sender": {"id": sender},
+        "recipient": {"id": account},
+        "timestamp": at_ms,
+        "message": {"mid": mid, "text": text},
+    }
+
+
 @pytest.fixture
-def fake_meta() -> Iterator[FakeMetaInbound]:
-    with FakeMetaInbound(app_secret=APP_SECRET) as fake:
-        for channel, token in TOKENS.items():
-            fake.add_account(channel, ACCOUNTS[channel], token)
+def fake_meta() -> Iterator[FakeGraph]:
+    with FakeGraph(app_secret=APP_SECRET) as fake:
+        fake.add_page(PAGE, TOKENS["facebook"])
+        fake.add_instagram(IG, TOKENS["instagram"])
+        fake.add_whatsapp(WA_NUMBER, TOKENS["whatsapp"], waba_id=WABA)
         yield fake
 
 
-def meta_settings(make_settings: Any, fake: FakeMetaInbound, **overrides: Any) -> Any:
+def meta_settings(make_settings: Any, fake: FakeGraph, **overrides: Any) -> Any:
     values: dict[str, Any] = {
         "port": free_port(),
         "dispatch_interval_seconds": 0.1,
         "meta_app_secret": APP_SECRET,
         "instagram_app_secret": IG_APP_SECRET,
         "meta_verify_token": VERIFY_TOKEN,
-        "graph_api_url": fake.graph_url,
+        "graph_api_url": fake.api_url,
         "facebook_page_id": PAGE,
         "facebook_page_token": TOKENS["facebook"],
         "instagram_account_id": IG,
@@ -47,7 +70,7 @@ def meta_settings(make_settings: Any, fake: FakeMetaInbound, **overrides: Any) -
 
 
 @pytest.fixture
-def meta_service(make_settings: Any, fake_meta: FakeMetaInbound) -> Iterator[ServiceThread]:
+def meta_service(make_settings: Any, fake_meta: FakeGraph) -> Iterator[ServiceThread]:
     with ServiceThread(meta_settings(make_settings, fake_meta)) as service:
         fake_meta.webhook_url = f"{service.url}/webhooks/meta"
         yield service

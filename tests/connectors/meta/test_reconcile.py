@@ -1,47 +1,46 @@
 """Reconciliation finds what the webhook never delivered, stores it under the webhook's own dedup key
-(so a late delivery is a duplicate), and the appeal is acknowledged once; an expired token shows on
-/healthz. Against the loopback fake, on SQLite and PostgreSQL."""
+(so a late delivery is a duplicate), and the appeal is acknowledged once; history from before the
+channel was connected is not imported; an expired token shows on /healthz. Against the fake Graph API,
+on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+import time
 from typing import Any
 
 import httpx
 import pytest
+from connectors.meta.fake import FakeGraph
 from sqlmodel import Session, select
 
 from adaldyk_bots.storage.models import Message, RawEvent
-from connectors.meta.fake_inbound import FakeMetaInbound
-from tests.connectors.meta.conftest import TOKENS, meta_settings
+from tests.connectors.meta.conftest import ACCOUNTS, TOKENS, meta_settings
 from tests.support import ServiceThread, wait_processed, wait_until
 
 
 @pytest.mark.parametrize("channel", ["facebook", "instagram"])
 def test_a_message_the_webhook_never_delivered_is_recovered_and_acknowledged_once(
-    make_settings: Any, fake_meta: FakeMetaInbound, channel: str
+    make_settings: Any, fake_meta: FakeGraph, channel: str
 ) -> None:
-    token = TOKENS[channel]
-    lost = fake_meta.citizen_writes(token, "5550001", "Жарық жоқ, көмектесіңізші", deliver=False)
+    account = ACCOUNTS[channel]
+    lost = fake_meta.citizen_message(account, "5550001", "Жарық жоқ, көмектесіңізші", deliver=False)
+    mid = lost["entry"][0]["messaging"][0]["message"]["mid"]
     # History from before the channel was connected is not imported as new appeals.
-    fake_meta.citizen_writes(
-        token, "5550002", "Былтырғы хат", deliver=False, at=datetime.now(UTC) - timedelta(days=30)
-    )
+    fake_meta.citizen_message(account, "5550002", "Былтырғы хат", deliver=False, at=time.time() - 30 * 86400)
     with ServiceThread(meta_settings(make_settings, fake_meta)) as svc:
         fake_meta.webhook_url = f"{svc.url}/webhooks/meta"
         engine = svc.runtime.engine
         connector = svc.runtime.connectors[channel]
-
-        def acks() -> list[dict[str, Any]]:
-            return [m for m in fake_meta.sent if '"5550001"' in m.get("recipient", "")]
-
-        wait_until(lambda: len(acks()) == 1, timeout=30, what="the recovered message's acknowledgement")
+        wait_until(
+            lambda: len(fake_meta.messages_to("5550001")) == 1, timeout=30, what="the recovered message's ack"
+        )
         assert connector.health.extra["recovered_by_reconciliation"] == 1
         health = httpx.get(f"{svc.url}/healthz").json()
         assert health["channels"][channel]["recovered_by_reconciliation"] == 1
-        # Meta delivers it after all (late webhook): the same key, a duplicate, nothing new.
-        assert fake_meta.deliver(token, [lost]).status_code == 200
+        # Meta delivers it after all (a late webhook): the same key, a duplicate, nothing new.
+        fake_meta.deliver(lost)
+        wait_until(lambda: fake_meta.pending_webhooks() == 0, what="the late delivery")
         # And the next reconciliation pass finds nothing new either.
         asyncio.run_coroutine_threadsafe(
             connector.reconciler.reconcile_once(svc.runtime.intake), svc.service._loop
@@ -50,16 +49,16 @@ def test_a_message_the_webhook_never_delivered_is_recovered_and_acknowledged_onc
         with Session(engine) as s:
             rows = s.exec(select(RawEvent).where(RawEvent.channel == channel)).all()
             messages = s.exec(select(Message).where(Message.direction == "in")).all()
-        assert [r.dedup_key for r in rows] == [f"mid:{lost.mid}"]  # not the month-old one
+        assert [r.dedup_key for r in rows] == [f"mid:{mid}"]  # not the month-old one
         assert [m.text for m in messages] == ["Жарық жоқ, көмектесіңізші"]
-        assert len(acks()) == 1
+        assert len(fake_meta.messages_to("5550001")) == 1 and fake_meta.messages_to("5550002") == []
         assert connector.health.extra["recovered_by_reconciliation"] == 1
-        assert fake_meta.calls.count(("GET", f"/{fake_meta.version}/me/conversations")) >= 2
+        assert fake_meta.violations == []  # paced within 2 Conversations API calls a second
+        reads = [c for c in fake_meta.calls if c["path"].endswith("conversations")]
+        assert len(reads) >= 2
 
 
-def test_an_expired_token_shows_broken_on_healthz_at_start(
-    make_settings: Any, fake_meta: FakeMetaInbound
-) -> None:
+def test_an_expired_token_shows_broken_on_healthz_at_start(make_settings: Any, fake_meta: FakeGraph) -> None:
     fake_meta.expire_token(TOKENS["instagram"])
     with ServiceThread(meta_settings(make_settings, fake_meta)) as svc:
         health = wait_until(

@@ -13,8 +13,15 @@ import pytest
 from sqlmodel import Session, func, select
 
 from adaldyk_bots.storage.models import Appeal, AppealEvent, Message, OutboxItem, RawEvent
-from connectors.meta.fake_inbound import messaging_item, sign_body, webhook_body
-from tests.connectors.meta.conftest import APP_SECRET, IG_APP_SECRET, PAGE, VERIFY_TOKEN, WA_NUMBER
+from tests.connectors.meta.conftest import (
+    APP_SECRET,
+    IG_APP_SECRET,
+    PAGE,
+    VERIFY_TOKEN,
+    WA_NUMBER,
+    messaging_item,
+    sign_body,
+)
 from tests.support import wait_processed, wait_until
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -37,6 +44,15 @@ def _escaped(name: str) -> bytes:
     """A fixture as Meta sends it: escaped unicode (json.dumps' default ensure_ascii=True)."""
     doc = json.loads((FIXTURES / f"{name}.json").read_text())
     return json.dumps(doc).encode("ascii")
+
+
+def webhook_body(items: list[dict[str, Any]], *, per_entry: int) -> bytes:
+    """Messenger items batched `per_entry` to an entry, escaped unicode, as Meta delivers them."""
+    entries = [
+        {"id": PAGE, "time": 1795760000000, "messaging": items[at : at + per_entry]}
+        for at in range(0, len(items), per_entry)
+    ]
+    return json.dumps({"object": "page", "entry": entries}).encode("ascii")
 
 
 def test_handshake_answers_the_challenge_only_to_our_verify_token(meta_service: Any) -> None:
@@ -127,7 +143,7 @@ def test_a_batch_of_1000_delivered_three_times_out_of_order_is_stored_once(meta_
         order = items[:]
         if attempt:
             rng.shuffle(order)
-        body = webhook_body("facebook", PAGE, order, per_entry=(1, 10, 1000)[attempt])
+        body = webhook_body(order, per_entry=(1, 10, 1000)[attempt])
         assert _post(meta_service, body).status_code == 200
     engine = meta_service.runtime.engine
     assert _count(engine, RawEvent) == 1000
