@@ -52,6 +52,7 @@ from adaldyk_bots.domain import (
 )
 from adaldyk_bots.ports import Connector, RateScope, ReplyWindows
 from adaldyk_bots.ratelimit import DEFAULT_RATE_LIMIT_PAUSE_SECONDS, BudgetUnavailable, ScopeLimiter
+from adaldyk_bots.receipts import link_sent
 from adaldyk_bots.storage.db import insert_ignoring_conflict, unit_of_work, utcnow
 from adaldyk_bots.storage.models import Appeal, AppealEvent, Conversation, DispatcherLease, OutboxItem
 from adaldyk_bots.textsplit import split_text
@@ -495,6 +496,8 @@ class Dispatcher:
             row.state, row.sent_at, row.lease_until, row.lease_owner = "sent", now, None, None
         else:
             row.lease_until = now + self.lease
+        # Index the id for the platform's later receipts (and apply one that came first).
+        link_sent(s, row, result.platform_message_id, now)
         if (row.channel, row.account) in self._held:
             # The token works again (this was the probe, or a row sent meanwhile): the hold ends.
             released: Any = s.execute(

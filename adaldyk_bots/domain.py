@@ -76,6 +76,9 @@ class InboundMessage:
     reply_to_key: str | None = None
     group_key: str | None = None  # album / media group
     kind: str = "message"  # "message" (private dialog) or "comment" (public comment under a post)
+    # The citizen deleted (unsent, removed) it; `edited_at` is when. The words already stored are kept:
+    # the message is marked, never erased.
+    deleted: bool = False
 
     @property
     def is_edit(self) -> bool:
@@ -96,7 +99,21 @@ class Quarantined:
     reason: str
 
 
-ParseOutcome = InboundMessage | Ignored | Quarantined
+@dataclass(frozen=True)
+class DeliveryReceipt:
+    """The platform's word on a message we sent (WhatsApp `statuses`, Messenger `delivery` / `read`): it
+    updates the outbox item whose platform message ids hold one of `platform_message_ids`."""
+
+    channel: str
+    account: str
+    platform_message_ids: tuple[str, ...]
+    state: str  # sent | delivered | read | failed
+    at: datetime
+    code: str | None = None  # when failed: stable, e.g. "whatsapp.131026", "meta.window_closed"
+    detail: str | None = None  # when failed: what a moderator reads
+
+
+ParseOutcome = InboundMessage | Ignored | Quarantined | DeliveryReceipt
 
 
 @dataclass(frozen=True)

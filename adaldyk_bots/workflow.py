@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row
+from sqlalchemy import Connection, Row, update
 from sqlmodel import Session, col, select
 
 from adaldyk_bots.calendar import WorkingCalendar
@@ -108,6 +108,9 @@ class Workflow:
         now = utcnow()
         conn = s.connection()
         sql = statements(conn.dialect.name)
+        if msg.deleted:
+            self._mark_deleted(conn, sql, msg, now)
+            return
         contact_id, contact_language = self._sender(conn, sql, msg, now)
         conversation_id, new_conversation = self._conversation(conn, sql, msg, contact_id, now)
         attachments = [asdict(a) for a in msg.attachments]
@@ -192,6 +195,34 @@ class Workflow:
             conn.execute(sql.touch_appeal, {"b_id": appeal.id, "b_at": now})
             self._acknowledge_again_if_undelivered(conn, sql, appeal, target, now)
         conn.execute(sql.set_message_appeal, {"b_id": message_id, "b_appeal_id": appeal.id})
+
+    def _mark_deleted(
+        self, conn: Connection, sql: InboundStatements, msg: InboundMessage, now: datetime
+    ) -> None:
+        """The citizen deleted a message on the platform: the stored message is marked, its words kept
+        (the appeal is a record), and the appeal's history says so."""
+        found = conn.execute(
+            sql.conversation, {"channel": msg.channel, "account": msg.account, "chat_id": msg.chat_id}
+        ).first()
+        known = (
+            conn.execute(
+                sql.message_by_key, {"conversation_id": found.id, "external_key": msg.message_key}
+            ).first()
+            if found is not None
+            else None
+        )
+        if known is None:
+            log.info(
+                "%s message %s deleted before we stored it: nothing to mark", msg.channel, msg.message_key
+            )
+            return
+        marked = conn.execute(
+            update(Message)
+            .where(col(Message.id) == known.id, col(Message.deleted_at).is_(None))
+            .values(deleted_at=msg.edited_at or now)
+        )
+        if getattr(marked, "rowcount", 0) and known.appeal_id is not None:
+            self._add_event(conn, sql, known.appeal_id, "deleted", {"message_id": known.id}, now)
 
     def _acknowledge_again_if_undelivered(
         self, conn: Connection, sql: InboundStatements, appeal: _AppealRef, target: Target, now: datetime
