@@ -122,7 +122,10 @@ def test_instagram_unsupported_message_is_kept_as_an_attachment() -> None:
 
 @pytest.mark.parametrize(
     ("name", "comment_id"),
-    [("instagram_comment_ig_login", "17865799348089039"), ("instagram_comment_fb_login", "17865799348089040")],
+    [
+        ("instagram_comment_ig_login", "17865799348089039"),
+        ("instagram_comment_fb_login", "17865799348089040"),
+    ],
 )
 def test_instagram_comment_in_both_shapes(name: str, comment_id: str) -> None:
     key, msg = one(name)
@@ -178,7 +181,9 @@ def test_a_whatsapp_change_with_several_messages_is_one_event_each() -> None:
     value = doc["entry"][0]["changes"][0]["value"]
     second = {**value["messages"][0], "id": "wamid.second"}
     value["messages"].append(second)
-    value["statuses"] = json.loads(fixture("whatsapp_status_sent"))["entry"][0]["changes"][0]["value"]["statuses"]
+    value["statuses"] = json.loads(fixture("whatsapp_status_sent"))["entry"][0]["changes"][0]["value"][
+        "statuses"
+    ]
     items, _ = split_body(json.dumps(doc).encode())
     keys = [parse_item_payload(i.payload, channel="whatsapp", account=WA_NUMBER).dedup_key for i in items]
     assert len(keys) == 3 and keys[1] == "wamid:wamid.second" and keys[2].startswith("status:")
