@@ -47,6 +47,7 @@ def test_classified_by_code_and_subcode_only(
 ) -> None:
     result = classify(GraphError(error[0], error[1], "OAuthException", "Ab1", status, message))
     assert isinstance(result, kind)
+    assert not isinstance(result, Delivered)
     assert result.code == code
     if isinstance(result, RetryLater):
         assert result.rate_limited is rate_limited
