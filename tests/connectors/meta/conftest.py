@@ -8,12 +8,12 @@ from collections.abc import Iterator
 import pytest
 
 from connectors.meta.fake import FakeGraph
-from tests.connectors.meta import IG_ID, IG_TOKEN, PAGE_ID, PAGE_TOKEN, WA_ID, WA_TOKEN
+from tests.connectors.meta import APP_SECRET, IG_ID, IG_TOKEN, PAGE_ID, PAGE_TOKEN, WA_ID, WA_TOKEN
 
 
 @pytest.fixture
 def fake_graph() -> Iterator[FakeGraph]:
-    server = FakeGraph(lost_answer_delay=1.5)
+    server = FakeGraph(lost_answer_delay=1.5, app_secret=APP_SECRET)
     server.start()
     server.add_page(PAGE_ID, PAGE_TOKEN)
     server.add_instagram(IG_ID, IG_TOKEN)
