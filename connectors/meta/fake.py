@@ -367,6 +367,15 @@ class FakeGraph(LoopbackServer):
         headers["X-Hub-Signature-256"] = sign(self.app_secret, raw) if signature is None else signature
         return httpx.post(self.webhook_url, content=raw, headers=headers, timeout=10.0)
 
+    def backdate(self, account_id: str, user_id: str, seconds: float) -> None:
+        """Pretend the citizen's messages to this account were written `seconds` earlier (tests of reply
+        windows: "25 hours later" without waiting 25 hours)."""
+        with self._lock:
+            thread = self._threads[(account_id, user_id)]
+            thread.last_inbound -= seconds
+            for message in thread.messages:
+                message["created"] -= seconds
+
     def messages_to(self, user_id: str) -> list[dict[str, Any]]:
         with self._lock:
             return [m for m in self.sent if m["to"] == user_id]
