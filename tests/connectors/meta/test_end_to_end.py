@@ -41,14 +41,14 @@ class Meta:
         return [m["text"] for m in self.fake.messages_to(user)]
 
     def sent(self, user: str, n: int, what: str) -> list[dict[str, Any]]:
-        return wait_until(
-            lambda: (lambda m: m if len(m) >= n else None)(self.fake.messages_to(user)), what=what
-        )
+        wait_until(lambda: len(self.fake.messages_to(user)) >= n, what=what)
+        return self.fake.messages_to(user)
 
     def appeal_of(self, text: str) -> dict[str, Any]:
         number = NUMBER.search(text)
         assert number, text
-        return self.api.get(f"/appeals/{number.group(0)}").json()
+        found: dict[str, Any] = self.api.get(f"/appeals/{number.group(0)}").json()
+        return found
 
     def deliveries(self, number: str) -> dict[str, dict[str, Any]]:
         return {

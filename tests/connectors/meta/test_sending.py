@@ -48,7 +48,7 @@ def _owe(engine: Any, items: list[tuple[str, str, str, str, str]], *, purpose: s
 def _drain(
     engine: Any, connectors: dict[str, MetaConnector], *, until: Any, timeout: float = 90.0, **kw: Any
 ) -> Any:
-    dispatcher = Dispatcher(engine=engine, connectors=dict(connectors), lease_seconds=30, **kw)  # type: ignore[arg-type]
+    dispatcher = Dispatcher(engine=engine, connectors=dict(connectors), lease_seconds=30, **kw)
 
     async def run() -> None:
         deadline = time.monotonic() + timeout
