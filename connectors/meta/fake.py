@@ -585,6 +585,8 @@ class FakeGraph(LoopbackServer):
             if owner.channel == "whatsapp":
                 return self._whatsapp_send(owner, params), lose
             return self._messenger_send(owner, params), lose
+        if method == "GET" and len(parts) == 1 and parts[0] in self._comments:
+            return self._comment_node(parts[0], params, accounts), False
         if method == "POST" and len(parts) == 2 and parts[1] in ("comments", "replies"):
             return self._public_reply(parts[0], parts[1], params, accounts), False
         raise GraphFault(100, f"(#100) Unsupported {method} request to {path}", 33)
@@ -703,6 +705,27 @@ class FakeGraph(LoopbackServer):
             }
         )
         return {"recipient_id": comment.user_id, "message_id": mid}
+
+    def _comment_node(
+        self, comment_id: str, params: dict[str, Any], accounts: list[_Account]
+    ) -> dict[str, Any]:
+        """`GET /{comment-id}?fields=...`: a Facebook Comment node's private-reply state."""
+        with self._lock:
+            comment = self._comments[comment_id]
+            if comment.account not in accounts:
+                raise GraphFault(100, f"(#100) Object with ID '{comment_id}' does not exist", 33)
+            node: dict[str, Any] = {"id": comment_id}
+            fields = set(str(params.get("fields", "")).split(","))
+            if "message" in fields:
+                node["message"] = comment.text
+            if "can_reply_privately" in fields:
+                node["can_reply_privately"] = not comment.private_replied and (
+                    self.clock() - comment.created <= PRIVATE_REPLY_SECONDS
+                )
+            if "private_reply_conversation" in fields and comment.private_replied:
+                thread = self._threads[(comment.account.id, comment.user_id)]
+                node["private_reply_conversation"] = {"id": thread.id}
+            return node
 
     def _public_reply(
         self, comment_id: str, edge: str, params: dict[str, Any], accounts: list[_Account]

@@ -36,7 +36,12 @@ from adaldyk_bots.domain import (
     WindowDecision,
 )
 from adaldyk_bots.ports import RateScope
-from connectors.meta.errors import PRIVATE_REPLY_ALREADY_SENT, WINDOW_CLOSED_DETAIL, classify
+from connectors.meta.errors import (
+    PRIVATE_REPLY_ALREADY_SENT,
+    WINDOW_CLOSED_DETAIL,
+    classify,
+    window_closed,
+)
 from connectors.meta.graph import GraphClient, GraphError
 
 __all__ = [
@@ -267,6 +272,17 @@ class MetaSender:
 
     async def send(self, target: ReplyTarget, text: str, *, idempotency_key: str) -> SendResult:
         path, data, private_reply_to = self.request(target, text, idempotency_key=idempotency_key)
+        if private_reply_to is not None:
+            part = idempotency_key.rpartition("#")[2]  # the dispatcher keys later parts <key>#2, #3 ...
+            if "#" in idempotency_key and part.isdigit() and int(part) > 1:
+                # A comment allows one private reply: a text longer than one message cannot go on.
+                return window_closed(
+                    f"{WINDOW_CLOSED_DETAIL}: only the first part went as the one private reply to the "
+                    "comment; the rest is owed on the citizen's private thread"
+                )
+            checked = await self._private_reply_state(private_reply_to)
+            if checked is not None:
+                return checked
         try:
             answer = await self.client.post(path, data, token=self._token)
         except GraphError as exc:
@@ -292,6 +308,36 @@ class MetaSender:
         if found is None:
             return RetryLater("meta.bad_response", f"the send answered without an id: {answer!r:.200}")
         return Delivered(found)
+
+    async def _private_reply_state(self, comment_id: str) -> SendResult | None:
+        """Facebook: check before a private reply whether one is already there (a lost answer of ours, or a
+        moderator's from the Page inbox): the Comment node's `private_reply_conversation` and
+        `can_reply_privately` [S] public client code reading both (e.g. fields=can_reply_privately,
+        private_reply_conversation). None: go ahead. Instagram has no such field; there Meta's own
+        once-only answer (10900) is the check (errors.classify)."""
+        if self.channel != "facebook":
+            return None
+        try:
+            node = await self.client.get(
+                comment_id, {"fields": "can_reply_privately,private_reply_conversation"}, token=self._token
+            )
+        except GraphError as exc:
+            # Never send blind: without the answer, try again later (or hold, for a refused token).
+            result = classify(exc)
+            return result if not isinstance(result, Delivered) else None
+        if node.get("private_reply_conversation"):
+            log.warning(
+                "facebook: comment %s already has its private reply (an earlier answer was lost); "
+                "recorded as sent",
+                comment_id,
+            )
+            return Delivered(f"private-reply:{comment_id}")
+        if node.get("can_reply_privately") is False:
+            return window_closed(
+                f"{WINDOW_CLOSED_DETAIL}: Meta does not allow a private reply to this comment (older than "
+                "7 days, deleted, or written by a Page)"
+            )
+        return None
 
     # --- building requests -----------------------------------------------------------------------------
 
