@@ -1,21 +1,69 @@
-"""The fake Graph API for the Meta tests: a Page, an Instagram account (Instagram Login) and a WhatsApp
-number, started fresh for each test."""
+"""A running service with the three Meta channels on, against the loopback fake of Meta's inbound side."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from connectors.meta.fake import FakeGraph
-from tests.connectors.meta import APP_SECRET, IG_ID, IG_TOKEN, PAGE_ID, PAGE_TOKEN, WA_ID, WA_TOKEN
+from connectors.meta.fake_inbound import FakeMetaInbound
+from tests.connectors.meta import APP_SECRET as OUT_APP_SECRET
+from tests.connectors.meta import IG_ID, IG_TOKEN, PAGE_TOKEN, WA_ID, WA_TOKEN
+from tests.connectors.meta import PAGE_ID as OUT_PAGE_ID
+from tests.support import ServiceThread, free_port
+
+APP_SECRET = "meta-app-secret-0123456789abcdef"
+IG_APP_SECRET = "instagram-app-secret-fedcba9876543210"
+VERIFY_TOKEN = "meta-verify-token-4242"
+PAGE, IG, WABA, WA_NUMBER = "1234567890123", "17841400000000001", "102290129340398", "106540352242922"
+TOKENS = {"facebook": "EAAfakePageToken", "instagram": "IGfakeToken", "whatsapp": "EAAfakeWhatsAppToken"}
+ACCOUNTS = {"facebook": PAGE, "instagram": IG, "whatsapp": WA_NUMBER}
+
+
+@pytest.fixture
+def fake_meta() -> Iterator[FakeMetaInbound]:
+    with FakeMetaInbound(app_secret=APP_SECRET) as fake:
+        for channel, token in TOKENS.items():
+            fake.add_account(channel, ACCOUNTS[channel], token)
+        yield fake
+
+
+def meta_settings(make_settings: Any, fake: FakeMetaInbound, **overrides: Any) -> Any:
+    values: dict[str, Any] = {
+        "port": free_port(),
+        "dispatch_interval_seconds": 0.1,
+        "meta_app_secret": APP_SECRET,
+        "instagram_app_secret": IG_APP_SECRET,
+        "meta_verify_token": VERIFY_TOKEN,
+        "graph_api_url": fake.graph_url,
+        "facebook_page_id": PAGE,
+        "facebook_page_token": TOKENS["facebook"],
+        "instagram_account_id": IG,
+        "instagram_token": TOKENS["instagram"],
+        "whatsapp_phone_number_id": WA_NUMBER,
+        "whatsapp_token": TOKENS["whatsapp"],
+        "meta_reconcile_seconds": 3600,
+    }
+    values.update(overrides)
+    return make_settings(**values)
+
+
+@pytest.fixture
+def meta_service(make_settings: Any, fake_meta: FakeMetaInbound) -> Iterator[ServiceThread]:
+    with ServiceThread(meta_settings(make_settings, fake_meta)) as service:
+        fake_meta.webhook_url = f"{service.url}/webhooks/meta"
+        yield service
 
 
 @pytest.fixture
 def fake_graph() -> Iterator[FakeGraph]:
-    server = FakeGraph(lost_answer_delay=1.5, app_secret=APP_SECRET)
+    """The fake Graph API of the outbound tests (connectors/meta/fake.py): a Page, an Instagram account
+    and a WhatsApp number with its approved templates, started fresh for each test."""
+    server = FakeGraph(lost_answer_delay=1.5, app_secret=OUT_APP_SECRET)
     server.start()
-    server.add_page(PAGE_ID, PAGE_TOKEN)
+    server.add_page(OUT_PAGE_ID, PAGE_TOKEN)
     server.add_instagram(IG_ID, IG_TOKEN)
     server.add_whatsapp(WA_ID, WA_TOKEN)
     for name in ("adaldyk_appeal_registered", "adaldyk_status_changed", "adaldyk_answer_ready"):
