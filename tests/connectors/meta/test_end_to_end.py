@@ -112,8 +112,9 @@ def test_message_becomes_an_appeal_acknowledged_in_the_citizens_language_within_
 
 
 @pytest.mark.parametrize(("channel", "account"), [("facebook", PAGE_ID), ("instagram", IG_ID)])
-def test_a_comment_gets_one_private_reply(
-    channel: str, account: str, make_settings: Any, fake_graph: FakeGraph
+@pytest.mark.parametrize("answers_privately", [False, True])
+def test_a_comment_gets_one_private_reply_and_later_notices_go_to_the_private_thread(
+    channel: str, account: str, answers_privately: bool, make_settings: Any, fake_graph: FakeGraph
 ) -> None:
     with _service(make_settings, fake_graph) as svc:
         meta = Meta(svc, fake_graph)
@@ -125,6 +126,10 @@ def test_a_comment_gets_one_private_reply(
         fake_graph.deliver(body)
         wait_until(lambda: fake_graph.pending_webhooks() == 0, what="the redelivery")
         number = NUMBER.search(reply["text"]).group(0)  # type: ignore[union-attr]
+        if answers_privately:
+            # The citizen answers the private reply in the thread it opened (their own new appeal).
+            fake_graph.citizen_message(account, "7770002", "Спасибо, жду ответа по свалке.")
+            meta.sent("7770002", 2, "the private thread's acknowledgement")
         changed = meta.api.post(f"/appeals/{number}/status", json={"status": "in_progress"})
         assert changed.status_code == 200, changed.text
         failed = wait_until(
@@ -133,11 +138,19 @@ def test_a_comment_gets_one_private_reply(
             ],
             what="the status notice's state",
         )
-        # The one private reply is used: the status notice says why it cannot go, nothing was re-sent.
+        # The one private reply is used: never a second one; the notice is failed here, visibly ...
         assert failed[0]["last_error_code"] == "meta.window_closed"
         assert "private reply" in failed[0]["last_error_detail"]
         assert len([m for m in fake_graph.sent if m["kind"] == "private_reply"]) == 1
-        assert meta.api.get("/appeals").json()["total"] == 1
+        if answers_privately:
+            # ... and goes to the private thread instead, where the citizen wrote.
+            assert "owed on another channel instead" in failed[0]["last_error_detail"]
+            notices = meta.sent("7770002", 3, "the status notice in the private thread")
+            assert notices[-1]["kind"] == "message" and number in notices[-1]["text"]
+            assert "на рассмотрении" in notices[-1]["text"]
+        else:
+            assert len(meta.texts("7770002")) == 1
+            assert meta.api.get("/appeals").json()["total"] == 1
 
 
 @pytest.mark.parametrize("channel", ["facebook", "instagram"])
@@ -273,3 +286,24 @@ def test_whatsapp_after_24_hours_sends_templates_and_releases_the_waiting_answer
             what="the answer recorded as sent",
         )
         assert fake_graph.errors == []
+
+
+def test_whatsapp_reports_a_failure_later_and_the_sent_notice_leaves_sent(
+    make_settings: Any, fake_graph: FakeGraph
+) -> None:
+    with _service(make_settings, fake_graph) as svc:
+        meta = Meta(svc, fake_graph)
+        fake_graph.fail_async_next(131026)  # accepted with a wamid, then a `failed` status webhook
+        fake_graph.citizen_message(WA_ID, "77017654321", RU_TEXT)
+
+        def ack_state() -> dict[str, Any] | None:
+            listing = meta.api.get("/appeals").json()["items"]
+            if not listing:
+                return None
+            deliveries = meta.api.get(f"/appeals/{listing[0]['number']}").json()["deliveries"]
+            ack = next((d for d in deliveries if d["purpose"] == "ack"), None)
+            return ack if ack and ack["state"] == "failed" else None
+
+        ack = wait_until(ack_state, what="the acknowledgement failed by the statuses webhook")
+        assert "131026" in (ack["last_error_code"] or "") + (ack["last_error_detail"] or "")
+        assert fake_graph.messages_to("77017654321") == []  # the fake never delivered it
