@@ -305,5 +305,6 @@ def test_whatsapp_reports_a_failure_later_and_the_sent_notice_leaves_sent(
             return ack if ack and ack["state"] == "failed" else None
 
         ack = wait_until(ack_state, what="the acknowledgement failed by the statuses webhook")
+        assert ack is not None
         assert "131026" in (ack["last_error_code"] or "") + (ack["last_error_detail"] or "")
         assert fake_graph.messages_to("77017654321") == []  # the fake never delivered it
