@@ -53,7 +53,7 @@ from adaldyk_bots.domain import (
 from adaldyk_bots.ports import Connector, RateScope, ReplyWindows
 from adaldyk_bots.ratelimit import DEFAULT_RATE_LIMIT_PAUSE_SECONDS, BudgetUnavailable, ScopeLimiter
 from adaldyk_bots.receipts import link_sent
-from adaldyk_bots.storage.db import insert_ignoring_conflict, unit_of_work, utcnow
+from adaldyk_bots.storage.db import insert_ignoring_conflict, read_session, unit_of_work, utcnow
 from adaldyk_bots.storage.models import Appeal, AppealEvent, Conversation, DispatcherLease, OutboxItem
 from adaldyk_bots.textsplit import split_text
 
@@ -579,7 +579,7 @@ class Dispatcher:
         """What the connector's reply_window needs: the citizen's last message time (the platform's), how
         many of our messages reached this target since, and the appeal's fields for a template."""
         now = self.now()
-        with Session(self.engine) as s:
+        with read_session(self.engine) as s:  # on SQLite: beside the writer, never taking its lock
             last_inbound = s.exec(
                 select(Conversation.last_inbound_at).where(
                     Conversation.channel == row.channel,

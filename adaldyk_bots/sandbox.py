@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, cast, runtime_checkable
 
 from sqlmodel import select
 
@@ -35,6 +35,7 @@ __all__ = [
     "CitizenScript",
     "SandboxLine",
     "ScriptedSandbox",
+    "WebhookSandbox",
     "load_sandboxes",
     "run_sandbox",
 ]
@@ -84,6 +85,14 @@ class ChannelSandbox(Protocol):
 
 
 SandboxFactory = Callable[..., ChannelSandbox]
+
+
+@runtime_checkable
+class WebhookSandbox(Protocol):
+    """A sandbox whose fake platform pushes webhooks (Meta): told where the service listens, once its
+    settings are built (the fake retries until the web server answers)."""
+
+    def connect(self, service_url: str) -> None: ...
 
 
 class CitizenScript:
@@ -199,6 +208,9 @@ def _run(
         with unit_of_work(engine) as s:
             s.add(ApiToken(name="sandbox", token_sha256=token_digest(api_token), created_at=utcnow()))
         base = f"http://{settings.host}:{settings.port}"
+        for sandbox in sandboxes.values():
+            if isinstance(sandbox, WebhookSandbox):
+                sandbox.connect(base)
         _say(f"Sandbox: {', '.join(sandboxes)} on loopback, database {SANDBOX_DB}")
         _say(f"Workspace API: {base}/api/v1/appeals  (Authorization: Bearer {api_token})")
         _say(f"Health: {base}/healthz   OpenAPI: {base}/docs\n")

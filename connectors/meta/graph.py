@@ -13,7 +13,10 @@ facebook-sdk (mobolic/facebook-sdk, last release 2018) is the transport the desi
 - errors: `GraphAPIError` keeps only message/type/code and no HTTP status; `GraphError` has code,
   error_subcode, type, fbtrace_id and the HTTP status (read from the response as it passed the adapter),
   and transport failures get negative codes, so callers classify by number only (send.py);
-- threads: requests blocks, so `GraphClient.get/post` run it in a worker thread (asyncio.to_thread).
+- threads: requests blocks, so `GraphClient.get/post` run it in the client's own worker threads (a busy
+  product never starves another's calls, nor the core's `asyncio.to_thread`);
+- pacing: the dispatcher's budget is taken when a send is due, but calls wait for a worker thread and
+  then leave together; `limit_rate` spaces them as they leave, where Meta counts them.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -71,15 +76,36 @@ def split_graph_url(url: str) -> tuple[str, str]:
     return f"{parts.scheme}://{parts.netloc}{head}", version
 
 
+class _Spacing:
+    """At most `per_second` request starts in any second: each waits for its slot, 1/per_second after the
+    previous one (a token bucket of one token), measured as requests leave."""
+
+    def __init__(self) -> None:
+        self.interval = 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self._lock:  # slots are handed out in order; sleeping inside keeps them so
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+            if start > now:
+                time.sleep(start - now)
+
+
 class _RoutedAdapter(BaseAdapter):
     """Sends what facebook-sdk addresses to graph.facebook.com to our base, with a timeout; remembers the
     HTTP status per thread (the library's error keeps none)."""
 
-    def __init__(self, base_url: str, timeout: float, seen: threading.local) -> None:
+    def __init__(self, base_url: str, timeout: float, seen: threading.local, spacing: _Spacing) -> None:
         super().__init__()
         self._base = base_url.rstrip("/") + "/"
         self._timeout = timeout
         self._seen = seen
+        self._spacing = spacing
         self._inner = HTTPAdapter(pool_maxsize=16)
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
@@ -87,6 +113,7 @@ class _RoutedAdapter(BaseAdapter):
         request.url = self._base + request.url[len(LIBRARY_GRAPH_PREFIX) :]
         if not kwargs.get("timeout"):
             kwargs["timeout"] = self._timeout
+        self._spacing.wait()
         response = self._inner.send(request, **kwargs)
         self._seen.status = response.status_code
         return response
@@ -108,11 +135,15 @@ class GraphClient:
     """One Graph base URL (version included). Tokens are per call: one client serves a Page token and a
     WhatsApp token alike. Thread-safe: facebook-sdk's GraphAPI holds no per-call state but its session."""
 
-    def __init__(self, *, api_url: str, timeout: float = 10.0) -> None:
+    def __init__(self, *, api_url: str, timeout: float = 10.0, workers: int = 8) -> None:
         self.base_url, self.version = split_graph_url(api_url)
         self._seen = threading.local()
+        self._spacing = _Spacing()
+        self._threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="graph")
         self.session = requests.Session()
-        self.session.mount(LIBRARY_GRAPH_PREFIX, _RoutedAdapter(self.base_url, timeout, self._seen))
+        self.session.mount(
+            LIBRARY_GRAPH_PREFIX, _RoutedAdapter(self.base_url, timeout, self._seen, self._spacing)
+        )
         # No `version=` (see the module docstring); no access_token: each call brings its own.
         self._graph = facebook.GraphAPI(session=self.session, timeout=timeout)
 
@@ -179,11 +210,22 @@ class GraphClient:
             message=str(body.get("message") or "")[:500],
         )
 
+    def limit_rate(self, per_second: float) -> None:
+        """Space this client's calls as they leave: at most `per_second` in any second (0: unpaced)."""
+        self._spacing.interval = 1.0 / per_second if per_second else 0.0
+
     async def get(self, path: str, params: Mapping[str, Any] | None = None, *, token: str) -> dict[str, Any]:
-        return await asyncio.to_thread(self.request_blocking, "GET", path, token=token, params=params)
+        return await self._call("GET", path, token, params=params)
 
     async def post(self, path: str, data: Mapping[str, Any] | None = None, *, token: str) -> dict[str, Any]:
-        return await asyncio.to_thread(self.request_blocking, "POST", path, token=token, data=data)
+        return await self._call("POST", path, token, data=data)
+
+    async def _call(self, method: str, path: str, token: str, **kw: Any) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._threads, lambda: self.request_blocking(method, path, token=token, **kw)
+        )
 
     def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
         self.session.close()

@@ -36,7 +36,12 @@ from adaldyk_bots.domain import (
     WindowDecision,
 )
 from adaldyk_bots.ports import RateScope
-from connectors.meta.errors import PRIVATE_REPLY_ALREADY_SENT, WINDOW_CLOSED_DETAIL, classify
+from connectors.meta.errors import (
+    PRIVATE_REPLY_ALREADY_SENT,
+    WINDOW_CLOSED_DETAIL,
+    classify,
+    window_closed,
+)
 from connectors.meta.graph import GraphClient, GraphError
 
 __all__ = [
@@ -67,6 +72,7 @@ class Product:
     text_limit: int
     measure: Callable[[str], int]
     send_per_second: int  # the account's budget, below Meta's published rate
+    calls_per_second: int  # every call of the account's client, spaced as it leaves (just below Meta's)
     thread_limit: int  # sends to one recipient per `thread_seconds`
     thread_seconds: int
     private_replies_per_hour: int | None = None
@@ -75,13 +81,13 @@ class Product:
 PRODUCTS = {
     # 2000 characters (§4d); 300 calls/s per Page for text (§4c) -> 250; "may be rate limited if too many
     # messages are sent to a single thread": at most 2 a second to one person.
-    "facebook": Product("facebook", 2000, len, 250, 2, 1, private_replies_per_hour=700),
+    "facebook": Product("facebook", 2000, len, 250, 280, 2, 1, private_replies_per_hour=700),
     # 1000 UTF-8 bytes (§5d, ~500 Cyrillic letters); 100/s per account in the Instagram docs, 300/s in the
     # Messenger ones (§5c): budget below the lower. Private replies 750/h per account -> 700.
-    "instagram": Product("instagram", 1000, utf8_bytes, 90, 2, 1, private_replies_per_hour=700),
+    "instagram": Product("instagram", 1000, utf8_bytes, 90, 95, 2, 1, private_replies_per_hour=700),
     # 4096 characters (§7b); 80 messages/s per number by default (§7c) -> 70; the pair limit to one user
     # (~1 every 6 s on average, UNCONFIRMED-primary) -> 10 a minute.
-    "whatsapp": Product("whatsapp", 4096, len, 70, 10, 60),
+    "whatsapp": Product("whatsapp", 4096, len, 70, 75, 10, 60),
 }
 
 
@@ -231,11 +237,13 @@ class MetaSender:
         self.account = account
         self._token = token
         self.client = client
+        client.limit_rate(self.product.calls_per_second)
         self.human_agent = human_agent
         self.templates = templates or WhatsAppTemplates()
         self.instagram_login = instagram_login
         self._on_token_refused = on_token_refused
-        self._pause = rate_limit_pause_seconds
+        # Meta gives no retry-after; tests shorten the pause (errors.RATE_LIMIT_PAUSE_SECONDS otherwise).
+        self.rate_limit_pause_seconds = rate_limit_pause_seconds
 
     # --- what the dispatcher asks ----------------------------------------------------------------------
 
@@ -264,13 +272,28 @@ class MetaSender:
 
     async def send(self, target: ReplyTarget, text: str, *, idempotency_key: str) -> SendResult:
         path, data, private_reply_to = self.request(target, text, idempotency_key=idempotency_key)
+        if private_reply_to is not None:
+            part = idempotency_key.rpartition("#")[2]  # the dispatcher keys later parts <key>#2, #3 ...
+            if "#" in idempotency_key and part.isdigit() and int(part) > 1:
+                # A comment allows one private reply: a text longer than one message cannot go on.
+                return window_closed(
+                    f"{WINDOW_CLOSED_DETAIL}: only the first part went as the one private reply to the "
+                    "comment; the rest is owed on the citizen's private thread"
+                )
+            checked = await self._private_reply_state(private_reply_to)
+            if checked is not None:
+                return checked
         try:
             answer = await self.client.post(path, data, token=self._token)
         except GraphError as exc:
             result = classify(exc, private_reply_to=private_reply_to)
-            if isinstance(result, RetryLater) and result.rate_limited and self._pause is not None:
+            if isinstance(result, RetryLater) and result.rate_limited and self.rate_limit_pause_seconds:
                 result = RetryLater(
-                    result.code, result.detail, self._pause, rate_limited=True, scope=result.scope
+                    result.code,
+                    result.detail,
+                    self.rate_limit_pause_seconds,
+                    rate_limited=True,
+                    scope=result.scope,
                 )
             if exc.code == 190 and self._on_token_refused is not None:
                 self._on_token_refused(str(exc))
@@ -285,6 +308,36 @@ class MetaSender:
         if found is None:
             return RetryLater("meta.bad_response", f"the send answered without an id: {answer!r:.200}")
         return Delivered(found)
+
+    async def _private_reply_state(self, comment_id: str) -> SendResult | None:
+        """Facebook: check before a private reply whether one is already there (a lost answer of ours, or a
+        moderator's from the Page inbox): the Comment node's `private_reply_conversation` and
+        `can_reply_privately` [S] public client code reading both (e.g. fields=can_reply_privately,
+        private_reply_conversation). None: go ahead. Instagram has no such field; there Meta's own
+        once-only answer (10900) is the check (errors.classify)."""
+        if self.channel != "facebook":
+            return None
+        try:
+            node = await self.client.get(
+                comment_id, {"fields": "can_reply_privately,private_reply_conversation"}, token=self._token
+            )
+        except GraphError as exc:
+            # Never send blind: without the answer, try again later (or hold, for a refused token).
+            result = classify(exc)
+            return result if not isinstance(result, Delivered) else None
+        if node.get("private_reply_conversation"):
+            log.warning(
+                "facebook: comment %s already has its private reply (an earlier answer was lost); "
+                "recorded as sent",
+                comment_id,
+            )
+            return Delivered(f"private-reply:{comment_id}")
+        if node.get("can_reply_privately") is False:
+            return window_closed(
+                f"{WINDOW_CLOSED_DETAIL}: Meta does not allow a private reply to this comment (older than "
+                "7 days, deleted, or written by a Page)"
+            )
+        return None
 
     # --- building requests -----------------------------------------------------------------------------
 

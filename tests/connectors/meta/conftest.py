@@ -9,8 +9,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from connectors.meta.fake import FakeGraph
 
+from connectors.meta.fake import FakeGraph
+from tests.connectors.meta import APP_SECRET as OUT_APP_SECRET
+from tests.connectors.meta import IG_ID, IG_TOKEN, PAGE_TOKEN, WA_ID, WA_TOKEN
+from tests.connectors.meta import PAGE_ID as OUT_PAGE_ID
 from tests.support import ServiceThread, free_port
 
 APP_SECRET = "meta-app-secret-0123456789abcdef"
@@ -74,3 +77,20 @@ def meta_service(make_settings: Any, fake_meta: FakeGraph) -> Iterator[ServiceTh
     with ServiceThread(meta_settings(make_settings, fake_meta)) as service:
         fake_meta.webhook_url = f"{service.url}/webhooks/meta"
         yield service
+
+
+@pytest.fixture
+def fake_graph() -> Iterator[FakeGraph]:
+    """The fake Graph API of the outbound tests (connectors/meta/fake.py): a Page, an Instagram account
+    and a WhatsApp number with its approved templates, started fresh for each test."""
+    server = FakeGraph(lost_answer_delay=1.5, app_secret=OUT_APP_SECRET)
+    server.start()
+    server.add_page(OUT_PAGE_ID, PAGE_TOKEN)
+    server.add_instagram(IG_ID, IG_TOKEN)
+    server.add_whatsapp(WA_ID, WA_TOKEN)
+    for name in ("adaldyk_appeal_registered", "adaldyk_status_changed", "adaldyk_answer_ready"):
+        server.approve_template(name)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -13,11 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
-from connectors.meta.fake import FakeGraph
 from sqlmodel import Session, func, select
 
 from adaldyk_bots.storage.db import make_engine
 from adaldyk_bots.storage.models import Appeal, Message, OutboxItem, RawEvent
+from connectors.meta.fake import FakeGraph
 from tests.connectors.meta.conftest import APP_SECRET, PAGE, TOKENS, VERIFY_TOKEN, messaging_item, sign_body
 from tests.faults import service_process, tail
 from tests.support import free_port, wait_until

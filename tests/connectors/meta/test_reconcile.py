@@ -11,10 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from connectors.meta.fake import FakeGraph
 from sqlmodel import Session, select
 
 from adaldyk_bots.storage.models import Message, RawEvent
+from connectors.meta.fake import FakeGraph
 from tests.connectors.meta.conftest import ACCOUNTS, TOKENS, meta_settings
 from tests.support import ServiceThread, wait_processed, wait_until
 
