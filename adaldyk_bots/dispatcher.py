@@ -497,7 +497,7 @@ class Dispatcher:
         else:
             row.lease_until = now + self.lease
         # Index the id for the platform's later receipts (and apply one that came first).
-        link_sent(s, row, result.platform_message_id, now)
+        link_sent(s, row, result.platform_message_id, now, elsewhere=self.elsewhere_writer)
         if (row.channel, row.account) in self._held:
             # The token works again (this was the probe, or a row sent meanwhile): the hold ends.
             released: Any = s.execute(

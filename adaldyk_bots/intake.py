@@ -289,7 +289,7 @@ class Intake:
                     if state == "received" and isinstance(outcome, InboundMessage):
                         self.workflow.accept_message(s, outcome, raw_event_id=row.id)
                     elif state == "received" and isinstance(outcome, DeliveryReceipt):
-                        apply_receipt(s, outcome)
+                        apply_receipt(s, outcome, elsewhere=self.workflow.enqueue_elsewhere)
         except Exception as exc:
             if is_transient(exc):
                 raise  # not the event's fault: the whole batch is tried again

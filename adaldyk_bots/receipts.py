@@ -15,6 +15,7 @@ moderator works). `delivered` and `read` are recorded in `delivery_receipt` only
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import text
@@ -29,6 +30,12 @@ log = logging.getLogger(__name__)
 
 # States an item may leave for `failed` on a receipt: sent, or still sending its later parts.
 _FAILABLE = ("sent", "sending", "retrying")
+# The code of a receipt saying the reply window was closed (WhatsApp 131047): the message is then owed
+# on the citizen's other conversation, if any, like a send the dispatcher found closed.
+WINDOW_CLOSED = "meta.window_closed"
+
+# workflow.enqueue_elsewhere: owe `row`'s message on the citizen's other conversation; its key or None.
+Elsewhere = Callable[[Session, OutboxItem], str | None]
 
 
 def _serialize(s: Session, channel: str, account: str, platform_id: str) -> None:
@@ -41,7 +48,7 @@ def _serialize(s: Session, channel: str, account: str, platform_id: str) -> None
         s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
 
-def apply_receipt(s: Session, receipt: DeliveryReceipt) -> None:
+def apply_receipt(s: Session, receipt: DeliveryReceipt, *, elsewhere: Elsewhere | None = None) -> None:
     """Keep the receipt and apply it to its outbox item, if that item is known yet."""
     now = utcnow()
     for platform_id in receipt.platform_message_ids:
@@ -74,10 +81,17 @@ def apply_receipt(s: Session, receipt: DeliveryReceipt) -> None:
             continue
         row = s.get(DeliveryReceiptRow, receipt_id)
         assert row is not None
-        _apply(s, row, link.outbox_id, now)
+        _apply(s, row, link.outbox_id, now, elsewhere=elsewhere)
 
 
-def link_sent(s: Session, item: OutboxItem, platform_message_id: str, now: datetime) -> None:
+def link_sent(
+    s: Session,
+    item: OutboxItem,
+    platform_message_id: str,
+    now: datetime,
+    *,
+    elsewhere: Elsewhere | None = None,
+) -> None:
     """The dispatcher recorded `platform_message_id` for `item`: index it, and apply any receipt that
     came before (a WhatsApp `failed` status can beat the send's own answer to the database)."""
     assert item.id is not None
@@ -92,7 +106,7 @@ def link_sent(s: Session, item: OutboxItem, platform_message_id: str, now: datet
         )
     ).all()
     for receipt in early:
-        _apply(s, receipt, item.id, now, item=item)
+        _apply(s, receipt, item.id, now, item=item, elsewhere=elsewhere)
 
 
 def _index(s: Session, item: OutboxItem, platform_message_id: str) -> None:
@@ -109,7 +123,13 @@ def _index(s: Session, item: OutboxItem, platform_message_id: str) -> None:
 
 
 def _apply(
-    s: Session, receipt: DeliveryReceiptRow, outbox_id: int, now: datetime, *, item: OutboxItem | None = None
+    s: Session,
+    receipt: DeliveryReceiptRow,
+    outbox_id: int,
+    now: datetime,
+    *,
+    item: OutboxItem | None = None,
+    elsewhere: Elsewhere | None = None,
 ) -> None:
     receipt.outbox_id, receipt.applied_at = outbox_id, now
     s.add(receipt)
@@ -130,19 +150,19 @@ def _apply(
         code,
         detail,
     )
+    fallback = elsewhere(s, row) if elsewhere is not None and code == WINDOW_CLOSED else None
     if row.appeal_id is not None:
+        event: dict[str, object] = {
+            "outbox": row.key,
+            "code": code,
+            "detail": detail,
+            "platform_message_id": receipt.platform_message_id,
+            "reported_by": "receipt",
+        }
+        if fallback is not None:
+            event["fallback"] = fallback
         s.add(
             AppealEvent(
-                appeal_id=row.appeal_id,
-                kind="delivery_failed",
-                actor="system",
-                created_at=now,
-                detail={
-                    "outbox": row.key,
-                    "code": code,
-                    "detail": detail,
-                    "platform_message_id": receipt.platform_message_id,
-                    "reported_by": "receipt",
-                },
+                appeal_id=row.appeal_id, kind="delivery_failed", actor="system", created_at=now, detail=event
             )
         )
