@@ -37,6 +37,7 @@ TOKEN_CHECK_SECONDS = 3600.0
 CONVERSATIONS_PER_ROUND = 25
 MESSAGES_PER_CONVERSATION = 20
 PLATFORM = {"facebook": "messenger", "instagram": "instagram"}
+MAX_PAGES = 8  # pages of CONVERSATIONS_PER_ROUND threads, newest first, while they reach the horizon
 OVERLAP = timedelta(hours=1)  # a message stamped just before the last pass began, seen only after it
 
 
@@ -51,6 +52,22 @@ def graph_time_ms(value: object) -> int | None:
             return int(datetime.fromisoformat(value).timestamp() * 1000)
         except ValueError:
             return None
+
+
+def _next_page(answer: dict[str, Any], horizon: datetime) -> str | None:
+    """The `after` cursor of the next page of threads, when this page's oldest thread was still updated
+    after the horizon (Graph lists threads by `updated_time`, newest first)."""
+    paging = answer.get("paging")
+    cursors = paging.get("cursors") if isinstance(paging, dict) else None
+    after = cursors.get("after") if isinstance(cursors, dict) else None
+    data = answer.get("data")
+    if not isinstance(after, str) or not after or not isinstance(data, list) or not data:
+        return None
+    last = data[-1].get("updated_time") if isinstance(data[-1], dict) else None
+    updated = graph_time_ms(last)
+    if updated is not None and updated < int(horizon.timestamp() * 1000):
+        return None
+    return after
 
 
 class Reconciler:
@@ -107,18 +124,26 @@ class Reconciler:
         c = self.connector
         started = datetime.now(UTC)
         horizon = self._horizon(await asyncio.to_thread(intake.cursor, c.name, c.account), started)
-        fields = f"messages.limit({MESSAGES_PER_CONVERSATION}){{id,message,from,created_time}}"
-        try:
-            answer = await self._get(
-                "me/conversations",
-                {"platform": PLATFORM[c.name], "fields": fields, "limit": CONVERSATIONS_PER_ROUND},
-            )
-        except GraphError as exc:
-            if exc.code == 190:
-                await c.check_token()
-            log.warning("%s %s: reconciliation could not read conversations: %s", c.name, c.account, exc)
-            raise
-        events = [c.parse_payload(p) for p in self.items(answer, since=horizon)]
+        fields = f"messages.limit({MESSAGES_PER_CONVERSATION}){{id,message,from,created_time}},updated_time"
+        params: dict[str, Any] = {
+            "platform": PLATFORM[c.name],
+            "fields": fields,
+            "limit": CONVERSATIONS_PER_ROUND,
+        }
+        events = []
+        for _page in range(MAX_PAGES):
+            try:
+                answer = await self._get("me/conversations", params)
+            except GraphError as exc:
+                if exc.code == 190:
+                    await c.check_token()
+                log.warning("%s %s: reconciliation could not read conversations: %s", c.name, c.account, exc)
+                raise
+            events += [c.parse_payload(p) for p in self.items(answer, since=horizon)]
+            after = _next_page(answer, horizon)
+            if after is None:
+                break
+            params = {**params, "after": after}
         result = await asyncio.to_thread(
             intake.store, channel=c.name, account=c.account, events=events, cursor=started.isoformat()
         )

@@ -70,3 +70,19 @@ def test_an_expired_token_shows_broken_on_healthz_at_start(make_settings: Any, f
         )
         assert "190" in health["channels"]["instagram"]["detail"]
         assert health["channels"]["facebook"]["state"] == "ok"
+
+
+def test_the_next_page_is_read_only_while_threads_reach_the_horizon() -> None:
+    from datetime import UTC, datetime
+
+    from connectors.meta.reconcile import _next_page
+
+    horizon = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    page = {
+        "data": [{"id": "t_1", "updated_time": "2026-12-01T11:00:00+0000"}],
+        "paging": {"cursors": {"before": "QVFIUb", "after": "QVFIUa"}, "next": "https://graph…"},
+    }
+    assert _next_page(page, horizon) == "QVFIUa"
+    page["data"][0]["updated_time"] = "2026-12-01T09:00:00+0000"  # older than the horizon: stop
+    assert _next_page(page, horizon) is None
+    assert _next_page({"data": [{"id": "t_1"}]}, horizon) is None  # no cursor: the last page
