@@ -321,6 +321,13 @@ class FakeGraph(LoopbackServer):
                 self._queue(body)
             return body
 
+    def add_citizen(self, account_id: str, user_id: str, *, at: float | None = None, name: str = "") -> None:
+        """Make a citizen known as if they had written at `at` (default now), without a webhook: for tests
+        that post recorded or hand-built bodies to the service themselves."""
+        with self._lock:
+            thread = self._thread_of(self._accounts[account_id], user_id, name)
+            thread.last_inbound = max(thread.last_inbound, self.clock() if at is None else at)
+
     def citizen_comment(
         self,
         account_id: str,
