@@ -29,7 +29,8 @@ import socket
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -40,11 +41,21 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from adaldyk_bots import audit
-from adaldyk_bots.domain import Delivered, Failed, Held, ReplyTarget, RetryLater, SendResult
-from adaldyk_bots.ports import Connector, RateScope
+from adaldyk_bots.domain import (
+    Delivered,
+    Failed,
+    Held,
+    ReplyTarget,
+    RetryLater,
+    SendContext,
+    SendResult,
+    WindowDecision,
+)
+from adaldyk_bots.ports import Connector, RateScope, ReplyWindows
 from adaldyk_bots.ratelimit import DEFAULT_RATE_LIMIT_PAUSE_SECONDS, BudgetUnavailable, ScopeLimiter
-from adaldyk_bots.storage.db import unit_of_work, utcnow
-from adaldyk_bots.storage.models import Appeal, AppealEvent, DispatcherLease, OutboxItem
+from adaldyk_bots.receipts import link_sent
+from adaldyk_bots.storage.db import insert_ignoring_conflict, read_session, unit_of_work, utcnow
+from adaldyk_bots.storage.models import Appeal, AppealEvent, Conversation, DispatcherLease, OutboxItem
 from adaldyk_bots.textsplit import split_text
 
 log = logging.getLogger(__name__)
@@ -52,10 +63,16 @@ log = logging.getLogger(__name__)
 # Owes the citizen a message at a connector's fallback target (Failed.fallback), in the transaction that
 # records the failure; returns the new outbox key, or None when nothing was added (already owed).
 FallbackWriter = Callable[[Session, OutboxItem, ReplyTarget], str | None]
+# Owes the same message on another conversation of the same citizen (Failed.elsewhere: a reply window
+# closed here); returns the new outbox key, or None when the citizen is known nowhere else.
+ElsewhereWriter = Callable[[Session, OutboxItem], str | None]
+# What a template may show about the row's appeal, in its language: (language, {number, status, ...}).
+NoticeFields = Callable[[Session, OutboxItem], tuple[str | None, Mapping[str, str]]]
 Clock = Callable[[], datetime]
 T = TypeVar("T")
 
 # A row in one of these keeps the later rows of its chat waiting, so the citizen reads them in order.
+# Not `waiting` (a reply window closed until the citizen writes): the notice that asks them to must pass it.
 UNFINISHED = ["pending", "retrying", "sending", "held"]
 BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_CAP_SECONDS = 30 * 60.0
@@ -109,6 +126,8 @@ class Dispatcher:
         send_timeout: float = 15.0,
         concurrency: int = 8,
         fallback_writer: FallbackWriter | None = None,
+        elsewhere_writer: ElsewhereWriter | None = None,
+        notice_fields: NoticeFields | None = None,
         now: Clock = utcnow,
         elect: bool | None = None,
         election_seconds: float = 10.0,
@@ -126,6 +145,8 @@ class Dispatcher:
         # exactly those, so this bound is also the bound of the duplicate window.
         self._in_flight = asyncio.Semaphore(concurrency)
         self.fallback_writer = fallback_writer
+        self.elsewhere_writer = elsewhere_writer
+        self.notice_fields = notice_fields
         self.now = now  # every time written to or compared with the outbox; tests move it
         self.hold_probe = timedelta(seconds=hold_probe_seconds)
         self.owner = owner or dispatcher_id()
@@ -326,6 +347,16 @@ class Dispatcher:
         connector = self.connectors[row.channel]
         target = ReplyTarget(row.channel, row.account, row.chat_id, row.reply_to_key, row.target_kind)
         parts = split_text(row.text, connector.text_limit, connector.measure_text)
+        if isinstance(connector, ReplyWindows):
+            # Reply windows are decided now, at send time, from the citizen's last message.
+            context = await asyncio.to_thread(self._send_context, row)
+            decision = connector.reply_window(target, context)
+            if decision.kind in ("closed", "wait"):
+                done = await asyncio.to_thread(self._record_window, row.id, owner, decision)
+                return None if done else LOST
+            target = replace(target, window=decision)
+            if decision.kind == "template":
+                parts = parts[:1]  # the template goes instead of the text: one send
         scopes = connector.rate_scopes(target)
         while row.parts_sent < len(parts):
             key = row.key if len(parts) == 1 else f"{row.key}#{row.parts_sent + 1}"
@@ -466,6 +497,8 @@ class Dispatcher:
             row.state, row.sent_at, row.lease_until, row.lease_owner = "sent", now, None, None
         else:
             row.lease_until = now + self.lease
+        # Index the id for the platform's later receipts (and apply one that came first).
+        link_sent(s, row, result.platform_message_id, now, elsewhere=self.elsewhere_writer)
         if (row.channel, row.account) in self._held:
             # The token works again (this was the probe, or a row sent meanwhile): the hold ends.
             released: Any = s.execute(
@@ -529,6 +562,10 @@ class Dispatcher:
             fallback = None
             if isinstance(result, Failed) and result.fallback and self.fallback_writer:
                 fallback = self.fallback_writer(s, row, result.fallback)
+            elif isinstance(result, Failed) and result.elsewhere and self.elsewhere_writer:
+                fallback = self.elsewhere_writer(s, row)
+                if fallback is not None:
+                    row.last_error_detail = f"{result.detail}; owed on another channel instead ({fallback})"
             self._note_failure(s, row, now, fallback)
         else:
             row.state = "retrying"
@@ -536,6 +573,96 @@ class Dispatcher:
             delay = result.after_seconds or backoff_seconds(row.attempts)
             row.next_attempt_at = now + timedelta(seconds=delay)
         log.warning("outbox %s: %s (%s) -> %s", row.key, result.code, result.detail, row.state)
+
+    # --- reply windows ---------------------------------------------------------------------------------
+
+    def _send_context(self, row: OutboxItem) -> SendContext:
+        """What the connector's reply_window needs: the citizen's last message time (the platform's), how
+        many of our messages reached this target since, and the appeal's fields for a template."""
+        now = self.now()
+        with read_session(self.engine) as s:  # on SQLite: beside the writer, never taking its lock
+            last_inbound = s.exec(
+                select(Conversation.last_inbound_at).where(
+                    Conversation.channel == row.channel,
+                    Conversation.account == row.account,
+                    Conversation.chat_id == row.chat_id,
+                )
+            ).first()
+            sent = select(func.count()).where(
+                OutboxItem.channel == row.channel,
+                OutboxItem.account == row.account,
+                OutboxItem.chat_id == row.chat_id,
+                OutboxItem.state == "sent",
+            )
+            if last_inbound is not None:
+                sent = sent.where(col(OutboxItem.sent_at) >= last_inbound)
+            sent_since = int(s.exec(sent).one())
+            language, fields = self.notice_fields(s, row) if self.notice_fields else (None, {})
+        return SendContext(
+            purpose=row.purpose,
+            written_by_person=row.purpose == "reply",
+            last_inbound_at=last_inbound,
+            now=now,
+            sent_since_inbound=sent_since,
+            language=language,
+            fields=dict(fields),
+        )
+
+    def _record_window(self, row_id: int | None, owner: str, decision: WindowDecision) -> bool:
+        """A closed window fails the row (owed elsewhere when the citizen is known elsewhere); a wait parks
+        it in state `waiting` until the citizen writes (the workflow releases it) and owes the notice that
+        tells them to. False when the lease is no longer ours."""
+        if decision.kind == "closed":
+            failed = Failed(decision.code, decision.detail, elsewhere=True)
+            return self._record(row_id, owner, failed, 1) is not None
+        now = self.now()
+        with unit_of_work(self.engine) as s:
+            row = self._owned(s, row_id, owner)
+            if row is None:
+                return False
+            row.state, row.lease_until, row.lease_owner = "waiting", None, None
+            row.last_error_code, row.last_error_detail = decision.code, decision.detail
+            s.add(row)
+            notice_key = None
+            if decision.notice:
+                notice_key = f"{decision.notice}:{row.key}"[:200]
+                insert_ignoring_conflict(
+                    s,
+                    OutboxItem,
+                    {
+                        "key": notice_key,
+                        "channel": row.channel,
+                        "account": row.account,
+                        "chat_id": row.chat_id,
+                        "target_kind": row.target_kind,
+                        "reply_to_key": row.reply_to_key,
+                        "appeal_id": row.appeal_id,
+                        "purpose": decision.notice,
+                        # What moderators read; the connector sends its approved template for this purpose.
+                        "text": f"[{decision.notice}] {decision.detail}",
+                        "state": "pending",
+                        "attempts": 0,
+                        "parts_sent": 0,
+                        "platform_message_ids": [],
+                        "next_attempt_at": now,
+                        "created_at": now,
+                    },
+                )
+            if row.appeal_id is not None:
+                detail = {"outbox": row.key, "code": decision.code, "detail": decision.detail}
+                if notice_key:
+                    detail["notice"] = notice_key
+                s.add(
+                    AppealEvent(
+                        appeal_id=row.appeal_id,
+                        kind="delivery_waiting",
+                        actor="system",
+                        created_at=now,
+                        detail=detail,
+                    )
+                )
+        log.info("outbox %s: %s (%s) -> waiting", row_id, decision.code, decision.detail)
+        return True
 
     @staticmethod
     def _note_failure(s: Session, row: OutboxItem, now: datetime, fallback: str | None = None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -75,6 +76,9 @@ class InboundMessage:
     reply_to_key: str | None = None
     group_key: str | None = None  # album / media group
     kind: str = "message"  # "message" (private dialog) or "comment" (public comment under a post)
+    # The citizen deleted (unsent, removed) it; `edited_at` is when. The words already stored are kept:
+    # the message is marked, never erased.
+    deleted: bool = False
 
     @property
     def is_edit(self) -> bool:
@@ -95,7 +99,21 @@ class Quarantined:
     reason: str
 
 
-ParseOutcome = InboundMessage | Ignored | Quarantined
+@dataclass(frozen=True)
+class DeliveryReceipt:
+    """The platform's word on a message we sent (WhatsApp `statuses`, Messenger `delivery` / `read`): it
+    updates the outbox item whose platform message ids hold one of `platform_message_ids`."""
+
+    channel: str
+    account: str
+    platform_message_ids: tuple[str, ...]
+    state: str  # sent | delivered | read | failed
+    at: datetime
+    code: str | None = None  # when failed: stable, e.g. "whatsapp.131026", "meta.window_closed"
+    detail: str | None = None  # when failed: what a moderator reads
+
+
+ParseOutcome = InboundMessage | Ignored | Quarantined | DeliveryReceipt
 
 
 @dataclass(frozen=True)
@@ -105,6 +123,57 @@ class ReplyTarget:
     chat_id: str
     reply_to_key: str | None = None
     kind: str = "message"
+    # How this send may reach the citizen, as the connector's reply_window decided at send time (None for
+    # channels without windows). The connector's send() reads it: a tag to carry, a template to send.
+    window: WindowDecision | None = None
+
+
+@dataclass(frozen=True)
+class SendContext:
+    """What a connector's reply_window needs to decide, read by the dispatcher just before the send."""
+
+    purpose: str  # the outbox purpose: ack, status, reply, info, invite, answer_ready, ...
+    written_by_person: bool  # a moderator typed it (purpose "reply"); never true for automated notices
+    last_inbound_at: datetime | None  # the citizen's last message here, by the platform's clock (UTC)
+    now: datetime
+    sent_since_inbound: int = 0  # our messages to this target already delivered since that message
+    language: str | None = None  # the appeal's language (kk, ru, en)
+    # Values a template may show (number, status name, due date), rendered in `language` by the workflow.
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WindowDecision:
+    """A connector's answer to "may this go now, and how?" (Messenger's 24 h / HUMAN_AGENT 7 d, WhatsApp's
+    customer-service window and templates, a comment's one private reply).
+
+    - open: send the text (`tag` set: outside the standard window with that tag, e.g. HUMAN_AGENT);
+    - template: send the approved `template` (name, `template_language`, `params`) instead of the text;
+    - wait: the text waits (outbox state `waiting`, `code`/`detail` shown) until the citizen writes again;
+      `notice` is owed now (an outbox row of purpose `notice` is written once) to tell them to;
+    - closed: cannot reach the citizen here: failed with `code`/`detail`, the same message owed on another
+      channel of the same citizen when one is known.
+    """
+
+    kind: str = "open"  # open | template | wait | closed
+    tag: str | None = None
+    template: str | None = None
+    template_language: str | None = None
+    params: tuple[str, ...] = ()
+    code: str = ""
+    detail: str = ""
+    notice: str | None = None  # wait: the purpose of the notice to owe now (e.g. "answer_ready")
+
+    @classmethod
+    def open(cls, tag: str | None = None) -> WindowDecision:
+        return cls("open", tag=tag)
+
+    @classmethod
+    def closed(cls, code: str, detail: str) -> WindowDecision:
+        return cls("closed", code=code, detail=detail)
+
+
+ALWAYS_OPEN = WindowDecision()
 
 
 @dataclass(frozen=True)
@@ -141,6 +210,9 @@ class Failed:
     # Where the citizen can still be reached when this target cannot (e.g. a public reply under the comment
     # they wrote); the dispatcher asks the workflow to owe them an invitation there, once per appeal.
     fallback: ReplyTarget | None = None
+    # The citizen cannot be reached on this conversation now (a reply window closed): the dispatcher asks the
+    # workflow to owe the same message on another conversation of the same citizen, if one is known.
+    elsewhere: bool = False
 
 
 SendResult = Delivered | RetryLater | Held | Failed

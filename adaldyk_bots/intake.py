@@ -23,9 +23,10 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, SQL
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlmodel import Session, col, select
 
-from adaldyk_bots.domain import Ignored, InboundMessage, ParseOutcome, Quarantined
+from adaldyk_bots.domain import DeliveryReceipt, Ignored, InboundMessage, ParseOutcome, Quarantined
 from adaldyk_bots.groupcommit import GroupCommitter
 from adaldyk_bots.ports import IntakeResult, RawEvent
+from adaldyk_bots.receipts import apply_receipt
 from adaldyk_bots.storage.db import read_session, unit_of_work, utcnow
 from adaldyk_bots.storage.inbound import statements
 from adaldyk_bots.storage.locks import PollerLock
@@ -287,6 +288,8 @@ class Intake:
                 for outcome in parsed.outcomes:
                     if state == "received" and isinstance(outcome, InboundMessage):
                         self.workflow.accept_message(s, outcome, raw_event_id=row.id)
+                    elif state == "received" and isinstance(outcome, DeliveryReceipt):
+                        apply_receipt(s, outcome, elsewhere=self.workflow.enqueue_elsewhere)
         except Exception as exc:
             if is_transient(exc):
                 raise  # not the event's fault: the whole batch is tried again

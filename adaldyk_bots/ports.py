@@ -9,9 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast, runtime_checkable
 
-from adaldyk_bots.domain import ParseOutcome, ReplyTarget, SendResult
+from adaldyk_bots.domain import (
+    ALWAYS_OPEN,
+    ParseOutcome,
+    ReplyTarget,
+    SendContext,
+    SendResult,
+    WindowDecision,
+)
 from adaldyk_bots.registry import CONNECTOR_GROUP, installed_connectors
 
 if TYPE_CHECKING:
@@ -29,11 +36,13 @@ __all__ = [
     "LoopSpec",
     "RateScope",
     "RawEvent",
+    "ReplyWindows",
     "WebhookReply",
     "WebhookRequest",
     "WebhookRoute",
     "load_connector_factories",
     "poller_lock_name",
+    "reply_window",
 ]
 
 
@@ -225,6 +234,22 @@ class Connector(Protocol):
     async def stop(self) -> None: ...
 
     async def send(self, target: ReplyTarget, text: str, *, idempotency_key: str) -> SendResult: ...
+
+
+@runtime_checkable
+class ReplyWindows(Protocol):
+    """Optional part of a connector whose platform limits when it may write (Meta's reply windows, a
+    comment's one private reply). The dispatcher asks just before each send; a connector without it is
+    always open (Telegram, VK)."""
+
+    def reply_window(self, target: ReplyTarget, context: SendContext) -> WindowDecision: ...
+
+
+def reply_window(connector: object, target: ReplyTarget, context: SendContext) -> WindowDecision:
+    """The connector's decision, or always open for a connector without reply windows."""
+    if isinstance(connector, ReplyWindows):
+        return connector.reply_window(target, context)
+    return ALWAYS_OPEN
 
 
 class ConnectorFactory(Protocol):

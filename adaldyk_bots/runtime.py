@@ -117,6 +117,8 @@ class Runtime:
             send_timeout=s.send_timeout_seconds,
             concurrency=s.dispatch_concurrency,
             fallback_writer=self.workflow.enqueue_fallback,
+            elsewhere_writer=self.workflow.enqueue_elsewhere,
+            notice_fields=self.workflow.notice_fields,
         )
 
     def mark_overdue(self) -> int:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, cast, runtime_checkable
 
 from sqlalchemy import Engine
 
@@ -37,6 +37,7 @@ __all__ = [
     "CitizenScript",
     "SandboxLine",
     "ScriptedSandbox",
+    "WebhookSandbox",
     "load_sandboxes",
     "run_sandbox",
 ]
@@ -91,6 +92,14 @@ class ChannelSandbox(Protocol):
 
 
 SandboxFactory = Callable[..., ChannelSandbox]
+
+
+@runtime_checkable
+class WebhookSandbox(Protocol):
+    """A sandbox whose fake platform pushes webhooks (Meta): told where the service listens, once its
+    settings are built (the fake retries until the web server answers)."""
+
+    def connect(self, service_url: str) -> None: ...
 
 
 class CitizenScript:
@@ -204,6 +213,9 @@ def _run(
         runtime = Runtime.build(sandbox_settings, engine=engine, channels=set(sandboxes))
         logins = _sandbox_users(engine)
         base = f"http://{settings.host}:{settings.port}"
+        for sandbox in sandboxes.values():
+            if isinstance(sandbox, WebhookSandbox):
+                sandbox.connect(base)
         _say(f"Sandbox: {', '.join(sandboxes)} on loopback, database {SANDBOX_DB}")
         _say(f"Workspace: {base}/login")
         _say(f"  user {logins.you}, password {logins.your_password}  (moderator: the inbox, appeals)")

@@ -206,7 +206,7 @@ class Settings(BaseSettings):
         values = [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
         redis_password = urlsplit(self.redis_url).password if self.redis_url else None
         values += [redis_password] if redis_password else []
-        for model in installed_channel_settings().values():
+        for model in dict.fromkeys(installed_channel_settings().values()):
             values += self.channel(model).secret_values()
         return values
 
@@ -223,7 +223,8 @@ class Settings(BaseSettings):
         self._source_options = {k: v for k, v in values.items() if k.startswith("_")}
         self._channel_values = {k: v for k, v in values.items() if not k.startswith("_") and k not in fields}
         problems: list[ValidationError] = []
-        for model in installed_channel_settings().values():
+        # dict.fromkeys: several channels may share one model (Meta's three); it is checked once.
+        for model in dict.fromkeys(installed_channel_settings().values()):
             try:
                 self.channel(model)  # a wrong channel value stops start-up here, like a core one
             except ValidationError as exc:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row
+from sqlalchemy import Connection, Row, update
 from sqlmodel import Session, col, select
 
 from adaldyk_bots import audit
@@ -109,6 +109,9 @@ class Workflow:
     def accept_message(self, s: Session, msg: InboundMessage, *, raw_event_id: int | None) -> None:
         conn = s.connection()
         sql = statements(conn.dialect.name)
+        if msg.deleted:
+            self._mark_deleted(conn, sql, msg, utcnow())
+            return
         contact_id, renamed = self._accept(conn, sql, msg, raw_event_id)
         # The search index follows in the same transaction (storage/search_index.py): the appeal the
         # message joined or opened, and every appeal of a citizen whose name changed.
@@ -211,6 +214,34 @@ class Workflow:
         conn.execute(sql.set_message_appeal, {"b_id": message_id, "b_appeal_id": appeal.id})
         return done
 
+    def _mark_deleted(
+        self, conn: Connection, sql: InboundStatements, msg: InboundMessage, now: datetime
+    ) -> None:
+        """The citizen deleted a message on the platform: the stored message is marked, its words kept
+        (the appeal is a record), and the appeal's history says so."""
+        found = conn.execute(
+            sql.conversation, {"channel": msg.channel, "account": msg.account, "chat_id": msg.chat_id}
+        ).first()
+        known = (
+            conn.execute(
+                sql.message_by_key, {"conversation_id": found.id, "external_key": msg.message_key}
+            ).first()
+            if found is not None
+            else None
+        )
+        if known is None:
+            log.info(
+                "%s message %s deleted before we stored it: nothing to mark", msg.channel, msg.message_key
+            )
+            return
+        marked = conn.execute(
+            update(Message)
+            .where(col(Message.id) == known.id, col(Message.deleted_at).is_(None))
+            .values(deleted_at=msg.edited_at or now)
+        )
+        if getattr(marked, "rowcount", 0) and known.appeal_id is not None:
+            self._add_event(conn, sql, known.appeal_id, "deleted", {"message_id": known.id}, now)
+
     def _acknowledge_again_if_undelivered(
         self, conn: Connection, sql: InboundStatements, appeal: _AppealRef, target: Target, now: datetime
     ) -> None:
@@ -257,6 +288,59 @@ class Workflow:
             now=utcnow(),
         )
         return key if added else None
+
+    def enqueue_elsewhere(self, s: Session, row: OutboxItem) -> str | None:
+        """Dispatcher hook for Failed.elsewhere: `row` cannot reach the citizen on its conversation now (a
+        reply window closed); owe the same message on the citizen's most recent other conversation (another
+        channel, or the private thread of a comment), once. None when they are known nowhere else."""
+        if row.key.startswith("elsewhere:"):
+            return None  # one hop: a rerouted message that cannot go either stays failed, visibly
+        contact_id = s.exec(
+            select(Conversation.contact_id).where(
+                Conversation.channel == row.channel,
+                Conversation.account == row.account,
+                Conversation.chat_id == row.chat_id,
+            )
+        ).first()
+        if contact_id is None:
+            return None
+        other = s.exec(
+            select(Conversation)
+            .where(
+                Conversation.contact_id == contact_id,
+                ~(
+                    (col(Conversation.channel) == row.channel)
+                    & (col(Conversation.account) == row.account)
+                    & (col(Conversation.chat_id) == row.chat_id)
+                ),
+            )
+            .order_by(col(Conversation.last_inbound_at).desc())
+            .limit(1)
+        ).first()
+        if other is None:
+            return None
+        key = f"elsewhere:{row.key}"[:200]
+        added = self.enqueue(
+            s,
+            key=key,
+            target=Target(other.channel, other.account, other.chat_id, other.kind),
+            purpose=row.purpose,
+            appeal_id=row.appeal_id,
+            text=row.text,
+            now=utcnow(),
+        )
+        return f"{key} ({other.channel})" if added else None
+
+    def notice_fields(self, s: Session, row: OutboxItem) -> tuple[str | None, dict[str, str]]:
+        """Dispatcher hook: what a template may show about the row's appeal, in the appeal's language."""
+        appeal = s.get(Appeal, row.appeal_id) if row.appeal_id is not None else None
+        if appeal is None:
+            return None, {}
+        return appeal.language, {
+            "number": appeal.number,
+            "status": self.texts.status_name(appeal.language, appeal.status),
+            "due": appeal.due_at.astimezone(self.calendar.tz).strftime("%d.%m.%Y"),
+        }
 
     @staticmethod
     def _sender(
@@ -312,6 +396,16 @@ class Workflow:
         conversation_id, last_inbound_at = known
         if msg.sent_at > last_inbound_at:
             conn.execute(sql.touch_conversation, {"b_id": conversation_id, "b_at": msg.sent_at})
+            # A reply window opened again: what waited for the citizen to write (outbox `waiting`) goes now.
+            conn.execute(
+                sql.release_waiting,
+                {
+                    "b_channel": msg.channel,
+                    "b_account": msg.account,
+                    "b_chat_id": msg.chat_id,
+                    "b_at": now,
+                },
+            )
         return int(conversation_id), False
 
     def _merge_version(

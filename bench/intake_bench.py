@@ -11,6 +11,9 @@ One run measures, on a fresh database (a temporary SQLite file by default):
 2. webhook path: the real service (`adaldyk web`: Runtime + Service, web only) in its own process on a
    loopback port; N real HTTP POSTs of distinct private-chat updates over 64 keep-alive connections;
    once with one update per chat (each opens an appeal) and once with 10 updates per chat (follow-ups);
+2b. Meta webhook path (`--only meta`): the same service with the Facebook channel on; N Messenger
+   messages as signed /webhooks/meta deliveries (escaped unicode, X-Hub-Signature-256), once 100 entries
+   per POST and once one entry per POST, beside the Telegram webhook figure of the same run;
 3. polling path: the fake Telegram preloaded with N pending updates, the connector's own `poll_once` loop
    (what the worker's poller runs) in its own process until all are stored; where the intake has a
    second step (Intake.process_received: the workflow after the durable store), it is then timed over
@@ -848,21 +851,28 @@ class _HttpError(Exception):
     pass
 
 
-async def _post_stream(port: int, path: str, items: Any, concurrency: int, counters: dict[str, int]) -> None:
+async def _post_stream(
+    port: int,
+    path: str,
+    items: Any,
+    concurrency: int,
+    counters: dict[str, int],
+    sign: Callable[[bytes], bytes] | None = None,
+) -> None:
     """A minimal HTTP/1.1 keep-alive client on asyncio streams: `concurrency` connections, each sending
     the next body as soon as the previous answer arrived. About 10x cheaper per request than httpx, so
-    the load generator (sharing a 2-core machine with the service) is not what is measured."""
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-        f"{SECRET_HEADER}: {SECRET}\r\nContent-Length: "
-    ).encode()
+    the load generator (sharing a 2-core machine with the service) is not what is measured. `sign` gives
+    a body's own header line (Meta's X-Hub-Signature-256); default Telegram's secret-token header."""
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n").encode()
+    telegram_header = f"{SECRET_HEADER}: {SECRET}\r\n".encode()
 
     async def connection() -> None:
         reader: asyncio.StreamReader | None = None
         writer: asyncio.StreamWriter | None = None
         try:
             for body in items:
-                request = head + str(len(body)).encode() + b"\r\n\r\n" + body
+                signed = sign(body) if sign is not None else telegram_header
+                request = head + signed + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
                 for _attempt in range(20):
                     try:
                         if writer is None:
@@ -901,18 +911,24 @@ async def _post_stream(port: int, path: str, items: Any, concurrency: int, count
 
 
 async def post_all(
-    port: int, warm: list[bytes], bodies: list[bytes], concurrency: int, limit_s: float, pid: int
+    port: int,
+    warm: list[bytes],
+    bodies: list[bytes],
+    concurrency: int,
+    limit_s: float,
+    pid: int,
+    path: str = "/webhooks/telegram",
+    sign: Callable[[bytes], bytes] | None = None,
 ) -> tuple[float, float, float, int, int]:
     """POST every body, retrying non-2xx answers like Telegram does.
 
     Returns (seconds, server CPU seconds, client CPU seconds, retries, given up)."""
-    path = "/webhooks/telegram"
     counters = {"retries": 0, "failed": 0}
-    await asyncio.wait_for(_post_stream(port, path, iter(warm), concurrency, counters), limit_s)
+    await asyncio.wait_for(_post_stream(port, path, iter(warm), concurrency, counters, sign), limit_s)
     counters = {"retries": 0, "failed": 0}
     cpu0, own0 = proc_cpu_seconds(pid), time.process_time()
     t0 = time.perf_counter()
-    await asyncio.wait_for(_post_stream(port, path, iter(bodies), concurrency, counters), limit_s)
+    await asyncio.wait_for(_post_stream(port, path, iter(bodies), concurrency, counters, sign), limit_s)
     elapsed = time.perf_counter() - t0
     cpu, own = proc_cpu_seconds(pid) - cpu0, time.process_time() - own0
     return elapsed, cpu, own, counters["retries"], counters["failed"]
@@ -977,6 +993,110 @@ def run_webhook(
         row.notes.append(
             f"{row.name}: group commit: {items} stores (warm-up included) in {groups} transactions, "
             f"{items / max(1, groups):.1f} on average, at most {largest}"
+        )
+    row.notes += [f"{row.name}: {note}" for note in child.log_notes()]
+    return [row]
+
+
+# --------------------------------------------------------------------------------------------------------
+# 2b. Meta webhook path (/webhooks/meta, Facebook Page messages): signed bodies of N entries each.
+
+META_APP_SECRET = "adaldyk-bench-meta-app-secret"
+META_PAGE = "1234567890123"
+META_TOKEN = "EAAbenchPageToken"
+
+
+def meta_bodies(msgs: Sequence[Msg], per_post: int, tag: str) -> list[bytes]:
+    """Messenger `messages` deliveries as Meta sends them: escaped unicode, `per_post` entries a body."""
+    now_ms = int(time.time() * 1000)
+    entries = [
+        {
+            "id": META_PAGE,
+            "time": now_ms,
+            "messaging": [
+                {
+                    "sender": {"id": str(m.chat_id)},
+                    "recipient": {"id": META_PAGE},
+                    "timestamp": now_ms + i,
+                    "message": {"mid": f"m_{tag}_{i}", "text": m.text},
+                }
+            ],
+        }
+        for i, m in enumerate(msgs)
+    ]
+    return [
+        json.dumps({"object": "page", "entry": entries[at : at + per_post]}).encode("ascii")
+        for at in range(0, len(entries), per_post)
+    ]
+
+
+def meta_signature(body: bytes) -> bytes:
+    import hashlib
+    import hmac
+
+    digest = hmac.new(META_APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return f"X-Hub-Signature-256: sha256={digest}\r\n".encode()
+
+
+def run_meta_webhook(
+    dbs: BenchDatabases, n: int, per_post: int, concurrency: int, timeout: float
+) -> list[ThroughputRow]:
+    from connectors.meta.fake import FakeGraph
+
+    label = f"meta{per_post}"
+    url = dbs.fresh(label)
+    port = free_port()
+    fake = FakeGraph(app_secret=META_APP_SECRET).start()  # the token check at start
+    fake.add_page(META_PAGE, META_TOKEN)
+    kw = {
+        "database_url": url,
+        "meta_app_secret": META_APP_SECRET,
+        "meta_verify_token": "bench-verify-token",
+        "graph_api_url": fake.api_url,
+        "facebook_page_id": META_PAGE,
+        "facebook_page_token": META_TOKEN,
+        "port": port,
+        "log_level": "WARNING",
+        "files_dir": str(dbs.workdir / "files"),
+    }
+    n_warm = max(concurrency, min(200, n // 10))
+    warm = meta_bodies(plan_messages(n_warm, 1, chat_base=90_000_000), 1, tag="warm")
+    bodies = meta_bodies(plan_messages(n, 1, chat_base=30_000_000), per_post, tag=label)
+    child = Child(_child_service, (kw, True, False, 0), dbs.workdir / f"{label}.log").start()
+    try:
+        wait_for(lambda: listening(port), 60, "the web server to listen")
+        elapsed, cpu, client_cpu, retries, failed = asyncio.run(
+            post_all(
+                port,
+                warm,
+                bodies,
+                min(concurrency, len(bodies)),
+                timeout,
+                child.pid,
+                path="/webhooks/meta",
+                sign=meta_signature,
+            )
+        )
+    finally:
+        child.stop()
+        fake.stop()
+    stored = dbs.scalar(url, "SELECT count(*) FROM raw_event") - n_warm
+    kind = "1 entry/POST" if per_post == 1 else f"{per_post}-entry signed batch/POST"
+    row = ThroughputRow(
+        f"meta webhook, {kind}",
+        n,
+        elapsed,
+        cpu_seconds=cpu,
+        check=f"{stored}/{n}",
+        target=TARGET_WEBHOOK_PER_S,
+    )
+    row.notes.append(
+        f"{row.name}: {len(bodies)} POSTs; load generator used {client_cpu / elapsed:.0%} of a core, "
+        f"the service {cpu / elapsed:.0%}"
+    )
+    if retries or failed:
+        row.notes.append(
+            f"{row.name}: {retries} non-2xx answers or broken connections retried, {failed} given up"
         )
     row.notes += [f"{row.name}: {note}" for note in child.log_notes()]
     return [row]
@@ -1234,8 +1354,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--only",
-        default="raw,webhook,polling,steptwo,latency",
-        help="sections to run (default: all five; steptwo times the workflow on what polling stored)",
+        default="raw,webhook,meta,polling,steptwo,latency",
+        help="sections to run (default: all six; meta is /webhooks/meta with signed Messenger bodies; "
+        "steptwo times the workflow on what polling stored)",
     )
     p.add_argument("--timeout", type=float, default=120.0, help="upper bound for one throughput run (120 s)")
     p.add_argument("--keep", action="store_true", help="keep the databases and service logs")
@@ -1272,6 +1393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     rows += run_webhook(dbs, fake, args.updates, per_chat, args.concurrency, args.timeout)
             finally:
                 fake.stop()
+        if "meta" in args.only:
+            for per_post in (100, 1):
+                rows += run_meta_webhook(dbs, args.updates, per_post, args.concurrency, args.timeout)
         if "polling" in args.only:
             for per_chat in (1, 10):
                 rows += run_polling(dbs, args.updates, per_chat, args.timeout, "steptwo" in args.only)

@@ -32,14 +32,14 @@ def _sandbox(cwd: Path, *args: str, timeout: float = 90) -> subprocess.Completed
 def test_every_channel_brings_its_sandbox_through_the_registry() -> None:
     factories, broken = load_sandboxes()
     assert broken == {}
-    assert {"telegram", "vk"} <= set(factories)
+    assert {"telegram", "vk", "facebook", "instagram", "whatsapp"} <= set(factories)
 
 
 def test_citizens_of_every_channel_get_answers_in_their_language(tmp_path: Path) -> None:
     result = _sandbox(tmp_path, "--duration", "14", "--citizens", "4")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for channel in ("telegram", "vk"):
+    for channel in ("telegram", "vk", "facebook", "instagram", "whatsapp"):
         wrote = [line for line in out.splitlines() if line.startswith(f"👤 [{channel}]")]
         answered = "\n".join(line for line in out.splitlines() if line.startswith(f"🤖 [{channel}]"))
         assert any("(kk)" in line for line in wrote) and any("(ru)" in line for line in wrote), channel

@@ -59,6 +59,7 @@ class InboundStatements:
     conversation: Select[Any]
     insert_conversation: Insert
     touch_conversation: Update
+    release_waiting: Update  # the citizen wrote: what waited for their message (a reply window) may go
     insert_message: Insert  # ON CONFLICT DO NOTHING RETURNING id
     message_by_key: Select[Any]
     replace_message_content: Update
@@ -112,6 +113,14 @@ def statements(dialect: str) -> InboundStatements:
         touch_conversation=update(conversation)
         .where(conversation.c.id == bindparam("b_id"))
         .values(last_inbound_at=bindparam("b_at")),
+        release_waiting=update(outbox)
+        .where(
+            outbox.c.channel == bindparam("b_channel"),
+            outbox.c.account == bindparam("b_account"),
+            outbox.c.chat_id == bindparam("b_chat_id"),
+            outbox.c.state == "waiting",
+        )
+        .values(state="pending", next_attempt_at=bindparam("b_at")),
         insert_message=insert(message).on_conflict_do_nothing().returning(message.c.id),
         message_by_key=select(
             message.c.id,

@@ -212,6 +212,8 @@ class Message(SQLModel, table=True):
     # an edit first): the edit's time. When the original comes, it takes `text` and the edit becomes a
     # MessageVersion, so both are kept in the platform's order (invariant 5).
     stand_in_edited_at: datetime | None = None
+    # The citizen deleted it on the platform (Instagram unsend, a removed comment): marked, text kept.
+    deleted_at: datetime | None = None
 
 
 class MessageVersion(SQLModel, table=True):
@@ -262,6 +264,8 @@ class OutboxItem(SQLModel, table=True):
     text: str = Field(sa_column=Column(Text, nullable=False))
     # pending -> sending -> sent | retrying -> ... | failed; held while the channel's token is refused
     # (last_error_* say why), then pending again by itself. Waiting (rate limits, held) is not an attempt.
+    # `waiting`: a reply window is closed until the citizen writes (e.g. WhatsApp's 24 h); their next
+    # message sets it pending again (workflow, release_waiting).
     state: str = Field(default="pending", max_length=16)
     attempts: int = 0
     parts_sent: int = 0  # long texts go out in parts; a retry resumes at the first unsent part
@@ -429,6 +433,38 @@ class AppealNote(SQLModel, table=True):
     author: str = Field(max_length=200)  # user:<name>, as the audit log names people
     text: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime
+class OutboxPlatformId(SQLModel, table=True):
+    """Which outbox item a platform message id belongs to (written when the dispatcher records the
+    send), so a delivery receipt finds its item by the id it names without scanning JSON."""
+
+    __tablename__ = "outbox_platform_id"
+
+    channel: str = Field(primary_key=True, max_length=32)
+    account: str = Field(primary_key=True, max_length=64)
+    platform_message_id: str = Field(primary_key=True, max_length=200)
+    outbox_id: int = Field(foreign_key="outbox.id", index=True)
+
+
+class DeliveryReceiptRow(SQLModel, table=True):
+    """A platform's receipt (sent, delivered, read, failed) for a message we sent. Kept even when the
+    send it is about is not recorded yet (`outbox_id` null): applied when the dispatcher records it."""
+
+    __tablename__ = "delivery_receipt"
+    __table_args__ = (
+        UniqueConstraint("channel", "account", "platform_message_id", "state", name="uq_delivery_receipt"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    account: str = Field(max_length=64)
+    platform_message_id: str = Field(max_length=200)
+    state: str = Field(max_length=16)  # sent | delivered | read | failed
+    code: str | None = Field(default=None, max_length=64)
+    detail: str | None = Field(default=None, sa_column=Column(Text))
+    at: datetime  # the platform's time
+    received_at: datetime
+    outbox_id: int | None = Field(default=None, foreign_key="outbox.id", index=True)
+    applied_at: datetime | None = None
 
 
 # Last, after every table: any string column holds NUL and lone surrogates (storage/types.py).

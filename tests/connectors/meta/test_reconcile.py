@@ -1,0 +1,88 @@
+"""Reconciliation finds what the webhook never delivered, stores it under the webhook's own dedup key
+(so a late delivery is a duplicate), and the appeal is acknowledged once; history from before the
+channel was connected is not imported; an expired token shows on /healthz. Against the fake Graph API,
+on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+import pytest
+from sqlmodel import Session, select
+
+from adaldyk_bots.storage.models import Message, RawEvent
+from connectors.meta.fake import FakeGraph
+from tests.connectors.meta.conftest import ACCOUNTS, TOKENS, meta_settings
+from tests.support import ServiceThread, wait_processed, wait_until
+
+
+@pytest.mark.parametrize("channel", ["facebook", "instagram"])
+def test_a_message_the_webhook_never_delivered_is_recovered_and_acknowledged_once(
+    make_settings: Any, fake_meta: FakeGraph, channel: str
+) -> None:
+    account = ACCOUNTS[channel]
+    lost = fake_meta.citizen_message(account, "5550001", "Жарық жоқ, көмектесіңізші", deliver=False)
+    mid = lost["entry"][0]["messaging"][0]["message"]["mid"]
+    # History from before the channel was connected is not imported as new appeals.
+    fake_meta.citizen_message(account, "5550002", "Былтырғы хат", deliver=False, at=time.time() - 30 * 86400)
+    with ServiceThread(meta_settings(make_settings, fake_meta)) as svc:
+        fake_meta.webhook_url = f"{svc.url}/webhooks/meta"
+        engine = svc.runtime.engine
+        connector = svc.runtime.connectors[channel]
+        wait_until(
+            lambda: len(fake_meta.messages_to("5550001")) == 1, timeout=30, what="the recovered message's ack"
+        )
+        assert connector.health.extra["recovered_by_reconciliation"] == 1
+        health = httpx.get(f"{svc.url}/healthz").json()
+        assert health["channels"][channel]["recovered_by_reconciliation"] == 1
+        # Meta delivers it after all (a late webhook): the same key, a duplicate, nothing new.
+        fake_meta.deliver(lost)
+        wait_until(lambda: fake_meta.pending_webhooks() == 0, what="the late delivery")
+        # And the next reconciliation pass finds nothing new either.
+        asyncio.run_coroutine_threadsafe(
+            connector.reconciler.reconcile_once(svc.runtime.intake), svc.service._loop
+        ).result(timeout=15)
+        wait_processed(engine)
+        with Session(engine) as s:
+            rows = s.exec(select(RawEvent).where(RawEvent.channel == channel)).all()
+            messages = s.exec(select(Message).where(Message.direction == "in")).all()
+        assert [r.dedup_key for r in rows] == [f"mid:{mid}"]  # not the month-old one
+        assert [m.text for m in messages] == ["Жарық жоқ, көмектесіңізші"]
+        assert len(fake_meta.messages_to("5550001")) == 1 and fake_meta.messages_to("5550002") == []
+        assert connector.health.extra["recovered_by_reconciliation"] == 1
+        assert fake_meta.violations == []  # paced within 2 Conversations API calls a second
+        reads = [c for c in fake_meta.calls if c["path"].endswith("conversations")]
+        assert len(reads) >= 2
+
+
+def test_an_expired_token_shows_broken_on_healthz_at_start(make_settings: Any, fake_meta: FakeGraph) -> None:
+    fake_meta.expire_token(TOKENS["instagram"])
+    with ServiceThread(meta_settings(make_settings, fake_meta)) as svc:
+        health = wait_until(
+            lambda: (
+                (h := httpx.get(f"{svc.url}/healthz").json())["channels"]["instagram"]["state"] == "broken"
+                and h
+            ),
+            what="instagram broken on /healthz",
+        )
+        assert "190" in health["channels"]["instagram"]["detail"]
+        assert health["channels"]["facebook"]["state"] == "ok"
+
+
+def test_the_next_page_is_read_only_while_threads_reach_the_horizon() -> None:
+    from datetime import UTC, datetime
+
+    from connectors.meta.reconcile import _next_page
+
+    horizon = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    page = {
+        "data": [{"id": "t_1", "updated_time": "2026-12-01T11:00:00+0000"}],
+        "paging": {"cursors": {"before": "QVFIUb", "after": "QVFIUa"}, "next": "https://graph…"},
+    }
+    assert _next_page(page, horizon) == "QVFIUa"
+    page["data"][0]["updated_time"] = "2026-12-01T09:00:00+0000"  # older than the horizon: stop
+    assert _next_page(page, horizon) is None
+    assert _next_page({"data": [{"id": "t_1"}]}, horizon) is None  # no cursor: the last page
