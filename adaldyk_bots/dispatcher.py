@@ -53,7 +53,7 @@ from adaldyk_bots.domain import (
 )
 from adaldyk_bots.ports import Connector, RateScope, ReplyWindows
 from adaldyk_bots.ratelimit import DEFAULT_RATE_LIMIT_PAUSE_SECONDS, BudgetUnavailable, ScopeLimiter
-from adaldyk_bots.receipts import link_sent
+from adaldyk_bots.receipts import link_sent, sends_receipts
 from adaldyk_bots.storage.db import insert_ignoring_conflict, read_session, unit_of_work, utcnow
 from adaldyk_bots.storage.models import Appeal, AppealEvent, Conversation, DispatcherLease, OutboxItem
 from adaldyk_bots.textsplit import split_text
@@ -497,8 +497,10 @@ class Dispatcher:
             row.state, row.sent_at, row.lease_until, row.lease_owner = "sent", now, None, None
         else:
             row.lease_until = now + self.lease
-        # Index the id for the platform's later receipts (and apply one that came first).
-        link_sent(s, row, result.platform_message_id, now, elsewhere=self.elsewhere_writer)
+        # Index the id for the platform's later receipts (and apply one that came first); only for a
+        # channel whose platform sends receipts (Telegram's message ids repeat across chats).
+        if sends_receipts(self.connectors.get(row.channel)):
+            link_sent(s, row, result.platform_message_id, now, elsewhere=self.elsewhere_writer)
         if (row.channel, row.account) in self._held:
             # The token works again (this was the probe, or a row sent meanwhile): the hold ends.
             released: Any = s.execute(

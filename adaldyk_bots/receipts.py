@@ -17,8 +17,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from adaldyk_bots.domain import DeliveryReceipt
@@ -36,6 +38,13 @@ WINDOW_CLOSED = "meta.window_closed"
 
 # workflow.enqueue_elsewhere: owe `row`'s message on the citizen's other conversation; its key or None.
 Elsewhere = Callable[[Session, OutboxItem], str | None]
+
+
+def sends_receipts(connector: object) -> bool:
+    """Does the connector's platform report on sent messages by their ids (class attribute
+    `delivery_receipts = True`: Meta's three)? Only those sends are indexed: a platform whose ids are
+    unique only inside a chat (Telegram) would otherwise map ids onto the wrong items."""
+    return bool(getattr(connector, "delivery_receipts", False))
 
 
 def _serialize(s: Session, channel: str, account: str, platform_id: str) -> None:
@@ -110,16 +119,15 @@ def link_sent(
 
 
 def _index(s: Session, item: OutboxItem, platform_message_id: str) -> None:
-    if s.get(OutboxPlatformId, (item.channel, item.account, platform_message_id)) is None:
-        s.add(
-            OutboxPlatformId(
-                channel=item.channel,
-                account=item.account,
-                platform_message_id=platform_message_id,
-                outbox_id=item.id or 0,
-            )
-        )
-        s.flush()
+    # ON CONFLICT DO NOTHING: an id recorded twice (a part sent again after a lost lease) is one row.
+    stmt = _insert_for(s)(OutboxPlatformId).values(
+        channel=item.channel, account=item.account, platform_message_id=platform_message_id, outbox_id=item.id
+    )
+    s.execute(stmt.on_conflict_do_nothing())
+
+
+def _insert_for(s: Session) -> Any:
+    return postgresql.insert if s.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def _apply(

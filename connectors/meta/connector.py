@@ -48,6 +48,8 @@ class MetaConnector:
     credential_field: ClassVar[str]
     text_limit: ClassVar[int]
     settings_model: ClassVar[type[MetaSettings]] = MetaSettings
+    # WhatsApp `statuses`, Messenger/Instagram `delivery`/`read` name our sent ids (adaldyk_bots/receipts.py).
+    delivery_receipts: ClassVar[bool] = True
 
     def __init__(
         self,
