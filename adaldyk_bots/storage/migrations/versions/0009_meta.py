@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0009_meta"
-down_revision = "0005_outbox_owner"
+down_revision = "0008_search"
 branch_labels = None
 depends_on = None
 

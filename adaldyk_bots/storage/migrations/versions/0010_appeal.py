@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0010_appeal"
-down_revision = "0008_search"  # branch h-appeal's local chain; written against 0005_outbox_owner
+down_revision = "0009_meta"
 branch_labels = None
 depends_on = None
 
