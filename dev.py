@@ -44,8 +44,9 @@ def ensure_dotenv() -> None:
         return
     example = (ROOT / "config" / ".env.example").read_text(encoding="utf-8")
     key = secrets.token_urlsafe(48)
-    env_file.write_text(example.replace("ADALDYK_SECRET_KEY=change-me", f"ADALDYK_SECRET_KEY={key}"),
-                        encoding="utf-8")
+    env_file.write_text(
+        example.replace("ADALDYK_SECRET_KEY=change-me", f"ADALDYK_SECRET_KEY={key}"), encoding="utf-8"
+    )
     print("dev.py: wrote .env from config/.env.example with a new secret key", flush=True)
 
 

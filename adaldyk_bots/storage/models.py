@@ -433,6 +433,8 @@ class AppealNote(SQLModel, table=True):
     author: str = Field(max_length=200)  # user:<name>, as the audit log names people
     text: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime
+
+
 class OutboxPlatformId(SQLModel, table=True):
     """Which outbox item a platform message id belongs to (written when the dispatcher records the
     send), so a delivery receipt finds its item by the id it names without scanning JSON."""

@@ -1,7 +1,7 @@
 """the inbox: assignee, last activity, the indexes its filters need, and full-text search
 
 Revision ID: 0008_search
-Revises: 0005_outbox_owner
+Revises: 0007_audit
 Create Date: 2026-12-01 12:30:00
 
 Full text: `appeal_search` holds each appeal's normalised document (adaldyk_bots/search_text.py);

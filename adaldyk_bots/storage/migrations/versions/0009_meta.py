@@ -1,7 +1,7 @@
 """Meta: deleted messages are marked; delivery receipts and the outbox items' platform message ids
 
 Revision ID: 0009_meta
-Revises: 0005_outbox_owner
+Revises: 0008_search
 Create Date: 2026-12-01 12:30:00
 """
 

@@ -1,7 +1,7 @@
 """internal notes on appeals (the appeal page)
 
 Revision ID: 0010_appeal
-Revises: 0005_outbox_owner
+Revises: 0009_meta
 Create Date: 2026-12-01 12:40:00
 """
 
