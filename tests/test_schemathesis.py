@@ -11,6 +11,12 @@ from typing import Any
 
 import pytest
 import schemathesis
+
+# Imported while the test modules are collected, not lazily inside the test: schemathesis is a pytest
+# plugin, so pytest compiles (assertion-rewrites) its modules on first import, and on CPython 3.11 that
+# compile fails with "AST constructor recursion depth mismatch" once Playwright's greenlets (the browser
+# tests, earlier in the run) have switched stacks on this thread.
+import schemathesis.specs.openapi.schemas  # noqa: F401
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
