@@ -51,6 +51,7 @@ __all__ = [
     "facet_counts",
     "iter_export",
     "list_appeals",
+    "text_condition",
 ]
 
 OPEN_STATUSES: tuple[str, ...] = tuple(s.value for s in AppealStatus if s.is_open)
@@ -321,6 +322,13 @@ class _Search:
                 self._ids = list(self.s.execute(self._matches.limit(FEW_MATCHES + 1)).scalars().all())
                 self._few = len(self._ids) <= FEW_MATCHES
         return self._few
+
+
+def text_condition(s: Session, q: str) -> ColumnElement[bool]:
+    """The full-text condition on `appeal` for `q`, the same on both databases and in every list that
+    searches (the inbox, the export, the JSON API): words in any case, prefixes from PREFIX_MIN letters,
+    a full appeal number exactly."""
+    return _Search(s, q).condition
 
 
 _FTS_ALL = text("SELECT rowid FROM appeal_fts WHERE appeal_fts MATCH :fts_query")

@@ -217,3 +217,14 @@ def test_a_database_outage_is_503_and_one_log_line(
     assert len(api_lines) == 1 and len(webhook_lines) == 1, [r.getMessage() for r in errors]
     assert not any(r.exc_info for r in api_lines + webhook_lines)  # one line, not a traceback
     assert len(errors) == 2, [r.getMessage() for r in errors]
+
+
+def test_text_search_is_the_inbox_search_in_any_case(served: tuple[ServiceThread, httpx.Client, str]) -> None:
+    # The same full-text search as the inbox: Cyrillic in any case and word prefixes, on both databases
+    # (a LIKE on SQLite was case-sensitive for Cyrillic and found fewer appeals than PostgreSQL).
+    _svc, api, number = served
+    for q in ("зауыттан", "ЗАУЫТТАН", "Зауыт", "түтін", number, number.lower()):
+        body = api.get("/appeals", params={"q": q}).json()
+        assert [item["number"] for item in body["items"]] == [number], q
+        assert body["total"] == 1
+    assert api.get("/appeals", params={"q": "орман"}).json()["total"] == 0

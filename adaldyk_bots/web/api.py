@@ -13,13 +13,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Engine, or_
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, func, select
 from starlette.concurrency import run_in_threadpool
 
 from adaldyk_bots import accounts, audit
 from adaldyk_bots.access import Role, Viewer, appeal_scope, visible_appeal
+from adaldyk_bots.appeal_query import text_condition
 from adaldyk_bots.domain import AppealStatus
 from adaldyk_bots.errors import Forbidden, NoFile, NotFound, UnknownUnit, UpstreamFailed
 from adaldyk_bots.logs import describe, failure_kind, throttled
@@ -213,8 +214,8 @@ def build_api_router(runtime: AppParts) -> APIRouter:
         if overdue is not None:
             query = query.where(Appeal.overdue == overdue)
         if q:
-            like = f"%{q}%"
-            query = query.where(or_(col(Appeal.summary).ilike(like), col(Appeal.number).ilike(like)))
+            # The inbox's full-text search (appeal_query): any case, Kazakh and Russian, both databases.
+            query = query.where(text_condition(s, q))
         total = s.exec(select(func.count()).select_from(query.subquery())).one()
         rows = s.exec(query.order_by(col(Appeal.id).desc()).offset(offset).limit(limit)).all()
         return AppealPage(total=total, limit=limit, offset=offset, items=[_appeal_out(s, a) for a in rows])
