@@ -67,13 +67,7 @@ MAX_ID = 2**31 - 1
 Number = Annotated[str, Path(max_length=32)]
 OutboxId = Annotated[int, Path(ge=1, le=MAX_ID)]
 TEXT_LIMIT = 20_000
-# An appeal holds a citizen's personal data and buttons that act (retry, spam): never cached, never
-# framed by another site (clickjacking). The same headers as the account pages (auth_pages.py).
-PRIVATE_HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "frame-ancestors 'none'",
-}  # a reply longer than this is a document, not a message
+# a reply longer than this is a document, not a message
 
 DELIVERY_STATES = ("pending", "sending", "retrying", "sent", "failed", "held", "waiting")
 # States that change by themselves: the page keeps asking for these until they settle.
@@ -460,7 +454,7 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             "category_names": CATEGORY_NAMES,
             **delivery_context(s, events, notes),
         }
-        return render(request, "appeal.html", context, headers=PRIVATE_HEADERS)
+        return render(request, "appeal.html", context)
 
     def delivery_context(s: Session, events: list[AppealEvent], notes: list[AppealNote]) -> dict[str, Any]:
         """What appeal_delivery.html needs besides the entry (the page and the live fragment share it)."""
@@ -486,7 +480,7 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             raise not_found(number)
         events = [r for d in _deliveries.values() for r in d.retries]
         context = {"appeal": appeal, "entry": entry, **delivery_context(s, events, [])}
-        return render(request, "appeal_delivery.html", context, headers=PRIVATE_HEADERS)
+        return render(request, "appeal_delivery.html", context)
 
     @router.get("/appeals/{number}/reply-preview", response_class=HTMLResponse)
     def reply_preview(
@@ -504,7 +498,6 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             request,
             "appeal_preview.html",
             {"preview": _preview(runtime, appeal, channel, text), "channel": channel},
-            headers=PRIVATE_HEADERS,
         )
 
     @router.get("/appeals/{number}/messages/{message_id}/attachments/{index}")

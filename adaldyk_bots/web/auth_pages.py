@@ -117,15 +117,8 @@ def _page(
     status_code: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
-    # Pages with password fields: never cached, never framed by another site (clickjacking).
-    fixed = {
-        "Cache-Control": "no-store",
-        "X-Frame-Options": "DENY",
-        "Content-Security-Policy": "frame-ancestors 'none'",
-    }
-    return ui.render(
-        request, template, context, status_code=status_code, headers={**fixed, **(headers or {})}
-    )
+    # Pages with password fields: never cached, never framed (ui.PRIVATE_HEADERS, on every page).
+    return ui.render(request, template, context, status_code=status_code, headers=headers)
 
 
 def build_auth_router() -> APIRouter:

@@ -28,6 +28,7 @@ from adaldyk_bots.i18n import DEFAULT_LANGUAGE, LANGUAGE_NAMES, LANGUAGES, negot
 __all__ = [
     "LANGUAGE_COOKIE",
     "LANGUAGE_HOOKS",
+    "PRIVATE_HEADERS",
     "STATIC_DIR",
     "TEMPLATES_DIR",
     "gettext_for",
@@ -44,6 +45,16 @@ LANGUAGE_COOKIE = "adaldyk_lang"
 LANGUAGE_COOKIE_SECONDS = 365 * 24 * 3600
 # Paths that answer programs, not people: their errors stay JSON.
 MACHINE_PREFIXES = ("/api/", "/webhooks/", "/healthz", "/openapi.json", "/docs", "/redoc", "/static/")
+
+# Every workspace page shows citizens' personal data or buttons that act: never cached, never framed by
+# another site (clickjacking). A page meant to be embedded (the public form's iframe) passes its own.
+PRIVATE_HEADERS: Mapping[str, str] = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 # Called as hook(request, lang) when a request switches the language with ?lang=: the accounts code
 # registers one that saves it as the logged-in user's preference. Kept as hooks so that this module
@@ -127,7 +138,7 @@ def render(
     }
     full.update(context or {})
     body = _ENV.get_template(template).render(full)
-    response = HTMLResponse(body, status_code=status_code, headers=dict(headers or {}))
+    response = HTMLResponse(body, status_code=status_code, headers={**PRIVATE_HEADERS, **(headers or {})})
     remember_language(request, response)
     return response
 
