@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     # update or a VK event is at most tens of KB (9000 escaped characters are ~54 KB); WhatsApp says a
     # webhook body can be up to 3 MB, the largest any platform documents (Meta batches up to 1000).
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=1024**3)
+    # Requests inside the web app at once (web/admission.py): below the database pool (30) and the worker
+    # threads (40), so a burst queues instead of stalling on connections.
+    web_concurrent_requests: int = Field(default=24, ge=1, le=1000)
 
     # Appeal rules (kz-appeals-law.md): every number is configurable because the Code is amended.
     timezone: str = "Asia/Almaty"

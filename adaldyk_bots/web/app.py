@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from adaldyk_bots import __version__
 from adaldyk_bots.health import health_report
 from adaldyk_bots.supervisor import Supervisor
+from adaldyk_bots.web.admission import AdmitRequests
 from adaldyk_bots.web.api import build_api_router
 from adaldyk_bots.web.appeal_pages import build_appeal_router
 from adaldyk_bots.web.audit_pages import build_audit_router
@@ -41,6 +42,7 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
     install_error_handlers(app)
     install_auth_handlers(app)
     app.add_middleware(LimitBodySize, max_bytes=runtime.settings.max_body_bytes)
+    app.add_middleware(AdmitRequests, max_requests=runtime.settings.web_concurrent_requests)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:
