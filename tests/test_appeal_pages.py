@@ -350,3 +350,21 @@ def test_the_citizen_card_lists_other_appeals_only_in_scope(workspace: Workspace
     almaty, _ = workspace.client("almaty")
     card = almaty.get(f"/appeals/{second}").text
     assert first not in card  # another department's appeal is not even named
+
+
+def test_a_message_the_citizen_deleted_keeps_its_words_and_says_so(workspace: Workspace) -> None:
+    # Platforms that report deletions (Meta: Instagram is_deleted, a feed comment's `remove`) mark the
+    # message (workflow._mark_deleted, tested with Meta's payloads in tests/connectors/meta); the page
+    # shows the words and the mark, never an empty message.
+    from sqlalchemy import update
+
+    from adaldyk_bots.storage.db import unit_of_work, utcnow
+    from adaldyk_bots.storage.models import Message
+
+    number = workspace.citizen_writes(3011, "Орманда заңсыз ағаш кесіліп жатыр")
+    with unit_of_work(workspace.engine) as s:
+        s.execute(update(Message).where(col(Message.text).contains("заңсыз")).values(deleted_at=utcnow()))
+    client, _ = workspace.client("moder")
+    body = client.get(f"/appeals/{number}?lang=ru").text
+    assert "Орманда заңсыз ағаш кесіліп жатыр" in body
+    assert 'data-deleted="1"' in body and "удалено гражданином" in body

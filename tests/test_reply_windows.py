@@ -221,3 +221,32 @@ def test_a_waiting_reply_owes_its_notice_and_goes_when_the_citizen_writes(make_s
     target, text = windowed.sent[-1]
     assert "Ответ готов." in text and target.window == WindowDecision.open("IN_WINDOW")
     runtime.engine.dispose()
+
+
+def test_the_reply_form_says_what_the_dispatcher_would_decide() -> None:
+    # The appeal page asks the same hook as the dispatcher (ports.reply_window) for a moderator's reply.
+    from adaldyk_bots.domain import WindowDecision
+    from adaldyk_bots.storage.models import Appeal, Conversation
+    from adaldyk_bots.web.appeal_pages import _reply_window
+
+    asked: list[SendContext] = []
+
+    class Windowed(Plain):
+        def reply_window(self, target: ReplyTarget, context: SendContext) -> WindowDecision:
+            asked.append(context)
+            return WindowDecision(kind="closed", code="meta.window_closed", detail="over 7 days")
+
+    now = utcnow()
+    conversation = Conversation(
+        contact_id=1, channel="plain", account="acc", chat_id="c1", last_inbound_at=now, created_at=now
+    )
+    appeal = Appeal(
+        number="ADL-2026-000001", contact_id=1, conversation_id=1, channel="plain", language="kk",
+        received_at=now, registered_at=now, due_at=now, created_at=now, updated_at=now,
+        last_activity_at=now,
+    )  # fmt: skip
+    closed = _reply_window(Windowed(), conversation, appeal)
+    assert (closed.known, closed.open, closed.code) == (True, False, "meta.window_closed")
+    assert asked[0].purpose == "reply" and asked[0].written_by_person and asked[0].language == "kk"
+    assert _reply_window(Plain(), conversation, appeal).open  # no windows on this platform: open
+    assert not _reply_window(None, conversation, appeal).known  # the channel is off in this process

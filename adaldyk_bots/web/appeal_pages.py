@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from adaldyk_bots import appeal_actions
 from adaldyk_bots.access import Viewer, appeal_scope, assignable_staff, not_found, visible_appeal
 from adaldyk_bots.calendar import WorkingCalendar
-from adaldyk_bots.domain import AppealStatus, ReplyTarget
+from adaldyk_bots.domain import AppealStatus, ReplyTarget, SendContext
 from adaldyk_bots.errors import (
     Conflict,
     EmptyReply,
@@ -39,6 +39,7 @@ from adaldyk_bots.errors import (
 )
 from adaldyk_bots.i18n import N_
 from adaldyk_bots.logs import describe, failure_kind, throttled
+from adaldyk_bots.ports import Connector, reply_window
 from adaldyk_bots.reply_templates import ReplyTemplate, load_reply_templates
 from adaldyk_bots.storage.db import unit_of_work, utcnow
 from adaldyk_bots.storage.models import (
@@ -287,45 +288,31 @@ class Window:
     last_inbound_at: datetime | None = None
 
 
-def _reply_window(connector: object | None, conversation: Conversation, appeal: Appeal) -> Window:
-    """The connector's own answer when it has reply windows (ports.reply_window, h-meta-out); else the
-    last inbound time and "unknown". Looked up by name so this page works before and after that part."""
-    from adaldyk_bots import domain, ports
-
-    decide: Callable[..., Any] | None = getattr(ports, "reply_window", None)
-    context_type: Any = getattr(domain, "SendContext", None)
+def _reply_window(connector: Connector | None, conversation: Conversation, appeal: Appeal) -> Window:
+    """What the dispatcher would decide for a moderator's reply sent now (ports.reply_window): open,
+    open with a tag, waiting for the citizen, or closed; always open on a channel without windows."""
     last = conversation.last_inbound_at
-    if connector is None or decide is None or context_type is None:
+    if connector is None:  # the channel is off or broken in this process: nothing to ask
         return Window(known=False, open=True, last_inbound_at=last)
-    if not hasattr(connector, "reply_window"):
-        return Window(known=True, open=True, last_inbound_at=last)  # no windows on this platform
     target = ReplyTarget(
         channel=conversation.channel,
         account=conversation.account,
         chat_id=conversation.chat_id,
         kind=conversation.kind,
     )
+    context = SendContext(
+        purpose="reply", written_by_person=True, last_inbound_at=last, now=utcnow(), language=appeal.language
+    )
     try:
-        decision = decide(
-            connector,
-            target,
-            context_type(
-                purpose="reply",
-                written_by_person=True,
-                last_inbound_at=last,
-                now=utcnow(),
-                language=appeal.language,
-            ),
-        )
+        decision = reply_window(connector, target, context)
     except Exception as exc:  # noqa: BLE001 - the page must show, whatever the connector thinks
         log.warning("reply window of %s could not be decided: %s", conversation.channel, describe(exc))
         return Window(known=False, open=True, last_inbound_at=last)
-    kind = getattr(decision, "kind", "open")
     return Window(
         known=True,
-        open=kind in ("open", "template"),
-        code=str(getattr(decision, "code", "") or ""),
-        detail=str(getattr(decision, "detail", "") or ""),
+        open=decision.kind in ("open", "template"),
+        code=decision.code,
+        detail=decision.detail,
         last_inbound_at=last,
     )
 
