@@ -228,3 +228,11 @@ def test_text_search_is_the_inbox_search_in_any_case(served: tuple[ServiceThread
         assert [item["number"] for item in body["items"]] == [number], q
         assert body["total"] == 1
     assert api.get("/appeals", params={"q": "орман"}).json()["total"] == 0
+
+
+def test_a_parameter_given_twice_is_refused(served: tuple[ServiceThread, httpx.Client, str]) -> None:
+    # Found by schemathesis: `?status=a&status=b` was answered as if only the last had been asked for.
+    _svc, api, _number = served
+    answer = api.get("/appeals?status=received&status=closed")
+    body = _is_error(answer, 422, "invalid_request")
+    assert body["errors"][0]["loc"] == ["query", "status"] and "more than once" in body["detail"]

@@ -383,8 +383,8 @@ _query_names: dict[int, frozenset[str]] = {}
 
 
 def _known_query_only(request: Request) -> None:
-    """A query parameter the operation does not declare is refused: `?stauts=open` would otherwise list
-    every appeal as if no filter had been asked for."""
+    """A query parameter the operation does not declare, or one given twice, is refused: `?stauts=open`
+    would otherwise list every appeal as if no filter had been asked for."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
@@ -395,6 +395,13 @@ def _known_query_only(request: Request) -> None:
     if unknown:
         raise RequestValidationError(
             [{"loc": ("query", unknown[0][:64]), "msg": "unknown query parameter", "type": "extra_forbidden"}]
+        )
+    # Every parameter here takes one value: `?status=open&status=closed` would silently mean the last.
+    names = [name for name, _ in request.query_params.multi_items()]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise RequestValidationError(
+            [{"loc": ("query", repeated[0][:64]), "msg": "given more than once", "type": "too_many_values"}]
         )
 
 
