@@ -8,6 +8,7 @@ import json
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -142,9 +143,12 @@ def test_truncate_still_works_and_starts_a_new_chain(engine, database_url):
     assert [r.id for r in _events(engine)] == [1] and _verify(engine).ok
 
 
-def _append_in_process(url: str, n: int, actor: str) -> None:
+def _append_in_process(url: str, n: int, actor: str, start: Any) -> None:
     engine = make_engine(url)
     try:
+        with engine.connect():
+            pass  # connected before the start, so no writer is still importing when the others begin
+        start.wait(timeout=120)  # every writer begins together (spawned processes start seconds apart)
         _append(engine, n, actor=actor)
     finally:
         engine.dispose()
@@ -152,8 +156,12 @@ def _append_in_process(url: str, n: int, actor: str) -> None:
 
 def test_concurrent_processes_keep_one_chain(engine, database_url):
     writers, each = 3, 40
-    with ProcessPoolExecutor(writers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_append_in_process, database_url, each, f"user:w{i}") for i in range(writers)]
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(writers, mp_context=context) as pool:
+        start = manager.Barrier(writers)
+        futures = [
+            pool.submit(_append_in_process, database_url, each, f"user:w{i}", start) for i in range(writers)
+        ]
         for future in futures:
             future.result()
     rows = _events(engine)
