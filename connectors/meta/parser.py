@@ -297,6 +297,19 @@ def _parse_messaging(
     sender_id = _f.any_id(sender, "id", "messaging[].sender.id")
     recipient = _obj(item, "recipient")
     recipient_id = str(recipient.get("id", ""))
+
+    def private(mid: str, at: datetime, **rest: Any) -> InboundMessage:
+        """A message in the citizen's private thread with our Page or account (the thread is the sender)."""
+        return InboundMessage(
+            channel=channel,
+            account=account,
+            chat_id=sender_id,
+            message_key=mid,
+            sender_id=sender_id,
+            sent_at=at,
+            **rest,
+        )
+
     if "message_edit" in item:  # Instagram: a citizen edited a message (its mid and new text)
         edit = _f.req_object(item, "message_edit", "messaging[].message_edit")
         mid = _f.req_str(edit, "mid", "messaging[].message_edit.mid")
@@ -306,13 +319,9 @@ def _parse_messaging(
         key = f"mid:{_key_id(mid)}:edit:{num if isinstance(num, int) else int(at.timestamp() * 1000)}"
         if sender_id == account:
             return key, Ignored("meta.echo_edit")
-        return key, InboundMessage(
-            channel=channel,
-            account=account,
-            chat_id=sender_id,
-            message_key=mid,
-            sender_id=sender_id,
-            sent_at=at,
+        return key, private(
+            mid,
+            at,
             text=str(text),
             edited_at=at,
         )
@@ -325,16 +334,7 @@ def _parse_messaging(
         at = _f.time_ms(item.get("timestamp"), "messaging[].timestamp")
         if message.get("is_deleted"):
             # Instagram: the citizen unsent it. The text already stored stays (never erased).
-            return f"{key}:deleted", InboundMessage(
-                channel=channel,
-                account=account,
-                chat_id=sender_id,
-                message_key=mid,
-                sender_id=sender_id,
-                sent_at=at,
-                edited_at=at,
-                deleted=True,
-            )
+            return f"{key}:deleted", private(mid, at, edited_at=at, deleted=True)
         if recipient_id and recipient_id != account:
             return key, Quarantined(
                 f"meta.bad_field: recipient.id (for {short(recipient_id)}, not {account})"
@@ -350,13 +350,9 @@ def _parse_messaging(
         reply_mid = reply_to.get("mid") if isinstance(reply_to, dict) else None
         if not text and not attachments:
             return key, Ignored("meta.empty_message")
-        return key, InboundMessage(
-            channel=channel,
-            account=account,
-            chat_id=sender_id,
-            message_key=mid,
-            sender_id=sender_id,
-            sent_at=at,
+        return key, private(
+            mid,
+            at,
             text=str(text),
             attachments=attachments,
             reply_to_key=reply_mid if isinstance(reply_mid, str) else None,
@@ -370,13 +366,9 @@ def _parse_messaging(
             return (f"mid:{_key_id(postback_mid)}" if postback_mid else None), Ignored("meta.postback")
         mid = postback_mid
         key = f"mid:{_key_id(mid)}"
-        return key, InboundMessage(
-            channel=channel,
-            account=account,
-            chat_id=sender_id,
-            message_key=mid,
-            sender_id=sender_id,
-            sent_at=at,
+        return key, private(
+            mid,
+            at,
             text=str(title),
         )
     if "delivery" in item or "read" in item:
