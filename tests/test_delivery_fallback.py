@@ -15,50 +15,20 @@ from alembic.runtime.migration import MigrationContext
 from sqlmodel import Session, SQLModel, select
 
 from adaldyk_bots.domain import Delivered, Failed, InboundMessage, ReplyTarget, SendResult
-from adaldyk_bots.ports import ChannelHealth, RateScope, RawEvent
 from adaldyk_bots.runtime import Runtime
 from adaldyk_bots.storage.db import make_engine, unit_of_work
 from adaldyk_bots.storage.migrate import alembic_config, upgrade
 from adaldyk_bots.storage.models import AppealEvent
+from tests.standin_connector import StandInConnector
 from tests.support import outbox_rows
 
 PUBLIC = ReplyTarget("stub", "acc", "post-7", reply_to_key="42", kind="public")
 
 
-class StubConnector:
+class StubConnector(StandInConnector):
     """Private sends fail for good, naming a public place; public sends go through."""
 
     name: ClassVar[str] = "stub"
-    text_limit: ClassVar[int] = 4000
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[ReplyTarget, str]] = []
-
-    @property
-    def account(self) -> str:
-        return "acc"
-
-    @property
-    def health(self) -> ChannelHealth:
-        return ChannelHealth(state="ok")
-
-    def measure_text(self, text: str) -> int:
-        return len(text)
-
-    def rate_scopes(self, target: ReplyTarget) -> list[RateScope]:
-        return []
-
-    def parse_payload(self, payload: bytes) -> RawEvent:
-        raise NotImplementedError
-
-    def webhooks(self) -> list[Any]:
-        return []
-
-    async def start(self, intake: Any, *, receive: bool = True) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
 
     async def send(self, target: ReplyTarget, text: str, *, idempotency_key: str) -> SendResult:
         if target.kind == "public":
@@ -86,7 +56,7 @@ _rows = outbox_rows
 def test_a_fallback_target_gets_one_neutral_invitation_per_appeal(make_settings: Any) -> None:
     runtime = Runtime.build(make_settings())
     stub = StubConnector()
-    runtime.connectors = {"stub": stub}  # type: ignore[dict-item]
+    runtime.connectors = {"stub": stub}
     dispatcher = runtime.dispatcher()
     with unit_of_work(runtime.engine) as s:
         runtime.workflow.accept_message(
@@ -120,7 +90,7 @@ def test_a_fallback_target_gets_one_neutral_invitation_per_appeal(make_settings:
 
 def test_without_a_writer_the_fallback_is_only_a_failure(make_settings: Any) -> None:
     runtime = Runtime.build(make_settings())
-    runtime.connectors = {"stub": StubConnector()}  # type: ignore[dict-item]
+    runtime.connectors = {"stub": StubConnector()}
     dispatcher = runtime.dispatcher()
     dispatcher.fallback_writer = None
     with unit_of_work(runtime.engine) as s:
@@ -132,7 +102,7 @@ def test_without_a_writer_the_fallback_is_only_a_failure(make_settings: Any) -> 
 
 def test_writing_again_after_a_failed_acknowledgement_is_acknowledged_once_more(make_settings: Any) -> None:
     runtime = Runtime.build(make_settings())
-    runtime.connectors = {"stub": StubConnector()}  # type: ignore[dict-item]
+    runtime.connectors = {"stub": StubConnector()}
     dispatcher = runtime.dispatcher()
     dispatcher.fallback_writer = None
     with unit_of_work(runtime.engine) as s:

@@ -13,61 +13,21 @@ from typing import Any, ClassVar
 from sqlmodel import Session, col, select, update
 
 from adaldyk_bots.domain import (
-    Delivered,
     InboundMessage,
     ReplyTarget,
     SendContext,
-    SendResult,
     WindowDecision,
 )
-from adaldyk_bots.ports import ChannelHealth, RateScope, RawEvent, ReplyWindows
+from adaldyk_bots.ports import ReplyWindows
 from adaldyk_bots.runtime import Runtime
 from adaldyk_bots.storage.db import unit_of_work, utcnow
 from adaldyk_bots.storage.models import AppealEvent, Conversation
+from tests.standin_connector import StandInConnector
 from tests.support import outbox_rows
 
 
-class Plain:
+class Plain(StandInConnector):
     """A channel without reply windows (like Telegram or VK)."""
-
-    name: ClassVar[str] = "plain"
-    text_limit: ClassVar[int] = 4000
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[ReplyTarget, str]] = []
-
-    @property
-    def account(self) -> str:
-        return "acc"
-
-    @property
-    def health(self) -> ChannelHealth:
-        return ChannelHealth(state="ok")
-
-    def measure_text(self, text: str) -> int:
-        return len(text)
-
-    def rate_scopes(self, target: ReplyTarget) -> list[RateScope]:
-        return []
-
-    def parse_payload(self, payload: bytes) -> RawEvent:
-        raise NotImplementedError
-
-    def webhooks(self) -> list[Any]:
-        return []
-
-    async def start(self, intake: Any, *, receive: bool = True) -> None:
-        return None
-
-    def background_loops(self, intake: Any) -> list[Any]:
-        return []
-
-    async def stop(self) -> None:
-        return None
-
-    async def send(self, target: ReplyTarget, text: str, *, idempotency_key: str) -> SendResult:
-        self.sent.append((target, text))
-        return Delivered(f"{self.name}-{len(self.sent)}")
 
 
 class Windowed(Plain):
