@@ -11,7 +11,7 @@ import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 from adaldyk_bots.access import ROLES, Role
 from adaldyk_bots.audit import record
 from adaldyk_bots.errors import Conflict, Invalid, NotFound, UnknownUnit
+from adaldyk_bots.storage.db import as_utc
 from adaldyk_bots.storage.models import LoginAttempt, StaffUser, Unit, WebSession
 
 __all__ = [
@@ -34,7 +35,6 @@ __all__ = [
     "PasswordRejected",
     "audit",
     "authenticate",
-    "aware",
     "change_password",
     "create_user",
     "digest",
@@ -126,11 +126,6 @@ def throttle_key(username: str) -> str:
     return username.strip().casefold()[:100]
 
 
-def aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every time we store is UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 def locked_until(s: Session, *, username: str, address: str, now: datetime) -> datetime | None:
     """When the lock on this (account, address) pair ends, or None if it may try now.
 
@@ -152,7 +147,7 @@ def locked_until(s: Session, *, username: str, address: str, now: datetime) -> d
         if ok:  # a success from this address proves the owner is there: count again from zero
             failures = []
             continue
-        failures.append(aware(at))
+        failures.append(as_utc(at))
         if len(failures) >= FAILURE_LIMIT and failures[-1] - failures[-FAILURE_LIMIT] <= FAILURE_WINDOW:
             until = failures[-1] + LOCK_DURATION
     return until if until is not None and until > now else None
@@ -228,7 +223,7 @@ def resolve_session(s: Session, cookie: str, *, now: datetime, idle: timedelta) 
     row, user = found
     if user.disabled_at is not None:
         return None
-    last_seen = aware(row.last_seen_at)
+    last_seen = as_utc(row.last_seen_at)
     if now - last_seen >= idle:
         return row
     return Login(session_id=row.id, user=user, csrf_token=row.csrf_token, last_seen_at=last_seen)

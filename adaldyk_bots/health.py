@@ -10,7 +10,7 @@ channel health page (people), so the two can never disagree.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import Engine, text
@@ -21,7 +21,7 @@ from adaldyk_bots import __version__
 from adaldyk_bots.dispatcher import UNFINISHED
 from adaldyk_bots.ports import Connector
 from adaldyk_bots.settings import Settings
-from adaldyk_bots.storage.db import read_session, utcnow
+from adaldyk_bots.storage.db import as_utc, read_session, utcnow
 from adaldyk_bots.storage.models import ChannelCursor, IntakeGap, LoopHeartbeat, OutboxItem, RawEvent
 from adaldyk_bots.supervisor import Supervisor, loops_report, read_heartbeats
 
@@ -154,7 +154,7 @@ def _read_details(s: Session, details: dict[str, dict[str, Any]], *, since: date
         .order_by(col(ChannelCursor.account))
     ):
         details[cursor.channel]["cursors"].append(
-            {"account": cursor.account, "value": cursor.value, "updated_at": _aware(cursor.updated_at)}
+            {"account": cursor.account, "value": cursor.value, "updated_at": as_utc(cursor.updated_at)}
         )
     for name in names:
         gaps = s.exec(
@@ -189,7 +189,7 @@ def _read_details(s: Session, details: dict[str, dict[str, Any]], *, since: date
 def _gap(gap: IntakeGap) -> dict[str, Any]:
     return {
         "account": gap.account,
-        "detected_at": _aware(gap.detected_at),
+        "detected_at": as_utc(gap.detected_at),
         "reason": gap.reason,
         "cursor_before": gap.cursor_before,
         "cursor_after": gap.cursor_after,
@@ -226,14 +226,9 @@ def _backlog(s: Session) -> dict[str, float | None]:
     ).one()
 
     def age(since: datetime | None) -> float | None:
-        return None if since is None else round(max(0.0, (now - _aware(since)).total_seconds()), 1)
+        return None if since is None else round(max(0.0, (now - as_utc(since)).total_seconds()), 1)
 
     return {
         "oldest_unprocessed_event_seconds": age(oldest_event),
         "oldest_due_notice_seconds": age(oldest_due),
     }
-
-
-def _aware(value: datetime) -> datetime:
-    # Aggregates (min) come back without the column's type on SQLite: naive, but stored as UTC.
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -36,11 +36,11 @@ from sqlmodel import Session, col, select
 
 from adaldyk_bots import accounts
 from adaldyk_bots.access import Viewer, require_admin, require_write, viewer_for
-from adaldyk_bots.accounts import Login, aware
+from adaldyk_bots.accounts import Login
 from adaldyk_bots.errors import CsrfRefused, Unauthorized
 from adaldyk_bots.logs import describe, failure_kind, throttled
 from adaldyk_bots.settings import Settings
-from adaldyk_bots.storage.db import read_session, unit_of_work, utcnow
+from adaldyk_bots.storage.db import as_utc, read_session, unit_of_work, utcnow
 from adaldyk_bots.storage.models import ApiToken, StaffUser, WebSession
 from adaldyk_bots.web import ui
 from adaldyk_bots.web.errors import error_response
@@ -363,7 +363,7 @@ def api_viewer(
     if user.disabled_at is not None:
         raise Unauthorized(f"the account {user.username} that token {token.name!r} acts for is disabled")
     last = token.last_used_at
-    stale = last is None or utcnow() - aware(last) >= LAST_USED_PRECISION
+    stale = last is None or utcnow() - as_utc(last) >= LAST_USED_PRECISION
     if stale and token.id is not None and _token_use(request).due(token.id):
         # After the answer: the write may wait for SQLite's writer, the reader must not.
         background.add_task(_touch_token, _engine(request), token.id)

@@ -5,7 +5,7 @@ words a person reads. The page refreshes its body every 10 s (htmx); an htmx req
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -15,7 +15,7 @@ from adaldyk_bots.access import Viewer
 from adaldyk_bots.errors import Forbidden
 from adaldyk_bots.health import FAILURE_WINDOW, channel_details, health_report
 from adaldyk_bots.i18n import N_
-from adaldyk_bots.storage.db import utcnow
+from adaldyk_bots.storage.db import as_utc, utcnow
 from adaldyk_bots.supervisor import Supervisor
 from adaldyk_bots.web.deps import PageViewer
 from adaldyk_bots.web.parts import AppParts
@@ -123,9 +123,7 @@ def _when(value: str | datetime | None, tz: Any) -> str:
         except ValueError:
             return value
     assert isinstance(moment, datetime)
-    if moment.tzinfo is None:  # stored as UTC
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+    return as_utc(moment).astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _age(seconds: float | None) -> tuple[str, int] | None:

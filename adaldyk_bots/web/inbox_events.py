@@ -34,7 +34,7 @@ from sqlmodel import Session, col, select
 
 from adaldyk_bots.access import Viewer
 from adaldyk_bots.logs import describe, failure_kind, throttled
-from adaldyk_bots.storage.db import read_session
+from adaldyk_bots.storage.db import as_utc, read_session
 from adaldyk_bots.storage.models import Appeal
 
 __all__ = ["LAG", "InboxChanges", "Subscription"]
@@ -46,11 +46,6 @@ BATCH = 500
 # A stream tells the page at most this many numbers per event (the page refreshes its list anyway).
 MAX_NUMBERS = 50
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _aware(value: datetime) -> datetime:
-    # Aggregates come back without the column's type on SQLite: naive, but stored as UTC.
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -154,7 +149,7 @@ class InboxChanges:
         with read_session(self.engine) as s:
             if self._mark is None:
                 latest = s.exec(select(func.max(Appeal.last_activity_at))).one()
-                mark = _aware(latest) if latest is not None else _EPOCH
+                mark = as_utc(latest) if latest is not None else _EPOCH
                 # What already happened is on the page that was just loaded: remember it, announce nothing.
                 for change in self._since(s, mark - LAG):
                     self._seen[(change.appeal_id, change.at)] = change.at
@@ -184,7 +179,7 @@ class InboxChanges:
             rows = s.exec(stmt.order_by(col(Appeal.last_activity_at), col(Appeal.id)).limit(BATCH)).all()
             for appeal_id, number, unit_id, at in rows:
                 assert appeal_id is not None
-                out.append(Change(appeal_id, number, unit_id, _aware(at)))
+                out.append(Change(appeal_id, number, unit_id, as_utc(at)))
             if len(rows) < BATCH:
                 return out
             after = (rows[-1][3], rows[-1][0] or 0)
