@@ -81,6 +81,9 @@ class WebhookLoad:
         self.url = f"{url}/webhooks/telegram"
         self.ids = itertools.count(1_000)
         self.answers: list[tuple[int, int | None, float]] = []  # (update_id, status or None, when)
+        # (sent, answered) of each answer above, by index: an answer counts as "while down" only when
+        # its request was sent after the stop and answered before the start began
+        self.spans: list[tuple[float, float]] = []
         self.acknowledged: set[int] = set()
         self.stop_new = threading.Event()
         self._lock = threading.Lock()
@@ -104,12 +107,14 @@ class WebhookLoad:
                 body = _update(update_id)
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline:
+                    sent = time.monotonic()
                     try:
                         status: int | None = client.post(self.url, json=body, headers=headers).status_code
                     except httpx.HTTPError:
                         status = None
                     with self._lock:
                         self.answers.append((update_id, status, time.monotonic()))
+                        self.spans.append((sent, self.answers[-1][2]))
                         if status is not None and 200 <= status < 300:
                             self.acknowledged.add(update_id)
                     if status is not None and 200 <= status < 300:
@@ -171,6 +176,9 @@ def test_postgresql_stopped_for_10_s_under_webhook_load(cluster: ThrowawayCluste
         time.sleep(OUTAGE_SECONDS / 2)
         code_down, body_down = _health(web_url)
         time.sleep(OUTAGE_SECONDS / 2)
+        # pg_ctl start -w returns some time after the server accepts connections, so the window in which
+        # the server is surely down ends when the start begins, not when it returns
+        start_at = time.monotonic()
         cluster.start()
         up_at = time.monotonic()
         # Recovery without a restart: webhooks answer 2xx again within seconds.
@@ -219,7 +227,11 @@ def test_postgresql_stopped_for_10_s_under_webhook_load(cluster: ThrowawayCluste
         codes = [p.wait(timeout=30) for p in (web, worker)]
         fake.stop()
 
-    during = [s for _i, s, at in load.answers if down_at + 1 < at < up_at]
+    during = [
+        s
+        for (_i, s, _at), (sent, answered) in zip(load.answers, load.spans, strict=True)
+        if down_at + 1 < sent and answered < start_at
+    ]
     print(
         f"\noutage {OUTAGE_SECONDS:.0f} s: {len(load.answers)} webhook answers, {len(acknowledged)} updates "
         f"acknowledged, {Counter(during)} while down; 2xx again {recovered_in:.2f} s after the restart"
