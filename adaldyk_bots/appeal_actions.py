@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from adaldyk_bots import audit
+from adaldyk_bots import audit, lifecycle
 from adaldyk_bots.access import Viewer, assignable_staff
 from adaldyk_bots.dispatcher import requeue
 from adaldyk_bots.domain import AppealStatus
@@ -33,8 +33,8 @@ __all__ = [
 ]
 
 # APPC (kz-appeals-law.md): a refusal, an extension of the term and a forwarding to the competent body
-# are each a reasoned decision the citizen is told about; the reason goes into the notice.
-REASON_REQUIRED = frozenset({AppealStatus.REJECTED, AppealStatus.EXTENDED, AppealStatus.FORWARDED})
+# are each a reasoned decision the citizen is told about; the reason goes into the notice (lifecycle.py).
+REASON_REQUIRED = lifecycle.REASON_REQUIRED
 RETRYABLE = frozenset({"failed", "held"})
 NOTE_MAX_CHARS = 20_000
 

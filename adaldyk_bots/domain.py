@@ -16,32 +16,51 @@ class Language(enum.StrEnum):
 
 
 class Category(enum.StrEnum):
-    """Appeal kinds after the Administrative Procedural and Process Code, Art. 4 (R11)."""
+    """Appeal kinds after the Administrative Procedural and Process Code, Art. 4 (R11), plus the office's
+    own: a corruption report (isolated, lifecycle.py), gratitude and other."""
 
-    COMPLAINT = "complaint"
-    PROPOSAL = "proposal"
-    REQUEST = "request"
-    APPLICATION = "application"
+    COMPLAINT = "complaint"  # жалоба
+    PROPOSAL = "proposal"  # предложение
+    REQUEST = "request"  # запрос
+    APPLICATION = "application"  # заявление
+    REPORT = "report"  # сообщение (of a violation)
+    RESPONSE = "response"  # отклик
     CORRUPTION_REPORT = "corruption_report"
     GRATITUDE = "gratitude"
     OTHER = "other"
 
 
 class AppealStatus(enum.StrEnum):
-    RECEIVED = "received"  # signal taken in, awaiting a moderator
+    """Where an appeal is in its legal life. The legal transitions between them are in lifecycle.py."""
+
+    # A signal: a message taken in, not yet triaged (R13: a social post is not itself an appeal). Stored as
+    # "received" since the first release (the API's status filter uses it).
+    RECEIVED = "received"
+    REGISTERED = "registered"  # a formal appeal, its term running (R1, R3)
+    ASSIGNED = "assigned"  # the responsible unit set
     IN_PROGRESS = "in_progress"
-    FORWARDED = "forwarded"  # sent to the competent body (R5)
+    HEARING = "hearing"  # preliminary decision sent, the applicant may object (R6)
     EXTENDED = "extended"  # term extended by the head's reasoned decision (R4)
     ANSWERED = "answered"
     CLOSED = "closed"
+    FORWARDED = "forwarded"  # sent to the competent body (R5)
     REJECTED = "rejected"  # spam or not an appeal
+    MERGED = "merged"  # a duplicate of another appeal (merged_into_id)
+    REOPENED = "reopened"  # the citizen said "not resolved", or staff reopened it
 
     @property
     def is_open(self) -> bool:
         return self not in _FINISHED
 
 
-_FINISHED = {AppealStatus.ANSWERED, AppealStatus.CLOSED, AppealStatus.REJECTED}
+# Finished: nothing more is owed to the citizen here (a forwarded appeal is the competent body's now).
+_FINISHED = {
+    AppealStatus.ANSWERED,
+    AppealStatus.CLOSED,
+    AppealStatus.REJECTED,
+    AppealStatus.FORWARDED,
+    AppealStatus.MERGED,
+}
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@
     │   └── UnknownUnit              (a unit code that is not in config/org.toml)
     ├── Conflict                 409  the request is valid but the state does not allow it
     │   ├── StatusUnchanged          (the appeal already has that status)
+    │   ├── IllegalTransition        (a step the legal table, lifecycle.py, does not allow)
     │   └── NoFile                   (an attachment kind that holds no file)
     ├── Invalid                  422  the request is well-formed but not a valid instruction
     │   ├── UnknownStatus            (the API's schema refuses these first; kept for other callers)
@@ -32,6 +33,7 @@ __all__ = [
     "CsrfRefused",
     "EmptyReply",
     "Forbidden",
+    "IllegalTransition",
     "Invalid",
     "InvalidFilter",
     "NoFile",
@@ -111,6 +113,10 @@ class AppealNotFound(WorkflowError, NotFound):
 
 
 class StatusUnchanged(WorkflowError, Conflict):
+    pass
+
+
+class IllegalTransition(WorkflowError, Conflict):
     pass
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from adaldyk_bots.storage.models import Unit
+from adaldyk_bots.storage.models import Unit, UnitDeputy
 
 ORG_FILE = "org.toml"
 
@@ -34,3 +36,57 @@ def sync_units(s: Session, path: Path) -> int:
         s.flush()
         by_code[unit.code] = unit
     return len(entries)
+
+
+# --- who answers for a unit today -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Responsible:
+    """The person who answers for a unit on a given day: its head, or the deputy acting for the head."""
+
+    unit_id: int
+    name: str
+    position: str
+    user_id: int | None  # their workspace account, when org.toml names one
+    deputy: bool  # acting for the head (UnitDeputy range covers the day)
+
+
+def acting_head(s: Session, unit_id: int, on: date) -> Responsible | None:
+    """The deputy whose range covers `on` (Asia/Almaty date; the latest-starting one if ranges overlap),
+    otherwise the head; None when the unit names neither."""
+    deputy = s.exec(
+        select(UnitDeputy)
+        .where(UnitDeputy.unit_id == unit_id, UnitDeputy.starts_on <= on, UnitDeputy.ends_on >= on)
+        .order_by(col(UnitDeputy.starts_on).desc(), col(UnitDeputy.id).desc())
+    ).first()
+    if deputy is not None:
+        return Responsible(unit_id, deputy.name, deputy.position, deputy.user_id, True)
+    unit = s.get(Unit, unit_id)
+    if unit is None or not (unit.head_name or unit.head_user_id):
+        return None
+    return Responsible(unit_id, unit.head_name or "", unit.head_position or "", unit.head_user_id, False)
+
+
+def chain(s: Session, unit_id: int) -> list[int]:
+    """`unit_id` and its chain of command upwards (parent, grandparent … the ministry), nearest first."""
+    parents = dict(s.exec(select(Unit.id, Unit.parent_id)).all())
+    out: list[int] = []
+    current: int | None = unit_id
+    while current is not None and current not in out:
+        out.append(current)
+        current = parents.get(current)
+    return out
+
+
+def superior(s: Session, unit_id: int) -> int | None:
+    """The unit above `unit_id` (its head is the one an escalation goes to), or None at the top."""
+    unit = s.get(Unit, unit_id)
+    return unit.parent_id if unit is not None else None
+
+
+PROJECT_OFFICE = "project_office"  # the unit code of «Адалдық алаңы» (config/org.toml)
+
+
+def unit_by_code(s: Session, code: str) -> Unit | None:
+    return s.exec(select(Unit).where(Unit.code == code)).first()

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Row, update
 from sqlmodel import Session, col, select
 
-from adaldyk_bots import audit
+from adaldyk_bots import audit, lifecycle
 from adaldyk_bots.calendar import WorkingCalendar
 from adaldyk_bots.categories import CategoryRules
 from adaldyk_bots.domain import AppealStatus, InboundMessage, Language, ReplyTarget
@@ -261,6 +261,18 @@ class Workflow:
             now=now,
         )
 
+    def next_number(self, conn: Connection, registered_at: datetime) -> str:
+        """The next public number of the registration year (ADL-2026-000123), assigned once (R13)."""
+        year = registered_at.astimezone(self.calendar.tz).year
+        seq = int(conn.execute(statements(conn.dialect.name).bump_counter, {"year": year}).scalar_one())
+        return f"{self.number_prefix}-{year}-{seq:06d}"
+
+    def due_for(self, registered_at: datetime) -> datetime:
+        return self._due_at(registered_at)
+
+    def ack_text(self, appeal: Appeal) -> str:
+        return self._ack_text(appeal)
+
     def _ack_text(self, appeal: _AppealRef | Appeal) -> str:
         return self.texts.render(
             appeal.language,
@@ -476,14 +488,12 @@ class Workflow:
         now: datetime,
     ) -> _AppealRef:
         registered_at = self.calendar.registration_time(msg.sent_at)
-        year = registered_at.astimezone(self.calendar.tz).year
-        seq = int(conn.execute(sql.bump_counter, {"year": year}).scalar_one())
+        number = self.next_number(conn, registered_at)
         language = (
             Language(contact_language)
             if contact_language
             else detect_language(msg.text, hint=msg.language_hint)
         )
-        number = f"{self.number_prefix}-{year}-{seq:06d}"
         due_at = self._due_at(registered_at)
         appeal_id = conn.execute(
             sql.insert_appeal,
@@ -657,6 +667,7 @@ class Workflow:
         self._lock(s, appeal)
         if new.value == appeal.status:
             raise StatusUnchanged(f"appeal {appeal.number} is already {status}")
+        lifecycle.check(appeal.status, new.value)  # the legal table refuses a step it does not hold
         now = utcnow()
         event = self._event(
             s, appeal, "status", actor, {"from": appeal.status, "to": new.value, "note": note}, now

@@ -117,6 +117,8 @@ def test_every_action_works_and_the_note_never_reaches_the_citizen(workspace: Wo
     assert "error=reason" in post("status", status="rejected", reason="")  # the law wants a reason
     assert "done=status" in post("status", status="rejected", reason="Өтініште мекенжай жоқ")
     assert "error=unchanged" in post("status", status="rejected", reason="again")
+    assert "error=illegal" in post("status", status="in_progress")  # lifecycle.py: a rejected one reopens
+    assert "done=status" in post("status", status="reopened", reason="Мекенжай табылды")
     assert "done=status" in post("status", status="in_progress")
     assert "error=status" in post("status", status="nonsense")
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from adaldyk_bots.domain import AppealStatus
 from adaldyk_bots.storage.db import utcnow
 from adaldyk_bots.storage.types import use_storable_text
 
@@ -91,6 +92,27 @@ class Unit(SQLModel, table=True):
     name_ru: str = Field(max_length=300)
     name_kk: str = Field(max_length=300)
     head_name: str | None = Field(default=None, max_length=200)
+    # From config/org.toml (org.py): what the unit is, who heads it, where it works, what it handles.
+    # ministry | committee | department | inspection | subordinate | office
+    kind: str = Field(default="unit", max_length=32)
+    head_position: str | None = Field(default=None, max_length=300)
+    head_user_id: int | None = Field(default=None, foreign_key="staff_user.id")  # the head's account
+    regions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    keywords: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class UnitDeputy(SQLModel, table=True):
+    """A deputy acting for a unit's head from `starts_on` to `ends_on` inclusive (dates in Asia/Almaty):
+    reminders, approvals and escalations go to them while the range lasts (org.acting_head)."""
+
+    __tablename__ = "unit_deputy"
+    id: int | None = Field(default=None, primary_key=True)
+    unit_id: int = Field(foreign_key="unit.id", index=True)
+    name: str = Field(max_length=200)
+    position: str = Field(default="", max_length=300)
+    user_id: int | None = Field(default=None, foreign_key="staff_user.id")
+    starts_on: date
+    ends_on: date
 
 
 class AppealCounter(SQLModel, table=True):
@@ -103,7 +125,8 @@ class AppealCounter(SQLModel, table=True):
 
 _INBOX_COLUMNS = ("status", "channel", "category", "language", "unit_id", "assignee_id")
 # The text appeal_query.py renders for "open" (domain.AppealStatus.is_open), so the planners match it.
-_OPEN_WHERE = text("status IN ('received', 'in_progress', 'forwarded', 'extended')")
+OPEN_WHERE_SQL = "status IN ({})".format(", ".join(f"'{s.value}'" for s in AppealStatus if s.is_open))
+_OPEN_WHERE = text(OPEN_WHERE_SQL)
 
 
 def _open_indexes() -> list[Index]:
@@ -167,6 +190,28 @@ class Appeal(SQLModel, table=True):
     assignee_id: int | None = Field(default=None, foreign_key="staff_user.id", index=True)
     # When a citizen's message or a staff action last touched the appeal: the inbox's default order.
     last_activity_at: datetime = Field(default_factory=utcnow)
+
+    # --- the legal life (lifecycle.py; migration 0011) ---
+    formal: bool = False  # a formal appeal (R12 data given, statutory term running); False: a signal
+    triage: str | None = Field(default=None, max_length=16)  # informational | formal | forward | spam
+    signal_id: int | None = Field(default=None, foreign_key="appeal.id")  # the signal it came from
+    merged_into_id: int | None = Field(default=None, foreign_key="appeal.id")  # duplicate of
+    forwarded_to: str | None = Field(default=None, max_length=64)  # an outside body's code (org.toml)
+    # A corruption report: the unit it is about. That unit and its whole chain of command never see it.
+    concerned_unit_id: int | None = Field(default=None, foreign_key="unit.id")
+    confidential: bool = False  # the reporter's identity is shown only to those who need it; views audited
+    transfers: int = 0  # times passed from one unit to another (more than two is flagged)
+    original_due_at: datetime | None = None  # the term before any extension (R4's cap counts from it)
+    forward_due_at: datetime | None = None  # R5: forward within 3 working days of registration
+    resolved: bool | None = None  # the citizen's word after the answer: solved (True) or not (False)
+    # R12: the applicant, as a formal appeal requires; and R2: who accepted it (phone, reception).
+    applicant_name: str | None = Field(default=None, max_length=300)
+    applicant_iin: str | None = Field(default=None, max_length=12)
+    applicant_address: str | None = Field(default=None, sa_column=Column(Text))
+    applicant_email: str | None = Field(default=None, max_length=254)
+    applicant_phone: str | None = Field(default=None, max_length=32)
+    consent_at: datetime | None = None  # consent to personal-data processing (Law 94-V)
+    taken_by_id: int | None = Field(default=None, foreign_key="staff_user.id")
 
 
 class AppealSearch(SQLModel, table=True):
@@ -317,6 +362,7 @@ class StaffUser(SQLModel, table=True):
     # A disabled account cannot log in, its sessions and tokens stop working; the row stays for history.
     disabled_at: datetime | None = None
     password_changed_at: datetime | None = None
+    email: str | None = Field(default=None, max_length=254)  # where staff notices are e-mailed
 
 
 class WebSession(SQLModel, table=True):
@@ -467,6 +513,44 @@ class DeliveryReceiptRow(SQLModel, table=True):
     received_at: datetime
     outbox_id: int | None = Field(default=None, foreign_key="outbox.id", index=True)
     applied_at: datetime | None = None
+
+
+class StaffTask(SQLModel, table=True):
+    """Work a person must do on an appeal because the system cannot: call a citizen who left only a phone
+    number, reach one whose notice could not be delivered, ... `key` makes each task exist once."""
+
+    __tablename__ = "staff_task"
+    __table_args__ = (Index("ix_staff_task_open", "done_at", "appeal_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=200, unique=True)  # e.g. call:<appeal>:<notice>, undelivered:<outbox>
+    appeal_id: int = Field(foreign_key="appeal.id", index=True)
+    kind: str = Field(max_length=32)  # call_citizen | undelivered_notice | ...
+    outbox_id: int | None = Field(default=None, foreign_key="outbox.id")
+    text: str = Field(default="", sa_column=Column(Text, nullable=False))  # what to tell the citizen
+    created_at: datetime
+    done_at: datetime | None = None
+    done_by_id: int | None = Field(default=None, foreign_key="staff_user.id")
+    outcome: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class StaffNotice(SQLModel, table=True):
+    """A message to a staff member (reminder, escalation, digest, approval request): shown in the
+    workspace, and e-mailed when the person has an address and e-mail is on. `key` makes it once only,
+    however many workers run the sweep that writes it."""
+
+    __tablename__ = "staff_notice"
+    __table_args__ = (Index("ix_staff_notice_user", "user_id", "read_at", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=200, unique=True)  # e.g. remind:<appeal>:T-3:<user>, digest:<user>:<day>
+    user_id: int | None = Field(default=None, foreign_key="staff_user.id")  # None: nobody has the account
+    unit_id: int | None = Field(default=None, foreign_key="unit.id")  # the unit the notice is for
+    appeal_id: int | None = Field(default=None, foreign_key="appeal.id", index=True)
+    kind: str = Field(max_length=32)  # reminder | escalation | digest | approval | reopened | ...
+    text: str = Field(default="", sa_column=Column(Text, nullable=False))
+    created_at: datetime
+    read_at: datetime | None = None
 
 
 # Last, after every table: any string column holds NUL and lone surrogates (storage/types.py).

@@ -30,6 +30,7 @@ from adaldyk_bots.errors import (
     Conflict,
     EmptyReply,
     Forbidden,
+    IllegalTransition,
     Invalid,
     NoFile,
     NotFound,
@@ -93,7 +94,12 @@ PURPOSE_NAMES = {
 }
 STATUS_NAMES = {
     "received": N_("received"),
+    "registered": N_("registered"),
+    "assigned": N_("assigned"),
     "in_progress": N_("in progress"),
+    "hearing": N_("hearing"),
+    "merged": N_("merged"),
+    "reopened": N_("reopened"),
     "forwarded": N_("forwarded"),
     "extended": N_("extended"),
     "answered": N_("answered"),
@@ -105,6 +111,8 @@ CATEGORY_NAMES = {
     "proposal": N_("proposal"),
     "request": N_("request"),
     "application": N_("application"),
+    "report": N_("report of a violation"),
+    "response": N_("response"),
     "corruption_report": N_("corruption report"),
     "gratitude": N_("gratitude"),
     "other": N_("other"),
@@ -150,6 +158,7 @@ ERROR_MESSAGES = {
     "unit": N_("That unit is unknown or outside your unit."),
     "person": N_("That person may not be put in charge of this appeal."),
     "status": N_("Unknown status."),
+    "illegal": N_("The law does not allow this step from the appeal's present status."),
     "retry": N_("This message is no longer failed or held: nothing to send again."),
     "invalid": N_("The form was not filled in correctly."),
 }
@@ -561,6 +570,8 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             return _back(number, error="reason", anchor="#status")
         except StatusUnchanged:
             return _back(number, error="unchanged", anchor="#status")
+        except IllegalTransition:
+            return _back(number, error="illegal", anchor="#status")
         except Invalid:
             return _back(number, error="status", anchor="#status")
         return _back(number, done="status")

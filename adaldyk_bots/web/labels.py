@@ -17,12 +17,17 @@ __all__ = ["CATEGORIES", "CHANNELS", "LABELS", "LANGUAGES", "STATUSES", "label"]
 
 STATUSES: Mapping[str, str] = {
     AppealStatus.RECEIVED: N_("Received"),
+    AppealStatus.REGISTERED: N_("Registered"),
+    AppealStatus.ASSIGNED: N_("Assigned"),
     AppealStatus.IN_PROGRESS: N_("In progress"),
+    AppealStatus.HEARING: N_("Hearing"),
     AppealStatus.FORWARDED: N_("Forwarded"),
     AppealStatus.EXTENDED: N_("Term extended"),
     AppealStatus.ANSWERED: N_("Answered"),
     AppealStatus.CLOSED: N_("Closed"),
     AppealStatus.REJECTED: N_("Rejected"),
+    AppealStatus.MERGED: N_("Merged"),
+    AppealStatus.REOPENED: N_("Reopened"),
 }
 
 CATEGORIES: Mapping[str, str] = {
@@ -30,6 +35,8 @@ CATEGORIES: Mapping[str, str] = {
     Category.PROPOSAL: N_("Proposal"),
     Category.REQUEST: N_("Request"),
     Category.APPLICATION: N_("Application"),
+    Category.REPORT: N_("Report of a violation"),
+    Category.RESPONSE: N_("Response"),
     Category.CORRUPTION_REPORT: N_("Corruption report"),
     Category.GRATITUDE: N_("Gratitude"),
     Category.OTHER: N_("Other"),

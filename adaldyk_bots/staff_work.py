@@ -1,0 +1,94 @@
+"""What the system asks of people: tasks on an appeal (call the citizen, reach one whose notice could not
+be delivered) and notices to a staff member (reminders, escalations, digests, approval requests).
+
+Each row has a UNIQUE key, so a sweep that two workers run at once, or one that runs again after a crash,
+writes it once. Like the workflow, these functions work inside the caller's transaction and never commit.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlmodel import Session
+
+from adaldyk_bots import org
+from adaldyk_bots.storage.db import insert_ignoring_conflict
+from adaldyk_bots.storage.models import StaffNotice, StaffTask
+
+__all__ = ["add_task", "notify_acting_head", "notify_staff"]
+
+
+def add_task(
+    s: Session,
+    *,
+    key: str,
+    appeal_id: int,
+    kind: str,
+    text: str,
+    now: datetime,
+    outbox_id: int | None = None,
+) -> bool:
+    """Owe a person a task on the appeal; False when the task with that key already exists."""
+    values = {
+        "key": key,
+        "appeal_id": appeal_id,
+        "kind": kind,
+        "text": text,
+        "outbox_id": outbox_id,
+        "created_at": now,
+    }
+    return insert_ignoring_conflict(s, StaffTask, values) is not None
+
+
+def notify_staff(
+    s: Session,
+    *,
+    key: str,
+    kind: str,
+    text: str,
+    now: datetime,
+    user_id: int | None = None,
+    unit_id: int | None = None,
+    appeal_id: int | None = None,
+) -> bool:
+    """A notice to a person (or to a unit whose head has no account yet); False when already written."""
+    values = {
+        "key": key,
+        "kind": kind,
+        "text": text,
+        "user_id": user_id,
+        "unit_id": unit_id,
+        "appeal_id": appeal_id,
+        "created_at": now,
+    }
+    return insert_ignoring_conflict(s, StaffNotice, values) is not None
+
+
+def notify_acting_head(
+    s: Session,
+    unit_id: int,
+    *,
+    key: str,
+    kind: str,
+    text: str,
+    on: date,
+    now: datetime,
+    appeal_id: int | None = None,
+) -> org.Responsible | None:
+    """A notice to whoever answers for `unit_id` on `on` (the head, or the deputy acting for them).
+
+    `key` names the event (e.g. remind:<appeal>:T-3); the unit is appended, so the same event may go to
+    several units once each. Returns who it went to (None: the unit names nobody; the notice is still
+    written for the unit, so the gap is visible)."""
+    responsible = org.acting_head(s, unit_id, on)
+    notify_staff(
+        s,
+        key=f"{key}:unit:{unit_id}",
+        kind=kind,
+        text=text,
+        now=now,
+        user_id=responsible.user_id if responsible else None,
+        unit_id=unit_id,
+        appeal_id=appeal_id,
+    )
+    return responsible
