@@ -11,6 +11,7 @@ transaction and never commits.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -30,9 +31,10 @@ from adaldyk_bots.storage.models import (
     Conversation,
     Message,
 )
+from adaldyk_bots.ports import Connector
 from adaldyk_bots.workflow import Target, Workflow
 
-__all__ = ["DIRECT_CHANNELS", "DirectAppeal", "register_direct"]
+__all__ = ["DIRECT_CHANNELS", "DirectAppeal", "register_direct", "reply_target"]
 
 DIRECT_CHANNELS = frozenset({"web", "phone", "reception"})
 
@@ -53,6 +55,16 @@ class DirectAppeal:
     # Where notices go (an e-mail conversation, a messenger chat), chosen by the caller; None: nowhere.
     reply_to: Target | None = None
     attachments: list[dict[str, Any]] = field(default_factory=list)
+
+
+def reply_target(connectors: Mapping[str, Connector], channel: str, address: str) -> Target | None:
+    """Where notices go when the citizen gave `address` on `channel` (e.g. "email" and their address):
+    the running connector's account, or None when that channel is off here (then: staff tasks)."""
+    connector = connectors.get(channel)
+    if connector is None or not address.strip():
+        return None
+    chat_id = address.strip().lower() if channel == "email" else address.strip()
+    return Target(channel, connector.account, chat_id)
 
 
 def register_direct(
