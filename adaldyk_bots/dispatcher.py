@@ -40,7 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
-from adaldyk_bots import audit
+from adaldyk_bots import audit, staff_work
 from adaldyk_bots.domain import (
     Delivered,
     Failed,
@@ -682,6 +682,8 @@ class Dispatcher:
                     detail=detail,
                 )
             )
+            if fallback is None:  # owed nowhere else: a person must reach the citizen
+                staff_work.task_for_undelivered(s, row, now)
 
     def _release(self, row_ids: list[int | None], owner: str, wait: float) -> None:
         at = self.now() + timedelta(seconds=wait)

@@ -23,6 +23,7 @@ from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
+from adaldyk_bots import staff_work
 from adaldyk_bots.domain import DeliveryReceipt
 from adaldyk_bots.storage.db import insert_ignoring_conflict, utcnow
 from adaldyk_bots.storage.locks import advisory_key
@@ -174,3 +175,5 @@ def _apply(
                 appeal_id=row.appeal_id, kind="delivery_failed", actor="system", created_at=now, detail=event
             )
         )
+        if fallback is None:  # owed nowhere else: a person must reach the citizen
+            staff_work.task_for_undelivered(s, row, now)

@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     working_hours_end: time = time(18, 0)
     answer_term_working_days: int = Field(default=15, ge=1, le=60)
     appeal_number_prefix: str = Field(default="ADL", pattern=r"^[A-Z]{1,8}$")
+    # The number citizens call to ask about their appeal: printed on the receipt (R2) of phone and
+    # reception appeals. Empty: the receipt names only the number and the status page.
+    phone_line: str = Field(default="", max_length=64)
 
     # Outbox dispatcher.
     dispatch_interval_seconds: float = Field(default=0.25, gt=0, le=60)

@@ -13,9 +13,28 @@ from sqlmodel import Session
 
 from adaldyk_bots import org
 from adaldyk_bots.storage.db import insert_ignoring_conflict
-from adaldyk_bots.storage.models import StaffNotice, StaffTask
+from adaldyk_bots.storage.models import OutboxItem, StaffNotice, StaffTask
 
-__all__ = ["add_task", "notify_acting_head", "notify_staff"]
+__all__ = ["NOTICE_PURPOSES", "add_task", "notify_acting_head", "notify_staff", "task_for_undelivered"]
+
+# Outbox purposes that tell a citizen something they are owed (the law's notices, acknowledgements, status
+# notices, staff replies, answers to "where is my appeal"): one that fails for good becomes a person's task.
+NOTICE_PURPOSES = frozenset(
+    {
+        "registration",
+        "forwarding",
+        "extension",
+        "answer",
+        "hearing",
+        "ack",
+        "status",
+        "reply",
+        "status_query",
+        "info",
+        "invite",
+        "notice",
+    }
+)
 
 
 def add_task(
@@ -38,6 +57,23 @@ def add_task(
         "created_at": now,
     }
     return insert_ignoring_conflict(s, StaffTask, values) is not None
+
+
+def task_for_undelivered(s: Session, row: OutboxItem, now: datetime) -> bool:
+    """A notice that cannot be delivered is a task for staff, never a silent gap: called in the same
+    transaction that marks `row` failed for good (dispatcher, delivery receipts). False when the row is
+    no citizen's notice, belongs to no appeal, or its task exists already."""
+    if row.appeal_id is None or row.id is None or row.purpose not in NOTICE_PURPOSES:
+        return False
+    return add_task(
+        s,
+        key=f"undelivered:{row.id}",
+        appeal_id=row.appeal_id,
+        kind="undelivered_notice",
+        text=row.text,
+        now=now,
+        outbox_id=row.id,
+    )
 
 
 def notify_staff(

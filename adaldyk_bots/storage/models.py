@@ -363,6 +363,8 @@ class StaffUser(SQLModel, table=True):
     disabled_at: datetime | None = None
     password_changed_at: datetime | None = None
     email: str | None = Field(default=None, max_length=254)  # where staff notices are e-mailed
+    # The post printed on the receipts of the appeals they accept (R2: surname, initials and position).
+    position: str = Field(default="", max_length=200)
 
 
 class WebSession(SQLModel, table=True):
