@@ -307,6 +307,7 @@ def create_user(
     now: datetime,
     unit_code: str | None = None,
     full_name: str = "",
+    position: str = "",
 ) -> StaffUser:
     username = username.strip()
     if not username or len(username) > 100 or any(c.isspace() for c in username):
@@ -318,6 +319,7 @@ def create_user(
     user = StaffUser(
         username=username,
         full_name=full_name.strip()[:200],
+        position=position.strip()[:200],
         role=role,
         unit_id=unit_id,
         password_hash=hash_password(password),
@@ -338,12 +340,20 @@ def update_user(
     full_name: str,
     disabled: bool,
     now: datetime,
+    position: str | None = None,
 ) -> dict[str, Any]:
-    """An admin's change of role, unit, name or state; returns what changed (for the audit log).
+    """An admin's change of role, unit, name, position or state; returns what changed (for the audit log).
     Disabling ends the user's sessions at once."""
     unit_id = _unit_id(s, role, unit_code)
     changes: dict[str, Any] = {}
-    for field, value in (("role", role), ("unit_id", unit_id), ("full_name", full_name.strip()[:200])):
+    fields: list[tuple[str, Any]] = [
+        ("role", role),
+        ("unit_id", unit_id),
+        ("full_name", full_name.strip()[:200]),
+    ]
+    if position is not None:  # None: not part of this change (callers from before positions existed)
+        fields.append(("position", position.strip()[:200]))
+    for field, value in fields:
         if getattr(user, field) != value:
             changes[field] = {"from": getattr(user, field), "to": value}
             setattr(user, field, value)

@@ -42,7 +42,9 @@ CHANNELS = {"phone": N_("by phone"), "reception": N_("at the reception room"), "
 PROGRESS_STATUS = N_("on the status page %(url)s with the appeal number")
 PROGRESS_PHONE = N_("by calling %(phone)s and giving the appeal number")
 PROGRESS_NUMBER = N_("give the appeal number %(number)s")
-LAW = N_("Issued under Article 64 of the Administrative Procedural and Process Code of the Republic of Kazakhstan.")
+LAW = N_(
+    "Issued under Article 64 of the Administrative Procedural and Process Code of the Republic of Kazakhstan."
+)
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,10 @@ class Receipt:
     def section(self, lang: str) -> tuple[str, list[tuple[str, str]], str]:
         """(title, [(label, value)], the closing line) in `lang`."""
         _ = translations(lang).gettext
-        progress = [_(PROGRESS_NUMBER) % {"number": self.number}, _(PROGRESS_STATUS) % {"url": self.status_url}]
+        progress = [
+            _(PROGRESS_NUMBER) % {"number": self.number},
+            _(PROGRESS_STATUS) % {"url": self.status_url},
+        ]
         if self.phone_line:
             progress.append(_(PROGRESS_PHONE) % {"phone": self.phone_line})
         lines = [
@@ -79,7 +84,7 @@ class Receipt:
 
 
 def short_name(full_name: str) -> str:
-    """"Surname Name Patronymic" as "Surname N. P." (the order of Kazakh and Russian official papers)."""
+    """ "Surname Name Patronymic" as "Surname N. P." (the order of Kazakh and Russian official papers)."""
     words = full_name.split()
     if len(words) < 2:
         return full_name.strip()
@@ -125,7 +130,9 @@ def receipt_pdf(receipt: Receipt) -> bytes:
         title, lines, law = receipt.section(lang)
         if index:
             pdf.ln(4)
-            pdf.dashed_line(18, pdf.get_y(), 192, pdf.get_y(), dash_length=2, space_length=2)
+            pdf.set_dash_pattern(dash=2, gap=2)  # the cut line between the two languages
+            pdf.line(18, pdf.get_y(), 192, pdf.get_y())
+            pdf.set_dash_pattern()
             pdf.ln(6)
         pdf.set_font("DejaVu", "", 9)
         pdf.multi_cell(0, 5, receipt.body[lang], new_x="LMARGIN", new_y="NEXT")

@@ -96,7 +96,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     create.set_defaults(handler=_user_create)
     create.add_argument("username")
-    create.add_argument("--full-name", default="")
+    create.add_argument(
+        "--full-name", default="", help="Surname Name Patronymic (the receipt prints Surname N. P.)"
+    )
+    create.add_argument(
+        "--position", default="", help="the post printed on receipts of appeals this user accepts"
+    )
     create.add_argument("--role", choices=list(ROLES), default="moderator")
     create.add_argument("--unit", help="unit code from config/org.toml (required for officers)")
     create.add_argument(
@@ -237,6 +242,7 @@ def _user_create(settings: Settings, args: argparse.Namespace) -> int:
                 role=args.role,
                 unit_code=args.unit,
                 full_name=args.full_name,
+                position=args.position,
                 password=password,
                 now=utcnow(),
             )

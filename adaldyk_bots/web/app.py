@@ -18,11 +18,13 @@ from adaldyk_bots.web.appeal_pages import build_appeal_router
 from adaldyk_bots.web.audit_pages import build_audit_router
 from adaldyk_bots.web.auth_pages import build_auth_router
 from adaldyk_bots.web.deps import install_auth_handlers
+from adaldyk_bots.web.direct_pages import build_direct_router
 from adaldyk_bots.web.errors import install_error_handlers
 from adaldyk_bots.web.health_pages import build_health_router
 from adaldyk_bots.web.inbox_pages import inbox_router
 from adaldyk_bots.web.limits import LimitBodySize
 from adaldyk_bots.web.parts import AppParts
+from adaldyk_bots.web.task_pages import build_task_router
 from adaldyk_bots.web.ui import STATIC_DIR
 from adaldyk_bots.webhooks import webhook_router
 
@@ -54,6 +56,9 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
     app.include_router(webhook_router(routes, runtime.intake))
     app.include_router(build_api_router(runtime), prefix="/api/v1")
     # The workspace's pages are routers of their own (web/*_pages.py), included here.
+    # Before the appeal page: /appeals/new is not an appeal number.
+    app.include_router(build_direct_router(runtime))
+    app.include_router(build_task_router(runtime))
     app.include_router(build_appeal_router(runtime))
     app.include_router(build_auth_router())
     app.include_router(build_health_router(runtime, supervisor=supervisor))

@@ -42,7 +42,7 @@ from adaldyk_bots.i18n import N_
 from adaldyk_bots.logs import describe, failure_kind, throttled
 from adaldyk_bots.ports import Connector, reply_window
 from adaldyk_bots.reply_templates import ReplyTemplate, load_reply_templates
-from adaldyk_bots.storage.db import unit_of_work, utcnow
+from adaldyk_bots.storage.db import require_id, unit_of_work, utcnow
 from adaldyk_bots.storage.models import (
     Appeal,
     AppealEvent,
@@ -59,6 +59,7 @@ from adaldyk_bots.storage.models import (
 from adaldyk_bots.textsplit import split_text
 from adaldyk_bots.web.deps import Db, PageViewer, PageWriter, client_address
 from adaldyk_bots.web.parts import AppParts
+from adaldyk_bots.web.task_pages import TASK_KINDS, appeal_tasks
 from adaldyk_bots.web.ui import render, request_language
 
 __all__ = ["DELIVERY_STATES", "build_appeal_router", "explain_code", "working_days_left"]
@@ -149,6 +150,8 @@ DONE_MESSAGES = {
     "note": N_("The internal note was saved. The citizen does not see it."),
     "spam": N_("The appeal was marked as spam and closed without a notice."),
     "retry": N_("The message will be sent again: a new attempt is on its way."),
+    "registered": N_("The appeal is registered. Print the receipt for the citizen."),
+    "task": N_("The task is done."),
 }
 ERROR_MESSAGES = {
     "empty": N_("The text is empty."),
@@ -161,6 +164,8 @@ ERROR_MESSAGES = {
     "illegal": N_("The law does not allow this step from the appeal's present status."),
     "retry": N_("This message is no longer failed or held: nothing to send again."),
     "invalid": N_("The form was not filled in correctly."),
+    "task_already": N_("Someone has already done this task."),
+    "task_outcome": N_("Say what came of it (the outcome note is required)."),
 }
 
 
@@ -449,6 +454,9 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             "status_names": STATUS_NAMES,
             "category_names": CATEGORY_NAMES,
             **delivery_context(s, events, notes),
+            "tasks": appeal_tasks(s, require_id(appeal)),
+            "task_kinds": TASK_KINDS,
+            "has_receipt": appeal.channel in ("phone", "reception"),
         }
         return render(request, "appeal.html", context)
 

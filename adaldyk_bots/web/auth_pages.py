@@ -7,7 +7,7 @@ POST /logout                        ends the session (CSRF)
 GET|POST /account/password          current password + the new one twice
 GET  /admin/users                   admins only (others 403)
 POST /admin/users                   create
-POST /admin/users/{id}              role, unit, full name, disabled
+POST /admin/users/{id}              role, unit, full name, position, disabled
 POST /admin/users/{id}/password     reset (the user's sessions end)
 """
 
@@ -342,6 +342,7 @@ def build_auth_router() -> APIRouter:
         role: Annotated[str, Form(max_length=32)] = "moderator",
         unit: Annotated[str, Form(max_length=64)] = "",
         full_name: Annotated[str, Form(max_length=200)] = "",
+        position: Annotated[str, Form(max_length=200)] = "",
         password: Text = "",
     ) -> Response:
         def create(s: Session) -> str:
@@ -351,6 +352,7 @@ def build_auth_router() -> APIRouter:
                 role=role,
                 unit_code=unit or None,
                 full_name=full_name,
+                position=position,
                 password=password,
                 now=at,
             )
@@ -376,6 +378,7 @@ def build_auth_router() -> APIRouter:
         role: Annotated[str, Form(max_length=32)] = "",
         unit: Annotated[str, Form(max_length=64)] = "",
         full_name: Annotated[str, Form(max_length=200)] = "",
+        position: Annotated[str | None, Form(max_length=200)] = None,
         disabled: Annotated[str, Form(max_length=8)] = "",
     ) -> Response:
         def update(s: Session) -> str:
@@ -386,7 +389,14 @@ def build_auth_router() -> APIRouter:
                     "own_account", "an administrator cannot disable or demote their own account"
                 )
             changes = accounts.update_user(
-                s, user, role=role, unit_code=unit or None, full_name=full_name, disabled=off, now=at
+                s,
+                user,
+                role=role,
+                unit_code=unit or None,
+                full_name=full_name,
+                position=position,
+                disabled=off,
+                now=at,
             )
             if changes:
                 accounts.audit(

@@ -20,7 +20,9 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("staff_user") as batch:
         batch.add_column(
-            sa.Column("position", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False, server_default="")
+            sa.Column(
+                "position", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False, server_default=""
+            )
         )
 
 
