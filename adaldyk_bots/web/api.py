@@ -5,12 +5,12 @@
 import logging
 from datetime import datetime
 from pathlib import Path as FilePath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
@@ -21,9 +21,10 @@ from starlette.concurrency import run_in_threadpool
 from adaldyk_bots import accounts, audit
 from adaldyk_bots.access import Role, Viewer, appeal_scope, visible_appeal
 from adaldyk_bots.appeal_query import text_condition
-from adaldyk_bots.domain import AppealStatus
+from adaldyk_bots.domain import AppealStatus, Category
 from adaldyk_bots.errors import Forbidden, NoFile, NotFound, UnknownUnit, UpstreamFailed
 from adaldyk_bots.logs import describe, failure_kind, throttled
+from adaldyk_bots.staff_intake import TEXT_LIMIT, StaffAppealForm
 from adaldyk_bots.storage.db import read_session, unit_of_work
 from adaldyk_bots.storage.models import (
     Appeal,
@@ -34,8 +35,9 @@ from adaldyk_bots.storage.models import (
     OutboxItem,
     Unit,
 )
-from adaldyk_bots.web.deps import ApiViewer, ApiWriter, Db, client_address
-from adaldyk_bots.web.errors import ErrorOut
+from adaldyk_bots.web.deps import ApiViewer, ApiWriter, Db, Now, client_address
+from adaldyk_bots.web.direct_pages import register_from_form
+from adaldyk_bots.web.errors import ErrorOut, FieldErrorOut, error_response
 from adaldyk_bots.web.parts import AppParts
 from adaldyk_bots.workflow import Workflow
 
@@ -166,6 +168,30 @@ class ReplyIn(BaseModel):
 class UnitChange(BaseModel):
     model_config = _STRICT
     unit: str = Field(min_length=1, max_length=CODE_LENGTH, description="unit code from config/org.toml")
+
+
+class StaffAppealIn(BaseModel):
+    """An appeal taken on the phone line or at the reception, registered by the token's user (who is
+    recorded as the person who accepted it and named on the receipt)."""
+
+    model_config = _STRICT
+    channel: Literal["phone", "reception"]
+    text: str = Field(min_length=1, max_length=TEXT_LIMIT, pattern=r"\S", description="the citizen's words")
+    kind: Category = Category.OTHER
+    name: str = Field(min_length=1, max_length=300, description="surname, name, patronymic")
+    iin: str | None = Field(default=None, max_length=20, description="optional; check digit validated")
+    address: str | None = Field(default=None, max_length=2000, description="postal address")
+    email: str | None = Field(default=None, max_length=254, description="notices go here when e-mail is on")
+    phone: str | None = Field(default=None, max_length=32)
+    unit: str | None = Field(
+        default=None, max_length=CODE_LENGTH, description="unit code; officers: required"
+    )
+    consent: bool = Field(description="the citizen agrees to the processing of their personal data")
+
+
+class StaffAppealOut(BaseModel):
+    appeal: AppealOut
+    receipt: str = Field(description="the receipt's path: PDF, or ?format=html for a page to print")
 
 
 class ActionOut(BaseModel):
@@ -375,6 +401,25 @@ def build_api_router(runtime: AppParts) -> APIRouter:
                     )
             event = workflow.assign_unit(s, appeal, body.unit, actor=who)
             return ActionOut(appeal=_appeal_out(s, appeal), event=_event_out(event))
+
+    @router.post(
+        "/appeals",
+        response_model=StaffAppealOut,
+        status_code=201,
+        responses={**FORBIDDEN, 422: {**_ERROR, "description": "a field is wrong: `errors` names each"}},
+    )
+    def register_staff_appeal(body: StaffAppealIn, viewer: ApiWriter, at: Now) -> Response:
+        """Register an appeal taken by phone or at the reception (the workspace's /appeals/new)."""
+        form = StaffAppealForm.from_mapping(body.model_dump(mode="json", exclude_none=True))
+        appeal, errors = register_from_form(runtime, viewer, form, now=at)
+        if appeal is None:
+            fields = [
+                FieldErrorOut(loc=["body", name], msg=msg, type="invalid") for name, msg in errors.items()
+            ]
+            return error_response(422, "the appeal was not registered: see errors", errors=fields)
+        with read_session(engine) as s:
+            out = StaffAppealOut(appeal=_appeal_out(s, appeal), receipt=f"/appeals/{appeal.number}/receipt")
+        return JSONResponse(out.model_dump(mode="json"), status_code=201)
 
     return router
 
