@@ -19,13 +19,26 @@ from adaldyk_bots.iin import check_iin
 from adaldyk_bots.storage.models import Unit
 from adaldyk_bots.workflow import Target
 
-__all__ = ["STAFF_CHANNELS", "TEXT_LIMIT", "StaffAppealForm", "check_form"]
+__all__ = [
+    "EMAIL_PATTERN",
+    "ERRORS",
+    "NAME_LIMIT",
+    "PHONE_PATTERN",
+    "STAFF_CHANNELS",
+    "TEXT_LIMIT",
+    "StaffAppealForm",
+    "check_form",
+]
 
 STAFF_CHANNELS = ("phone", "reception")
 TEXT_LIMIT = 20_000
+NAME_LIMIT = 200  # contact.display_name
 # Enough to catch a typo (no @, no domain); the mail server is the real judge, and a bounce becomes a task.
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_PHONE = re.compile(r"^\+?[0-9 ()\-]{5,31}$")
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# 5 to 15 digits (E.164 has at most 15), grouped with spaces, brackets or dashes, an optional leading +.
+PHONE_PATTERN = r"^\+?[ ()\-]*([0-9][ ()\-]*){5,15}$"
+_EMAIL = re.compile(EMAIL_PATTERN)
+_PHONE = re.compile(PHONE_PATTERN)
 
 IIN_ERRORS = {
     "digits": N_("The IIN has digits only."),
@@ -40,10 +53,12 @@ ERRORS = {
     "text_long": N_("The text is too long."),
     "kind": N_("Choose the kind of appeal."),
     "name": N_("The citizen's name is required (anonymous appeals are not considered)."),
+    "name_long": N_("The name is too long."),
     "email": N_("This is not an e-mail address."),
     "phone": N_("A phone number has digits, spaces, brackets, dashes and an optional leading +."),
     "answer": N_("Give at least one way to answer: e-mail, phone or postal address."),
     "unit": N_("That unit is unknown or outside your unit."),
+    "unit_unknown": N_("That unit is unknown."),
     "unit_required": N_("Choose the unit: you may register appeals only for your unit and its sub-units."),
     "consent": N_("The citizen must agree to the processing of their personal data."),
 }
@@ -104,6 +119,8 @@ def check_form(
         kind = Category.OTHER
     if not form.name:
         errors["name"] = ERRORS["name"]
+    elif len(form.name) > NAME_LIMIT:
+        errors["name"] = ERRORS["name_long"]
     iin: str | None = None
     if form.iin:
         checked = check_iin(form.iin)
@@ -146,7 +163,10 @@ def _unit_id(s: Session, viewer: Viewer, code: str, errors: dict[str, str]) -> i
             errors["unit"] = ERRORS["unit_required"]
         return None
     unit_id = s.exec(select(Unit.id).where(Unit.code == code)).first()
-    if unit_id is None or not viewer.sees_unit(unit_id):
+    if unit_id is None:
+        errors["unit"] = ERRORS["unit_unknown"]
+        return None
+    if not viewer.sees_unit(unit_id):
         errors["unit"] = ERRORS["unit"]
         return None
     return unit_id

@@ -240,10 +240,14 @@ def test_cli_users_and_tokens_carry_the_users_rights(world: World) -> None:
         "cerc_almaty_city",
         "--full-name",
         "Дана",
+        "--position",
+        "Бөлім басшысы",
         "--password-stdin",
         stdin="pw-pw-pw-pw-1\n",
     )
     assert made.returncode == 0, made.stderr
+    with Session(world.web.runtime.engine) as s:
+        assert s.exec(select(StaffUser.position).where(StaffUser.username == "dana")).one() == "Бөлім басшысы"
     twice = _adaldyk(
         url, "user", "create", "dana", "--role", "auditor", "--password-stdin", stdin="pw-pw-pw-pw-1\n"
     )

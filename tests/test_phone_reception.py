@@ -15,7 +15,7 @@ import pypdf
 import pytest
 from sqlmodel import Session, col, select
 
-from adaldyk_bots.appeal_receipt import LABELS, PROGRESS_PHONE, TITLE
+from adaldyk_bots.appeal_receipt import LABELS, PROGRESS_PHONE, TITLE, short_name
 from adaldyk_bots.i18n import translations
 from adaldyk_bots.org import ORG_FILE, sync_units
 from adaldyk_bots.storage.db import unit_of_work
@@ -270,3 +270,9 @@ def test_a_notice_that_cannot_be_delivered_becomes_a_task(workspace: Workspace) 
     found = wait_until(task, what="the undelivered notice's task")
     assert found.kind == "undelivered_notice" and found.outbox_id == failed.id and found.text == failed.text
     assert f'data-task="undelivered:{failed.id}"' in client.get("/tasks").text
+
+
+def test_the_person_who_accepted_is_printed_as_surname_and_initials() -> None:
+    assert short_name("Әбілқасымова Гүлнұр Серікқызы") == "Әбілқасымова Г. С."
+    assert short_name("  Петров   иван ") == "Петров И."
+    assert short_name("olga") == "olga"

@@ -24,7 +24,14 @@ from adaldyk_bots.appeal_query import text_condition
 from adaldyk_bots.domain import AppealStatus, Category
 from adaldyk_bots.errors import Forbidden, NoFile, NotFound, UnknownUnit, UpstreamFailed
 from adaldyk_bots.logs import describe, failure_kind, throttled
-from adaldyk_bots.staff_intake import TEXT_LIMIT, StaffAppealForm
+from adaldyk_bots.staff_intake import (
+    EMAIL_PATTERN,
+    ERRORS,
+    NAME_LIMIT,
+    PHONE_PATTERN,
+    TEXT_LIMIT,
+    StaffAppealForm,
+)
 from adaldyk_bots.storage.db import read_session, unit_of_work
 from adaldyk_bots.storage.models import (
     Appeal,
@@ -172,21 +179,26 @@ class UnitChange(BaseModel):
 
 class StaffAppealIn(BaseModel):
     """An appeal taken on the phone line or at the reception, registered by the token's user (who is
-    recorded as the person who accepted it and named on the receipt)."""
+    recorded as the person who accepted it and named on the receipt). At least one of `email`, `phone`,
+    `address`. The IIN is taken in the workspace form only: its check digit cannot be said in a schema."""
 
-    model_config = _STRICT
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [{"required": ["email"]}, {"required": ["phone"]}, {"required": ["address"]}]
+        },
+    )
     channel: Literal["phone", "reception"]
     text: str = Field(min_length=1, max_length=TEXT_LIMIT, pattern=r"\S", description="the citizen's words")
     kind: Category = Category.OTHER
-    name: str = Field(min_length=1, max_length=300, description="surname, name, patronymic")
-    iin: str | None = Field(default=None, max_length=20, description="optional; check digit validated")
-    address: str | None = Field(default=None, max_length=2000, description="postal address")
-    email: str | None = Field(default=None, max_length=254, description="notices go here when e-mail is on")
-    phone: str | None = Field(default=None, max_length=32)
-    unit: str | None = Field(
-        default=None, max_length=CODE_LENGTH, description="unit code; officers: required"
+    name: str = Field(
+        min_length=1, max_length=NAME_LIMIT, pattern=r"\S", description="surname, name, patronymic"
     )
-    consent: bool = Field(description="the citizen agrees to the processing of their personal data")
+    address: str = Field(default="", max_length=2000, pattern=r"\S", description="postal address")
+    email: str = Field(default="", max_length=254, pattern=EMAIL_PATTERN, description="notices go here")
+    phone: str = Field(default="", max_length=32, pattern=PHONE_PATTERN)
+    unit: str = Field(default="", max_length=CODE_LENGTH, description="unit code (officers: one of theirs)")
+    consent: Literal[True] = Field(description="the citizen agrees to the processing of their personal data")
 
 
 class StaffAppealOut(BaseModel):
@@ -406,12 +418,21 @@ def build_api_router(runtime: AppParts) -> APIRouter:
         "/appeals",
         response_model=StaffAppealOut,
         status_code=201,
-        responses={**FORBIDDEN, 422: {**_ERROR, "description": "a field is wrong: `errors` names each"}},
+        responses={
+            **FORBIDDEN,
+            404: {**_ERROR, "description": "no such unit"},
+            422: {**_ERROR, "description": "a field is wrong: `errors` names each"},
+        },
     )
     def register_staff_appeal(body: StaffAppealIn, viewer: ApiWriter, at: Now) -> Response:
         """Register an appeal taken by phone or at the reception (the workspace's /appeals/new)."""
-        form = StaffAppealForm.from_mapping(body.model_dump(mode="json", exclude_none=True))
+        form = StaffAppealForm.from_mapping(body.model_dump(mode="json"))
         appeal, errors = register_from_form(runtime, viewer, form, now=at)
+        # The unit's refusals are those of the other unit actions: unknown 404, not the officer's 403.
+        if errors.get("unit") == ERRORS["unit_unknown"]:
+            raise UnknownUnit(f"unknown unit {body.unit!r}")
+        if errors.get("unit"):
+            raise Forbidden("officers register appeals only for their own unit and its sub-units")
         if appeal is None:
             fields = [
                 FieldErrorOut(loc=["body", name], msg=msg, type="invalid") for name, msg in errors.items()
