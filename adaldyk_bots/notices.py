@@ -20,7 +20,7 @@ from adaldyk_bots.workflow import Target, Workflow
 __all__ = ["UNREACHABLE_CHANNELS", "notice_key", "notify_citizen"]
 
 # Conversations no connector sends to: what is owed there is a person's task (staff_work.py).
-UNREACHABLE_CHANNELS = frozenset({"phone", "reception", "web"})
+UNREACHABLE_CHANNELS = staff_work.UNREACHABLE_CHANNELS
 
 
 def notice_key(kind: str, appeal_id: int, seq: int | None = None) -> str:

@@ -15,7 +15,18 @@ from adaldyk_bots import org
 from adaldyk_bots.storage.db import insert_ignoring_conflict
 from adaldyk_bots.storage.models import OutboxItem, StaffNotice, StaffTask
 
-__all__ = ["NOTICE_PURPOSES", "add_task", "notify_acting_head", "notify_staff", "task_for_undelivered"]
+__all__ = [
+    "NOTICE_PURPOSES",
+    "UNREACHABLE_CHANNELS",
+    "add_task",
+    "notify_acting_head",
+    "notify_staff",
+    "task_for_undelivered",
+]
+
+# Conversations no connector sends to (phone, reception, a web form without an address): what is owed
+# there is a person's task. Here rather than in notices.py so that the workflow can use it too.
+UNREACHABLE_CHANNELS = frozenset({"phone", "reception", "web"})
 
 # Outbox purposes that tell a citizen something they are owed (the law's notices, acknowledgements, status
 # notices, staff replies, answers to "where is my appeal"): one that fails for good becomes a person's task.

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Row, update
 from sqlmodel import Session, col, select
 
-from adaldyk_bots import audit, lifecycle
+from adaldyk_bots import audit, lifecycle, staff_work
 from adaldyk_bots.calendar import WorkingCalendar
 from adaldyk_bots.categories import CategoryRules
 from adaldyk_bots.domain import AppealStatus, InboundMessage, Language, ReplyTarget
@@ -804,5 +804,11 @@ class Workflow:
         s: Session, *, key: str, target: Target, purpose: str, appeal_id: int | None, text: str, now: datetime
     ) -> bool:
         """Owe the citizen a message. The UNIQUE key makes a second enqueue of the same thing a no-op."""
+        if target.channel in staff_work.UNREACHABLE_CHANNELS and appeal_id is not None:
+            # No connector sends to a phone or reception conversation: a reply or status notice there
+            # would wait in the outbox forever. A person owes the citizen these words instead.
+            return staff_work.add_task(
+                s, key=f"call:{key}", appeal_id=appeal_id, kind="call_citizen", text=text, now=now
+            )
         values = _outbox_values(key, target, purpose, appeal_id, text, now)
         return insert_ignoring_conflict(s, OutboxItem, values) is not None

@@ -19,7 +19,7 @@ from adaldyk_bots.appeal_receipt import LABELS, PROGRESS_PHONE, TITLE, short_nam
 from adaldyk_bots.i18n import translations
 from adaldyk_bots.org import ORG_FILE, sync_units
 from adaldyk_bots.storage.db import unit_of_work
-from adaldyk_bots.storage.models import Appeal, AuditEvent, StaffTask, StaffUser
+from adaldyk_bots.storage.models import Appeal, AuditEvent, OutboxItem, StaffTask, StaffUser
 from connectors.telegram.fake import FakeTelegramServer
 from tests.appeal_support import UNIT_A, UNIT_B, Workspace
 from tests.conftest import TOKEN
@@ -253,6 +253,15 @@ def test_an_appeal_with_no_address_gives_call_tasks_until_they_are_done(workspac
         audit = s.exec(select(AuditEvent).where(AuditEvent.action == "task.done")).all()
     assert task is not None and task.outcome == "Қоңырау шалдым, хабарладым" and task.done_by_id is not None
     assert [(a.actor, a.subject) for a in audit] == [("user:astana", number)]
+
+    # A reply or a status notice to a phone appeal has no connector to go through: a call task, not a row
+    # left waiting in the outbox forever.
+    answer = client.post(f"/appeals/{number}/reply", data={"text": "Бригада жіберілді", "csrf_token": csrf})
+    assert answer.status_code == 303 and "done=reply" in answer.headers["location"]
+    (call,) = _open_tasks(workspace, number)
+    assert call.key.startswith("call:reply:") and "Бригада жіберілді" in call.text
+    with Session(workspace.engine) as s:
+        assert not s.exec(select(OutboxItem).where(OutboxItem.appeal_id == appeal.id)).all()
 
 
 def test_a_notice_that_cannot_be_delivered_becomes_a_task(workspace: Workspace) -> None:
