@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlmodel import Session, col, select, update
 
-from adaldyk_bots.storage.models import Conversation
+from adaldyk_bots.storage.models import Conversation, OutboxItem, StaffTask
 from connectors.meta.fake import FakeGraph
 from tests.conftest import TOKEN as TELEGRAM_TOKEN
 from tests.connectors.meta import IG_ID, PAGE_ID, WA_ID, meta_settings
@@ -308,3 +308,8 @@ def test_whatsapp_reports_a_failure_later_and_the_sent_notice_leaves_sent(
         assert ack is not None
         assert "131026" in (ack["last_error_code"] or "") + (ack["last_error_detail"] or "")
         assert fake_graph.messages_to("77017654321") == []  # the fake never delivered it
+        # Owed nowhere else: the undelivered notice is a task for staff, in the receipt's transaction.
+        with Session(svc.runtime.engine) as s:
+            row = s.exec(select(OutboxItem).where(OutboxItem.key == ack["key"])).one()
+            task = s.exec(select(StaffTask).where(StaffTask.key == f"undelivered:{row.id}")).first()
+        assert task is not None and task.kind == "undelivered_notice" and task.text == row.text
