@@ -23,6 +23,7 @@ from adaldyk_bots.web.health_pages import build_health_router
 from adaldyk_bots.web.inbox_pages import inbox_router
 from adaldyk_bots.web.limits import LimitBodySize
 from adaldyk_bots.web.parts import AppParts
+from adaldyk_bots.web.public_pages import build_public_router
 from adaldyk_bots.web.ui import STATIC_DIR
 from adaldyk_bots.webhooks import webhook_router
 
@@ -41,7 +42,11 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
     app.state.before_shutdown = []
     install_error_handlers(app)
     install_auth_handlers(app)
-    app.add_middleware(LimitBodySize, max_bytes=runtime.settings.max_body_bytes)
+    # The public form checks its files' sizes itself, so that a citizen gets the form back with a message.
+    public_limit = max(runtime.settings.max_body_bytes, runtime.settings.public_max_request_bytes)
+    app.add_middleware(
+        LimitBodySize, max_bytes=runtime.settings.max_body_bytes, paths={"/public/appeal": public_limit}
+    )
     app.add_middleware(AdmitRequests, max_requests=runtime.settings.web_concurrent_requests)
 
     @app.get("/healthz", tags=["health"])
@@ -59,6 +64,7 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
     app.include_router(build_health_router(runtime, supervisor=supervisor))
     app.include_router(inbox_router())
     app.include_router(build_audit_router(runtime))
+    app.include_router(build_public_router(runtime))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 

@@ -1,0 +1,156 @@
+"""The web form's fields and their checks, and the signed tokens it carries (CSRF without a session,
+and the time it was shown). Pure: no database, no request; web/public_pages.py wires it.
+
+Errors are reason codes per field (`FormErrors`), turned into the citizen's language by the page, which
+shows them at the top (with links to the fields) and next to each field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from adaldyk_bots.domain import Category
+from adaldyk_bots.iin import check_iin
+from adaldyk_bots.settings import Settings
+
+__all__ = [
+    "ANSWER_WAYS",
+    "KINDS",
+    "MAX_TEXT",
+    "FormErrors",
+    "PublicForm",
+    "check_form",
+    "csrf_pair",
+    "csrf_valid",
+    "issued_stamp",
+    "issued_time",
+]
+
+# The R11 kinds (Administrative Procedural and Process Code, Art. 4), in the order the form offers them.
+KINDS: tuple[Category, ...] = (
+    Category.APPLICATION,
+    Category.COMPLAINT,
+    Category.REPORT,
+    Category.RESPONSE,
+    Category.PROPOSAL,
+    Category.REQUEST,
+)
+ANSWER_WAYS = ("email", "phone", "messenger")
+MAX_TEXT = 10_000
+MIN_TEXT = 10
+_EMAIL = re.compile(r"^[^@\s<>\"]{1,64}@[^@\s<>\"]+\.[^@\s<>\".]{2,}$")
+_process_key = secrets.token_bytes(32)
+
+
+@dataclass
+class PublicForm:
+    """What the citizen typed, kept as typed (so a refused form comes back whole)."""
+
+    kind: str = ""
+    text: str = ""
+    answer_by: str = ""
+    email: str = ""
+    phone: str = ""
+    messenger: str = ""
+    name: str = ""
+    iin: str = ""
+    consent: bool = False
+
+    @property
+    def phone_digits(self) -> str:
+        return "".join(ch for ch in self.phone if ch.isdigit())
+
+
+@dataclass
+class FormErrors:
+    fields: dict[str, str] = field(default_factory=dict)  # field -> reason code
+
+    def add(self, name: str, code: str) -> None:
+        self.fields.setdefault(name, code)
+
+    def __bool__(self) -> bool:
+        return bool(self.fields)
+
+
+def check_form(form: PublicForm) -> FormErrors:
+    errors = FormErrors()
+    if form.kind not in {k.value for k in KINDS}:
+        errors.add("kind", "kind_missing")
+    text = form.text.strip()
+    if not text:
+        errors.add("text", "text_missing")
+    elif len(text) < MIN_TEXT:
+        errors.add("text", "text_short")
+    elif len(form.text) > MAX_TEXT:
+        errors.add("text", "text_long")
+    if form.answer_by not in ANSWER_WAYS:
+        errors.add("answer_by", "answer_missing")
+    email = form.email.strip()
+    if form.answer_by == "email" and not email:
+        errors.add("email", "email_missing")
+    if email and (len(email) > 254 or not _EMAIL.match(email)):
+        errors.add("email", "email_bad")
+    digits = form.phone_digits
+    if form.answer_by == "phone" and not form.phone.strip():
+        errors.add("phone", "phone_missing")
+    if form.phone.strip() and (not 10 <= len(digits) <= 15 or not re.fullmatch(r"[\d\s()+\-.]+", form.phone)):
+        errors.add("phone", "phone_bad")
+    if form.answer_by == "messenger" and not form.messenger.strip():
+        errors.add("messenger", "messenger_missing")
+    if len(form.messenger) > 200:
+        errors.add("messenger", "messenger_long")
+    if len(form.name) > 300:
+        errors.add("name", "name_long")
+    if form.iin.strip():
+        found = check_iin(form.iin)
+        if not found.ok:
+            errors.add("iin", f"iin_{found.reason}")
+    # Law 94-V Art. 7-8: collecting personal data needs the subject's consent. Every way of answering is
+    # personal data (an address, a number, a handle), and so are a name and an IIN: the form always asks.
+    if not form.consent:
+        errors.add("consent", "consent_missing")
+    return errors
+
+
+# --- signed tokens ---------------------------------------------------------------------------------
+
+
+def _key(settings: Settings, purpose: str) -> bytes:
+    # As the login form's (web/deps.py): SECRET_KEY, or one process's own key when none is set.
+    secret = settings.secret_key.get_secret_value() if settings.secret_key is not None else ""
+    if secret:
+        return hashlib.sha256(f"adaldyk-public-{purpose}:".encode() + secret.encode()).digest()
+    return hashlib.sha256(purpose.encode() + _process_key).digest()
+
+
+def csrf_pair(settings: Settings, nonce: str | None = None) -> tuple[str, str]:
+    """(cookie nonce, form token): a signed double submit, as the login form's; a valid nonce is kept."""
+    nonce = nonce if nonce and 20 <= len(nonce) <= 100 else secrets.token_urlsafe(24)
+    return nonce, hmac.new(_key(settings, "csrf"), nonce.encode(), hashlib.sha256).hexdigest()
+
+
+def csrf_valid(settings: Settings, nonce: str, sent: str) -> bool:
+    if not nonce or not sent:
+        return False
+    return hmac.compare_digest(sent.encode(), csrf_pair(settings, nonce)[1].encode())
+
+
+def issued_stamp(settings: Settings, at: datetime) -> str:
+    """The time the form was shown, signed: "<unix seconds>.<hmac>"."""
+    seconds = str(int(at.timestamp()))
+    mac = hmac.new(_key(settings, "issued"), seconds.encode(), hashlib.sha256).hexdigest()[:32]
+    return f"{seconds}.{mac}"
+
+
+def issued_time(settings: Settings, stamp: str) -> int | None:
+    """The unix time in a stamp this server signed, or None (missing, altered, another key)."""
+    seconds, _, mac = stamp.partition(".")
+    if not seconds.isdigit() or len(seconds) > 12:
+        return None
+    expected = hmac.new(_key(settings, "issued"), seconds.encode(), hashlib.sha256).hexdigest()[:32]
+    return int(seconds) if hmac.compare_digest(mac.encode(), expected.encode()) else None
