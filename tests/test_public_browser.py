@@ -1,0 +1,189 @@
+"""The web form in a real browser (Debian's Chromium through Playwright) against the real app on loopback:
+an appeal sent in Kazakh with JavaScript switched off, its number and code looked up on /public/status;
+a wrong IIN's message next to its field; a bot filling the honeypot refused; an oversized file refused
+with a message; a phone-sized screen without sideways scrolling; and axe-core (vendored, see README)
+finding no serious or critical violation on the form, its error state, the answer and the status pages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from adaldyk_bots.i18n import translations
+from adaldyk_bots.iin import check_digit
+from adaldyk_bots.web.ui import STATIC_DIR
+from tests.web_support import WebApp
+
+AXE = STATIC_DIR / "vendor" / "axe-core-4.14.1" / "axe.min.js"
+KK_TEXT = "Қаланың шетінде заңсыз қоқыс үйіндісі пайда болды, шара қолдануыңызды сұраймын."
+PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+
+
+def _iin() -> str:
+    first = "850615400127"[:11]
+    digit = check_digit(first)
+    assert digit is not None
+    return first + str(digit)
+
+
+def _kk(message: str) -> str:
+    return translations("kk").gettext(message)
+
+
+@pytest.fixture
+def web(make_settings: Any) -> Iterator[WebApp]:
+    with WebApp(make_settings(public_max_file_bytes=32 * 1024, public_max_files_bytes=64 * 1024)) as app:
+        yield app
+
+
+@pytest.fixture
+def no_script_page(browser: Any) -> Iterator[Any]:
+    """A tab with JavaScript switched off: the form must work as plain HTML."""
+    context = browser.new_context(java_script_enabled=False, locale="kk-KZ")
+    yield context.new_page()
+    context.close()
+
+
+def _fill(page: Any, *, iin: str = "", text: str = KK_TEXT) -> None:
+    page.check("#kind-complaint")
+    page.fill("#text", text)
+    page.check("#answer_by-email")
+    page.fill("#email", "asem@example.kz")
+    page.fill("#name", "Әсем Нұрланқызы")
+    if iin:
+        page.fill("#iin", iin)
+    page.check("#consent")
+
+
+def _send(web: WebApp, page: Any) -> None:
+    web.clock.advance(seconds=30)  # a person takes a while to write
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+
+
+def _axe(page: Any) -> list[dict[str, Any]]:
+    """axe-core's violations of impact serious or critical on the page as it is now."""
+    page.add_script_tag(path=str(AXE))
+    violations: list[dict[str, Any]] = page.evaluate("async () => (await axe.run(document)).violations")
+    return [
+        {"id": v["id"], "impact": v["impact"], "nodes": [n["html"] for n in v["nodes"]][:3]}
+        for v in violations
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def test_a_kazakh_appeal_without_javascript_gets_a_number_and_a_code_that_open_its_status(
+    web: WebApp, no_script_page: Any
+) -> None:
+    page = no_script_page
+    page.goto(f"{web.url}/public/appeal?lang=kk")
+    assert page.get_attribute("html", "lang") == "kk"
+    _fill(page, iin=_iin())
+    page.set_input_files(
+        "#attachment", files=[{"name": "акт.pdf", "mimeType": "application/pdf", "buffer": PDF}]
+    )
+    _send(web, page)
+    assert page.inner_text("h1") == _kk("Your appeal has been received")
+    number = page.inner_text("#appeal-number").strip()
+    code = page.inner_text("#appeal-code").strip()
+    assert number.startswith("ADL-") and len(code) == 14
+
+    page.click(f"text={_kk('Check the progress of an appeal')}")
+    page.wait_for_load_state()
+    assert page.input_value("#number") == number
+    page.fill("#code", code)
+    page.click("button[type=submit]")
+    page.wait_for_load_state()
+    assert page.inner_text("#appeal-status") == _kk("Registered")
+    assert page.inner_text("#appeal-answered") == _kk("Not yet")
+    assert KK_TEXT not in page.content()
+
+
+def test_a_wrong_iin_is_explained_next_to_its_field_and_in_the_summary(web: WebApp, page: Any) -> None:
+    page.goto(f"{web.url}/public/appeal?lang=kk")
+    good = _iin()
+    _fill(page, iin=good[:11] + str((int(good[11]) + 1) % 10))
+    _send(web, page)
+    message = _kk("The last digit of this IIN does not match the others: check it for a typo.")
+    field = page.locator(".field", has=page.locator("#iin"))
+    assert field.locator("#iin-error").inner_text() == message
+    assert "iin-error" in (page.get_attribute("#iin", "aria-describedby") or "")
+    assert page.get_attribute("#iin", "aria-invalid") == "true"
+    page.click(f"#error-summary a:has-text('{message[:20]}')")  # the summary's link leads to the field
+    assert page.evaluate("location.hash") == "#iin"
+    assert page.input_value("#text") == KK_TEXT  # nothing the citizen wrote is lost
+
+
+def test_a_bot_filling_the_honeypot_is_refused_with_a_message(web: WebApp, page: Any) -> None:
+    page.goto(f"{web.url}/public/appeal?lang=kk")
+    _fill(page)
+    box = page.locator("#website").bounding_box()  # out of sight, yet not type=hidden
+    assert box is None or box["x"] + box["width"] <= 0
+    assert page.get_attribute("#website", "type") == "text"
+    page.evaluate("document.getElementById('website').value = 'http://cheap-pills.example'")
+    _send(web, page)
+    assert page.is_visible("#refusal")
+    assert _kk(
+        "The form was refused because a field meant to stay empty was filled in (programs that send "
+        "spam do this). If you are a person, send the form again."
+    ) in page.inner_text("#refusal")
+    assert page.input_value("#text") == KK_TEXT
+    assert page.input_value("#website") == ""
+    _send(web, page)  # a person who sends it again gets through
+    assert page.is_visible("#appeal-number")
+
+
+def test_an_attachment_over_the_limit_is_refused_with_a_message(web: WebApp, page: Any) -> None:
+    page.goto(f"{web.url}/public/appeal?lang=kk")
+    _fill(page)
+    big = PDF + b"0" * (40 * 1024)
+    page.set_input_files(
+        "#attachment", files=[{"name": "scan.pdf", "mimeType": "application/pdf", "buffer": big}]
+    )
+    _send(web, page)
+    limit = _kk("{n} KB").format(n=32)
+    assert _kk("The file {name} is larger than {limit}.").format(
+        name="scan.pdf", limit=limit
+    ) in page.inner_text("#attachment-error")
+    assert page.input_value("#text") == KK_TEXT
+
+
+def test_the_form_fits_a_phone_screen(web: WebApp, browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    try:
+        page.goto(f"{web.url}/public/appeal?lang=kk")
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        box = page.locator("#text").bounding_box()
+        assert box is not None and box["width"] > 300
+    finally:
+        context.close()
+
+
+def test_axe_finds_no_serious_violation_on_the_form_answer_and_status_pages_in_kazakh(
+    web: WebApp, page: Any
+) -> None:
+    page.goto(f"{web.url}/public/appeal?lang=kk")
+    assert _axe(page) == []
+    _fill(page, iin="123")
+    page.fill("#email", "not-an-address")
+    _send(web, page)
+    assert page.is_visible("#error-summary")
+    assert _axe(page) == []  # the error state: summary, messages, aria-invalid
+    page.fill("#iin", "")
+    page.fill("#email", "asem@example.kz")
+    page.check("#consent")
+    _send(web, page)
+    number = page.inner_text("#appeal-number").strip()
+    code = page.inner_text("#appeal-code").strip()
+    assert _axe(page) == []
+    page.goto(f"{web.url}/public/status?lang=kk&number={number}&code={code}")
+    assert page.is_visible("#appeal-status")
+    assert _axe(page) == []
+    page.goto(f"{web.url}/public/status?lang=kk&number={number}&code=WRONG")
+    assert page.is_visible("#not-found")
+    assert _axe(page) == []
+    page.goto(f"{web.url}/public/appeal?lang=kk&embed=1")
+    assert _axe(page) == []
