@@ -107,6 +107,7 @@ def test_a_wrong_iin_is_explained_next_to_its_field_and_in_the_summary(web: WebA
     _fill(page, iin=good[:11] + str((int(good[11]) + 1) % 10))
     _send(web, page)
     message = _kk("The last digit of this IIN does not match the others: check it for a typo.")
+    assert page.evaluate("document.activeElement.id") == "error-summary"  # read out first
     field = page.locator(".field", has=page.locator("#iin"))
     assert field.locator("#iin-error").inner_text() == message
     assert "iin-error" in (page.get_attribute("#iin", "aria-describedby") or "")
