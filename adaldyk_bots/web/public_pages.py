@@ -186,6 +186,7 @@ def _respond(
     request: Request, template: str, context: dict[str, Any], *, embed: bool, status_code: int = 200
 ) -> Response:
     settings: Settings = request.app.state.runtime.settings
+
     def lang_url(code: str) -> str:
         # This page in another language, without the secret code in the link (nor in a Referer).
         query = [(k, v) for k, v in request.query_params.multi_items() if k not in ("lang", "code")]
