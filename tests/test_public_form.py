@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -23,10 +23,12 @@ from adaldyk_bots.storage.models import (
     AppealNote,
     AuditEvent,
     Message,
+    OutboxItem,
     PublicReceipt,
     StaffTask,
     Upload,
 )
+from tests.standin_connector import StandInConnector
 from tests.web_support import WebApp, create_user, csrf_of, load_units, login
 
 KK_TEXT = "Өзен жағасында заңсыз ағаш кесіліп жатыр, тексеруіңізді сұраймын."
@@ -375,3 +377,43 @@ def test_the_form_offers_the_six_kinds_in_every_language(web: WebApp) -> None:
         kinds = re.findall(r'name="kind" id="kind-(\w+)"', page.text)
         assert kinds == ["application", "complaint", "report", "response", "proposal", "request"]
         assert 'name="website"' in page.text and 'type="hidden" name="website"' not in page.text
+
+
+def test_the_same_form_sent_twice_is_one_appeal(web: WebApp) -> None:
+    client = web.new_client()
+    tokens = _form(client)
+    web.clock.advance(seconds=30)
+    first = _send(web, client, tokens)
+    number, _code = _number_and_code(first)
+    again = _send(web, client, tokens)  # the browser's "send the form again?" after a reload
+    assert again.status_code == 200
+    assert 'id="already-sent"' in again.text and number in again.text
+    assert 'id="appeal-code"' not in again.text  # the code is shown once
+    with Session(web.runtime.engine) as s:
+        assert len(s.exec(select(Appeal)).all()) == 1
+
+
+class EmailStandIn(StandInConnector):
+    """The e-mail channel as the core sees it (its connector is another part of the issue)."""
+
+    name: ClassVar[str] = "email"
+
+    @property
+    def account(self) -> str:
+        return "appeals@ecogeo.gov.kz"
+
+
+def test_an_email_answer_goes_to_the_email_channel_when_it_runs(web: WebApp) -> None:
+    web.runtime.connectors = {"email": EmailStandIn()}
+    client = web.new_client()
+    number, _code = _number_and_code(_submitted(web, client, email="Aigul@Example.KZ"))
+    with Session(web.runtime.engine) as s:
+        appeal = s.exec(select(Appeal).where(Appeal.number == number)).one()
+        notice = s.exec(select(OutboxItem).where(OutboxItem.appeal_id == appeal.id)).one()
+        assert notice.key == f"notice:registration:{appeal.id}"
+        assert (notice.channel, notice.account, notice.chat_id) == (
+            "email",
+            "appeals@ecogeo.gov.kz",
+            "aigul@example.kz",
+        )
+        assert s.exec(select(StaffTask).where(StaffTask.appeal_id == appeal.id)).first() is None

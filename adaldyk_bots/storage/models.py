@@ -578,6 +578,8 @@ class PublicReceipt(SQLModel, table=True):
 
     appeal_id: int = Field(foreign_key="appeal.id", primary_key=True)
     code_sha256: str = Field(max_length=64)
+    # The shown form's identity (its signed stamp, hashed): the same form sent twice is one appeal.
+    form_key: str = Field(max_length=64, unique=True)
     answer_by: str = Field(max_length=16)  # email | phone | messenger
     messenger: str | None = Field(default=None, max_length=200)  # the handle given (we cannot write there)
     created_at: datetime

@@ -27,6 +27,7 @@ __all__ = [
     "check_form",
     "csrf_pair",
     "csrf_valid",
+    "form_key",
     "issued_stamp",
     "issued_time",
 ]
@@ -141,16 +142,24 @@ def csrf_valid(settings: Settings, nonce: str, sent: str) -> bool:
 
 
 def issued_stamp(settings: Settings, at: datetime) -> str:
-    """The time the form was shown, signed: "<unix seconds>.<hmac>"."""
-    seconds = str(int(at.timestamp()))
-    mac = hmac.new(_key(settings, "issued"), seconds.encode(), hashlib.sha256).hexdigest()[:32]
-    return f"{seconds}.{mac}"
+    """When the form was shown, and which form it is, signed: "<unix seconds>.<random>.<hmac>". The random
+    part makes the stamp the form's identity: the same form sent twice (a reload, a double click) is one
+    appeal (public_receipt.form_key)."""
+    body = f"{int(at.timestamp())}.{secrets.token_urlsafe(12)}"
+    mac = hmac.new(_key(settings, "issued"), body.encode(), hashlib.sha256).hexdigest()[:32]
+    return f"{body}.{mac}"
 
 
 def issued_time(settings: Settings, stamp: str) -> int | None:
     """The unix time in a stamp this server signed, or None (missing, altered, another key)."""
-    seconds, _, mac = stamp.partition(".")
-    if not seconds.isdigit() or len(seconds) > 12:
+    body, _, mac = stamp.rpartition(".")
+    seconds, _, nonce = body.partition(".")
+    if not seconds.isdigit() or len(seconds) > 12 or not nonce or len(stamp) > 100:
         return None
-    expected = hmac.new(_key(settings, "issued"), seconds.encode(), hashlib.sha256).hexdigest()[:32]
+    expected = hmac.new(_key(settings, "issued"), body.encode(), hashlib.sha256).hexdigest()[:32]
     return int(seconds) if hmac.compare_digest(mac.encode(), expected.encode()) else None
+
+
+def form_key(stamp: str) -> str:
+    """The identity of one shown form (of a stamp `issued_time` accepted), as stored."""
+    return hashlib.sha256(stamp.encode()).hexdigest()

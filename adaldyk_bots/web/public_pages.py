@@ -27,7 +27,8 @@ from limits import RateLimitItemPerHour
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
@@ -40,7 +41,7 @@ from adaldyk_bots.iin import normalize_iin
 from adaldyk_bots.logs import describe, failure_kind, throttled
 from adaldyk_bots.settings import Settings
 from adaldyk_bots.storage.db import read_session, require_id, unit_of_work
-from adaldyk_bots.storage.models import AppealNote, PublicReceipt, Upload
+from adaldyk_bots.storage.models import Appeal, AppealNote, PublicReceipt, Upload
 from adaldyk_bots.web import ui
 from adaldyk_bots.web.deps import Now, client_address
 from adaldyk_bots.web.labels import label
@@ -54,6 +55,7 @@ from adaldyk_bots.web.public_form import (
     check_form,
     csrf_pair,
     csrf_valid,
+    form_key,
     issued_stamp,
     issued_time,
 )
@@ -330,6 +332,10 @@ def build_public_router(runtime: AppParts) -> APIRouter:
         if at.timestamp() - shown < settings.public_min_seconds:
             # The same stamp goes back: a person who waits a moment and sends again gets through.
             return refuse(Refusal(general="too_fast", status_code=422), issued=stamp)
+        key = form_key(stamp)
+        sent_before = await run_in_threadpool(_number_of_form, runtime.engine, key)
+        if sent_before is not None:  # a reload or a second click: the appeal exists once
+            return _already_sent(request, sent_before, embed=embed)
         refusal = Refusal(errors=check_form(form))
         files = await _files(data, settings, refusal)
         if refusal.errors or refusal.file_errors:
@@ -340,7 +346,13 @@ def build_public_router(runtime: AppParts) -> APIRouter:
             return refuse(Refusal(general="rate", status_code=429), issued=stamp)
         lang = ui.request_language(request)
         try:
-            number, code = await run_in_threadpool(_register, runtime, form, files, lang, address, at)
+            number, code = await run_in_threadpool(_register, runtime, form, files, lang, address, at, key)
+        except IntegrityError:
+            # The same form sent twice at once: the other request registered it.
+            sent_before = await run_in_threadpool(_number_of_form, runtime.engine, key)
+            if sent_before is None:
+                return refuse(Refusal(general="storage", status_code=503), issued=stamp)
+            return _already_sent(request, sent_before, embed=embed)
         except SQLAlchemyError as exc:
             throttled(
                 log, failure_kind("public.register", exc), "web form appeal not saved: %s", describe(exc)
@@ -388,6 +400,22 @@ def build_public_router(runtime: AppParts) -> APIRouter:
         return _respond(request, "public/status.html", context, embed=embed)
 
     return router
+
+
+def _number_of_form(engine: Any, key: str) -> str | None:
+    with read_session(engine) as s:
+        found = s.exec(
+            select(Appeal.number)
+            .join(PublicReceipt, col(PublicReceipt.appeal_id) == Appeal.id)
+            .where(PublicReceipt.form_key == key)
+        ).first()
+        return str(found) if found is not None else None
+
+
+def _already_sent(request: Request, number: str, *, embed: bool) -> Response:
+    lang = ui.request_language(request)
+    context = {"number": number, "code": None, "status_url": _status_url(number, lang)}
+    return _respond(request, "public/done.html", context, embed=embed)
 
 
 def _embedded(request: Request) -> bool:
@@ -439,6 +467,7 @@ def _register(
     lang: str,
     address: str,
     at: datetime,
+    key: str,
 ) -> tuple[str, str]:
     """One transaction: the files, the appeal (direct_intake), the receipt's code hash, a note for staff
     when the citizen wants an answer where we cannot write (phone, messenger). Returns (number, code)."""
@@ -477,6 +506,7 @@ def _register(
             PublicReceipt(
                 appeal_id=appeal_id,
                 code_sha256=public_status.code_digest(code),
+                form_key=key,
                 answer_by=form.answer_by,
                 messenger=messenger,
                 created_at=at,

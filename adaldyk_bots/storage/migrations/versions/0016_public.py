@@ -39,11 +39,13 @@ def upgrade() -> None:
         "public_receipt",
         sa.Column("appeal_id", sa.Integer(), nullable=False),
         sa.Column("code_sha256", _TEXT(length=64), nullable=False),
+        sa.Column("form_key", _TEXT(length=64), nullable=False),
         sa.Column("answer_by", _TEXT(length=16), nullable=False),
         sa.Column("messenger", _TEXT(length=200), nullable=True),
         sa.Column("created_at", _TIME(), nullable=False),
         sa.ForeignKeyConstraint(["appeal_id"], ["appeal.id"]),
         sa.PrimaryKeyConstraint("appeal_id"),
+        sa.UniqueConstraint("form_key"),
     )
 
 
