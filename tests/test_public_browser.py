@@ -59,8 +59,8 @@ def _fill(page: Any, *, iin: str = "", text: str = KK_TEXT) -> None:
 
 def _send(web: WebApp, page: Any) -> None:
     web.clock.advance(seconds=30)  # a person takes a while to write
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.click("button[type=submit]")
 
 
 def _axe(page: Any) -> list[dict[str, Any]]:
@@ -90,12 +90,12 @@ def test_a_kazakh_appeal_without_javascript_gets_a_number_and_a_code_that_open_i
     code = page.inner_text("#appeal-code").strip()
     assert number.startswith("ADL-") and len(code) == 14
 
-    page.click(f"text={_kk('Check the progress of an appeal')}")
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.click(f"text={_kk('Check the progress of an appeal')}")
     assert page.input_value("#number") == number
     page.fill("#code", code)
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
+    with page.expect_navigation():
+        page.click("button[type=submit]")
     assert page.inner_text("#appeal-status") == _kk("Registered")
     assert page.inner_text("#appeal-answered") == _kk("Not yet")
     assert KK_TEXT not in page.content()
@@ -188,3 +188,33 @@ def test_axe_finds_no_serious_violation_on_the_form_answer_and_status_pages_in_k
     assert _axe(page) == []
     page.goto(f"{web.url}/public/appeal?lang=kk&embed=1")
     assert _axe(page) == []
+
+
+def test_the_form_is_filled_and_sent_with_the_keyboard_alone(web: WebApp, page: Any) -> None:
+    page.goto(f"{web.url}/public/appeal?lang=kk")
+    reached: list[str] = []
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("document.activeElement.id || document.activeElement.tagName"))
+        if reached[-1] == "BUTTON":
+            break
+    assert reached[-1] == "BUTTON"
+    assert "website" not in reached  # the honeypot is never in the way
+    for needed in ("kind-application", "text", "answer_by-email", "email", "iin", "attachment", "consent"):
+        assert needed in reached, reached
+    page.focus("#kind-application")
+    page.keyboard.press("ArrowRight")  # radio groups move with the arrows
+    assert page.is_checked("#kind-complaint")
+    page.focus("#text")
+    page.keyboard.type(KK_TEXT)
+    page.focus("#answer_by-email")
+    page.keyboard.press("Space")
+    page.focus("#email")
+    page.keyboard.type("asem@example.kz")
+    page.focus("#consent")
+    page.keyboard.press("Space")
+    web.clock.advance(seconds=30)
+    page.focus("button[type=submit]")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.is_visible("#appeal-number"), page.inner_text("main")
