@@ -417,3 +417,22 @@ def test_an_email_answer_goes_to_the_email_channel_when_it_runs(web: WebApp) -> 
             "aigul@example.kz",
         )
         assert s.exec(select(StaffTask).where(StaffTask.appeal_id == appeal.id)).first() is None
+
+
+def test_a_body_past_the_forms_own_limit_gets_a_page_in_the_citizens_language(make_settings: Any) -> None:
+    settings = make_settings(
+        public_max_file_bytes=64 * 1024,
+        public_max_files_bytes=100 * 1024,
+        public_max_request_bytes=128 * 1024,
+    )
+    with WebApp(settings) as web:
+        client = web.new_client()
+        tokens = _form(client)
+        web.clock.advance(seconds=30)
+        huge = PDF + b"0" * (200 * 1024)
+        answer = _send(web, client, tokens, files=[("attachment", ("video.pdf", huge, "application/pdf"))])
+        assert answer.status_code == 413
+        assert answer.headers["content-type"].startswith("text/html")
+        assert '<html lang="kk">' in answer.text
+        assert _kk("The appeal was not sent: the files are too large") in answer.text
+        assert answer.headers["content-security-policy"] == "frame-ancestors 'none'"

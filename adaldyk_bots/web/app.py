@@ -23,7 +23,7 @@ from adaldyk_bots.web.health_pages import build_health_router
 from adaldyk_bots.web.inbox_pages import inbox_router
 from adaldyk_bots.web.limits import LimitBodySize
 from adaldyk_bots.web.parts import AppParts
-from adaldyk_bots.web.public_pages import build_public_router
+from adaldyk_bots.web.public_pages import build_public_router, too_large_page
 from adaldyk_bots.web.ui import STATIC_DIR
 from adaldyk_bots.webhooks import webhook_router
 
@@ -43,9 +43,11 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
     install_error_handlers(app)
     install_auth_handlers(app)
     # The public form checks its files' sizes itself, so that a citizen gets the form back with a message.
-    public_limit = max(runtime.settings.max_body_bytes, runtime.settings.public_max_request_bytes)
     app.add_middleware(
-        LimitBodySize, max_bytes=runtime.settings.max_body_bytes, paths={"/public/appeal": public_limit}
+        LimitBodySize,
+        max_bytes=runtime.settings.max_body_bytes,
+        paths={"/public/appeal": runtime.settings.public_max_request_bytes},
+        refusals={"/public/appeal": too_large_page},
     )
     app.add_middleware(AdmitRequests, max_requests=runtime.settings.web_concurrent_requests)
 

@@ -11,12 +11,15 @@ form rather than a bare 413.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BodyTooLarge", "LimitBodySize"]
+# Answers a refused body in its own way (a page for people): (scope, receive, send, the limit).
+Refusal = Callable[[Scope, Receive, Send, int], Awaitable[None]]
+
+__all__ = ["BodyTooLarge", "LimitBodySize", "Refusal"]
 
 
 class BodyTooLarge(HTTPException):
@@ -27,10 +30,18 @@ class BodyTooLarge(HTTPException):
 
 
 class LimitBodySize:
-    def __init__(self, app: ASGIApp, *, max_bytes: int, paths: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        paths: Mapping[str, int] | None = None,
+        refusals: Mapping[str, Refusal] | None = None,
+    ) -> None:
         self.app = app
         self.default_max_bytes = max_bytes
         self.paths = dict(paths or {})
+        self.refusals = dict(refusals or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -39,7 +50,11 @@ class LimitBodySize:
         max_bytes = self.paths.get(scope.get("path", ""), self.default_max_bytes)
         declared = _content_length(scope)
         if declared is not None and declared > max_bytes:
-            await self._refuse(send, max_bytes)
+            own = self.refusals.get(scope.get("path", ""))
+            if own is not None:
+                await own(scope, receive, send, max_bytes)
+            else:
+                await self._refuse(send, max_bytes)
             return
 
         received = 0

@@ -32,6 +32,7 @@ from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
 
 from adaldyk_bots import audit, public_status, uploads
 from adaldyk_bots.direct_intake import DirectAppeal, register_direct, reply_target
@@ -60,7 +61,14 @@ from adaldyk_bots.web.public_form import (
     issued_time,
 )
 
-__all__ = ["PUBLIC_CSRF_COOKIE", "build_public_router", "content_disposition", "public_headers", "upload_for"]
+__all__ = [
+    "PUBLIC_CSRF_COOKIE",
+    "build_public_router",
+    "content_disposition",
+    "public_headers",
+    "too_large_page",
+    "upload_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -553,3 +561,18 @@ def content_disposition(kind: str, name: str) -> str:
     """As Starlette's FileResponse writes it: a plain quoted name, or RFC 5987 for any other character."""
     quoted = quote(name)
     return f"{kind}; filename*=utf-8''{quoted}" if quoted != name else f'{kind}; filename="{name}"'
+
+
+async def too_large_page(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    """LimitBodySize's answer for a form body past PUBLIC_MAX_REQUEST_BYTES: it was never read, so the
+    text cannot come back; the page says why and to go back (browsers keep a form's text on Back)."""
+    request = Request(scope, receive)
+    settings: Settings = request.app.state.runtime.settings
+    tr = translations(ui.request_language(request))
+    context = {
+        "files_limit": size_text(tr.gettext, settings.public_max_files_bytes),
+        "form_url": f"/public/appeal?{urlencode({'lang': ui.request_language(request)})}",
+    }
+    response = _respond(request, "public/too_large.html", context, embed=_embedded(request), status_code=413)
+    response.headers["Connection"] = "close"  # the client is still sending: tell it to stop
+    await response(scope, receive, send)
