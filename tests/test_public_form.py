@@ -436,3 +436,35 @@ def test_a_body_past_the_forms_own_limit_gets_a_page_in_the_citizens_language(ma
         assert '<html lang="kk">' in answer.text
         assert _kk("The appeal was not sent: the files are too large") in answer.text
         assert answer.headers["content-security-policy"] == "frame-ancestors 'none'"
+
+
+def test_a_chunked_body_past_the_limit_gets_the_same_page(make_settings: Any) -> None:
+    settings = make_settings(
+        public_max_file_bytes=64 * 1024,
+        public_max_files_bytes=100 * 1024,
+        public_max_request_bytes=128 * 1024,
+    )
+    with WebApp(settings) as web:
+        client = web.new_client()
+        tokens = _form(client)
+        web.clock.advance(seconds=30)
+        huge = PDF + b"0" * (200 * 1024)
+        built = httpx.Request(
+            "POST",
+            f"{web.url}/public/appeal?lang=kk",
+            data={**tokens, **_fields()},
+            files=[("attachment", ("video.pdf", huge, "application/pdf"))],
+        )
+        body = built.read()
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: Transfer-Encoding: chunked
+            for start in range(0, len(body), 16 * 1024):
+                yield body[start : start + 16 * 1024]
+
+        answer = client.post(
+            "/public/appeal?lang=kk",
+            content=chunks(),
+            headers={"content-type": built.headers["content-type"]},
+        )
+        assert answer.status_code == 413
+        assert _kk("The appeal was not sent: the files are too large") in answer.text

@@ -305,7 +305,9 @@ def build_public_router(runtime: AppParts) -> APIRouter:
         embed = _embedded(request)
         try:
             data = await request.form(max_files=100, max_fields=100)
-        except HTTPException:
+        except HTTPException as exc:
+            if exc.status_code == 413:  # a chunked body that passed the limit while streaming in
+                return _too_large(request, embed=embed)
             return form_page(request, at, embed=embed, refusal=Refusal(general="unreadable", status_code=400))
         form = PublicForm(
             kind=_text(data, "kind", 40),
@@ -567,12 +569,16 @@ async def too_large_page(scope: Scope, receive: Receive, send: Send, limit: int)
     """LimitBodySize's answer for a form body past PUBLIC_MAX_REQUEST_BYTES: it was never read, so the
     text cannot come back; the page says why and to go back (browsers keep a form's text on Back)."""
     request = Request(scope, receive)
+    await _too_large(request, embed=_embedded(request))(scope, receive, send)
+
+
+def _too_large(request: Request, *, embed: bool) -> Response:
     settings: Settings = request.app.state.runtime.settings
     tr = translations(ui.request_language(request))
     context = {
         "files_limit": size_text(tr.gettext, settings.public_max_files_bytes),
         "form_url": f"/public/appeal?{urlencode({'lang': ui.request_language(request)})}",
     }
-    response = _respond(request, "public/too_large.html", context, embed=_embedded(request), status_code=413)
-    response.headers["Connection"] = "close"  # the client is still sending: tell it to stop
-    await response(scope, receive, send)
+    response = _respond(request, "public/too_large.html", context, embed=embed, status_code=413)
+    response.headers["Connection"] = "close"  # the client may still be sending: tell it to stop
+    return response
