@@ -6,6 +6,8 @@ finding no serious or critical violation on the form, its error state, the answe
 
 from __future__ import annotations
 
+import http.server
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +16,7 @@ import pytest
 from adaldyk_bots.i18n import translations
 from adaldyk_bots.iin import check_digit
 from adaldyk_bots.web.ui import STATIC_DIR
+from tests.support import free_port
 from tests.web_support import WebApp
 
 AXE = STATIC_DIR / "vendor" / "axe-core-4.14.1" / "axe.min.js"
@@ -218,3 +221,72 @@ def test_the_form_is_filled_and_sent_with_the_keyboard_alone(web: WebApp, page: 
     with page.expect_navigation():
         page.keyboard.press("Enter")
     assert page.is_visible("#appeal-number"), page.inner_text("main")
+
+
+class _MinistrySite:
+    """Another origin on loopback (another port) that embeds the form, as the ministry's site would."""
+
+    def __init__(self, app_url: str, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        page = (
+            "<!doctype html><html lang='kk'><head><title>Ministry</title></head><body>"
+            f"<iframe id='embedded' title='form' src='{app_url}/public/appeal?embed=1&amp;lang=kk'"
+            " style='width:100%;height:1400px'></iframe>"
+            f"<iframe id='plain' title='plain' src='{app_url}/public/appeal?lang=kk'></iframe>"
+            "</body></html>"
+        ).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the standard library's name
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                return None
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _MinistrySite:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_ministry_site_frames_the_embed_variant_only_and_an_appeal_goes_through_it(
+    make_settings: Any, browser: Any
+) -> None:
+    ministry_port = free_port()
+    settings = make_settings(public_embed_origins=f"http://127.0.0.1:{ministry_port}")
+    with WebApp(settings) as web, _MinistrySite(web.url, ministry_port) as site:
+        # page.goto waits for the load event, which waits for both frames (shown or refused).
+        context = browser.new_context(locale="kk-KZ")
+        page = context.new_page()
+        try:
+            page.goto(site.url)
+            embedded = page.frame_locator("#embedded")
+            embedded.locator("#text").wait_for()
+            assert embedded.locator(".public-top").count() == 0  # no page chrome inside the frame
+            plain = page.frame(url=lambda u: "embed=1" not in u and "/public/appeal" in u)
+            # frame-ancestors 'none': the browser refuses to show the plain page inside the frame.
+            assert plain is None or plain.query_selector("#text") is None
+            frame = page.frame(url=lambda u: "embed=1" in u)
+            assert frame is not None
+            frame.check("#kind-proposal")
+            frame.fill("#text", KK_TEXT)
+            frame.check("#answer_by-email")
+            frame.fill("#email", "asem@example.kz")
+            frame.check("#consent")
+            web.clock.advance(seconds=30)
+            with frame.expect_navigation():
+                frame.click("button[type=submit]")
+            assert frame.query_selector("#appeal-number") is not None, frame.inner_text("main")
+            assert frame.inner_text("#appeal-number").startswith("ADL-")
+        finally:
+            context.close()

@@ -181,6 +181,24 @@ def test_csrf_is_refused_without_a_token_and_the_text_is_kept(web: WebApp) -> No
         assert s.exec(select(Appeal)).first() is None
 
 
+def test_a_forged_token_is_refused_even_from_our_origin_and_two_tabs_both_go_through(web: WebApp) -> None:
+    client = web.new_client()
+    tokens = _form(client)
+    web.clock.advance(seconds=30)
+    nonce, _, mac = tokens["csrf_token"].partition(".")
+    forged = {**tokens, "csrf_token": f"{nonce}x.{mac}"}
+    assert _send(web, client, forged).status_code == 403
+    first_tab = _form(client)
+    client.cookies.clear()
+    second_tab = _form(client)  # a second tab's page set a new cookie
+    web.clock.advance(seconds=30)
+    older = client.post(
+        "/public/appeal?lang=kk", data={**first_tab, **_fields()}, headers={"Origin": web.url}
+    )
+    assert older.status_code == 200, older.text[:500]
+    assert _send(web, client, second_tab).status_code == 200
+
+
 def test_an_embedded_form_without_our_cookie_is_taken_from_our_own_origin(web: WebApp) -> None:
     framed = web.new_client()
     tokens = _form(framed, "/public/appeal?lang=ru&embed=1")

@@ -130,15 +130,25 @@ def _key(settings: Settings, purpose: str) -> bytes:
 
 
 def csrf_pair(settings: Settings, nonce: str | None = None) -> tuple[str, str]:
-    """(cookie nonce, form token): a signed double submit, as the login form's; a valid nonce is kept."""
-    nonce = nonce if nonce and 20 <= len(nonce) <= 100 else secrets.token_urlsafe(24)
-    return nonce, hmac.new(_key(settings, "csrf"), nonce.encode(), hashlib.sha256).hexdigest()
+    """(cookie nonce, form token "<nonce>.<hmac>"): a signed double submit, as the login form's; a valid
+    nonce is kept. The token names its nonce, so it can be checked on its own too (`csrf_valid`)."""
+    nonce = nonce if nonce and 20 <= len(nonce) <= 100 and "." not in nonce else secrets.token_urlsafe(24)
+    mac = hmac.new(_key(settings, "csrf"), nonce.encode(), hashlib.sha256).hexdigest()
+    return nonce, f"{nonce}.{mac}"
 
 
-def csrf_valid(settings: Settings, nonce: str, sent: str) -> bool:
-    if not nonce or not sent:
+def csrf_valid(settings: Settings, cookie_nonce: str, sent: str, *, same_origin: bool) -> bool:
+    """The token is ours and either matches the cookie (the double submit) or came with a same-origin
+    `Origin` header. The second covers what the cookie cannot: a third-party iframe (the browser keeps
+    our cookie from it) and two tabs opened at once (the later one's cookie replaced the earlier's).
+    A cross-site forgery has neither: its browser sends the other site's origin and not our token."""
+    nonce, _, mac = sent.partition(".")
+    if not nonce or not mac or len(sent) > 300:
         return False
-    return hmac.compare_digest(sent.encode(), csrf_pair(settings, nonce)[1].encode())
+    expected = hmac.new(_key(settings, "csrf"), nonce.encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(mac.encode(), expected.encode()):
+        return False
+    return same_origin or (bool(cookie_nonce) and hmac.compare_digest(nonce.encode(), cookie_nonce.encode()))
 
 
 def issued_stamp(settings: Settings, at: datetime) -> str:

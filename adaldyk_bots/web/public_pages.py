@@ -8,8 +8,8 @@ Refusals never drop an appeal silently: a missing CSRF token, a filled honeypot,
 too many appeals from one address, a bad field or file — each comes back as the form with the citizen's
 text in it and a message that says why (files must be chosen again: a browser never refills them).
 CSRF without a session: a signed double submit (cookie nonce, its HMAC in the form) as on the login
-form; in a third-party iframe, where browsers withhold our cookie, a same-origin `Origin` header is
-accepted instead (a cross-site form post always carries its own site's origin).
+form; a token of ours with a same-origin `Origin` header is accepted too (public_form.csrf_valid): in a
+third-party iframe browsers withhold our cookie, and two tabs opened at once replace each other's.
 """
 
 from __future__ import annotations
@@ -326,12 +326,9 @@ def build_public_router(runtime: AppParts) -> APIRouter:
             return form_page(request, at, embed=embed, form=form, refusal=refusal, issued=issued)
 
         nonce = request.cookies.get(PUBLIC_CSRF_COOKIE, "")
-        sent = _text(data, "csrf_token", 200)
-        origin = request.headers.get("origin", "")
-        if not (
-            csrf_valid(settings, nonce, sent)
-            or (not nonce and origin == _own_origin(request, settings) and sent)
-        ):
+        sent = _text(data, "csrf_token", 300)
+        same_origin = request.headers.get("origin", "") == _own_origin(request, settings)
+        if not csrf_valid(settings, nonce, sent, same_origin=same_origin):
             return refuse(Refusal(general="csrf", status_code=403))
         if _text(data, HONEYPOT_FIELD, 500).strip():
             log.info("public form: honeypot filled, refused")
