@@ -28,6 +28,7 @@ from adaldyk_bots.storage.models import (
     StaffTask,
     Upload,
 )
+from tests.faults import database_away
 from tests.standin_connector import StandInConnector
 from tests.web_support import WebApp, create_user, csrf_of, load_units, login
 
@@ -486,3 +487,26 @@ def test_a_chunked_body_past_the_limit_gets_the_same_page(make_settings: Any) ->
         )
         assert answer.status_code == 413
         assert _kk("The appeal was not sent: the files are too large") in answer.text
+
+
+def test_the_database_away_gives_the_form_back_with_the_text_and_then_it_goes_through(
+    web: WebApp, database_url: str
+) -> None:
+    client = web.new_client()
+    tokens = _form(client)
+    web.clock.advance(seconds=30)
+    with database_away(database_url, [web.runtime.engine]):
+        answer = _send(web, client, tokens)
+    assert answer.status_code == 503
+    assert html.escape(KK_TEXT, quote=False) in answer.text
+    assert (
+        _kk(
+            "The appeal could not be saved because of a fault on our side. Nothing was lost from the form: "
+            "please send it again in a few minutes."
+        )
+        in answer.text
+    )
+    again = {"csrf_token": csrf_of(answer.text), "issued": tokens["issued"]}
+    number, _code = _number_and_code(_send(web, client, again))
+    with Session(web.runtime.engine) as s:
+        assert s.exec(select(Appeal.number)).all() == [number]

@@ -155,6 +155,7 @@ class Refusal:
     file_errors: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     general: str | None = None  # a REFUSALS code
     status_code: int = 422
+    files_chosen: bool = False  # the citizen must choose them again: say so
 
 
 class PublicLimiter:
@@ -264,8 +265,7 @@ def build_public_router(runtime: AppParts) -> APIRouter:
             "form": form or PublicForm(),
             "errors": errors,
             "general": tr.gettext(REFUSALS[refusal.general]) if refusal.general else None,
-            "files_again": bool(refusal.general or refusal.errors.fields or refusal.file_errors)
-            and refusal.status_code != 200,
+            "files_again": refusal.files_chosen,
             "files_again_text": tr.gettext(REFUSALS["files_again"]),
             "kinds": [
                 (k.value, label(tr.gettext, "category", k.value), tr.gettext(KIND_HINTS[k])) for k in KINDS
@@ -322,7 +322,10 @@ def build_public_router(runtime: AppParts) -> APIRouter:
         )
         stamp = _text(data, "issued", 100)
 
+        chosen = any(isinstance(f, UploadFile) and f.filename for f in data.getlist("attachment"))
+
         def refuse(refusal: Refusal, *, issued: str | None = None) -> Response:
+            refusal.files_chosen = chosen
             return form_page(request, at, embed=embed, form=form, refusal=refusal, issued=issued)
 
         nonce = request.cookies.get(PUBLIC_CSRF_COOKIE, "")
@@ -340,7 +343,7 @@ def build_public_router(runtime: AppParts) -> APIRouter:
             # The same stamp goes back: a person who waits a moment and sends again gets through.
             return refuse(Refusal(general="too_fast", status_code=422), issued=stamp)
         key = form_key(stamp)
-        sent_before = await run_in_threadpool(_number_of_form, runtime.engine, key)
+        sent_before = await run_in_threadpool(_number_of_form, runtime.engine, key, quiet=True)
         if sent_before is not None:  # a reload or a second click: the appeal exists once
             return _already_sent(request, sent_before, embed=embed)
         refusal = Refusal(errors=check_form(form))
@@ -409,14 +412,21 @@ def build_public_router(runtime: AppParts) -> APIRouter:
     return router
 
 
-def _number_of_form(engine: Any, key: str) -> str | None:
-    with read_session(engine) as s:
-        found = s.exec(
-            select(Appeal.number)
-            .join(PublicReceipt, col(PublicReceipt.appeal_id) == Appeal.id)
-            .where(PublicReceipt.form_key == key)
-        ).first()
-        return str(found) if found is not None else None
+def _number_of_form(engine: Any, key: str, *, quiet: bool = False) -> str | None:
+    """The appeal this form already registered, if any. `quiet`: a database fault reads as "none" (the
+    registration that follows meets the same fault and says so on the form, with the text kept)."""
+    try:
+        with read_session(engine) as s:
+            found = s.exec(
+                select(Appeal.number)
+                .join(PublicReceipt, col(PublicReceipt.appeal_id) == Appeal.id)
+                .where(PublicReceipt.form_key == key)
+            ).first()
+    except SQLAlchemyError:
+        if not quiet:
+            raise
+        return None
+    return str(found) if found is not None else None
 
 
 def _already_sent(request: Request, number: str, *, embed: bool) -> Response:
