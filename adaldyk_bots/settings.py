@@ -147,11 +147,40 @@ class Settings(BaseSettings):
     inbox_stream_seconds: float = Field(default=600.0, gt=0)
     inbox_keepalive_seconds: float = Field(default=15.0, gt=0, le=300)
 
+    # The ministry web site's appeal form (/public/appeal, web/public_pages.py). Files: each at most
+    # PUBLIC_MAX_FILE_BYTES, together PUBLIC_MAX_FILES_BYTES; the form's request may be larger than
+    # MAX_BODY_BYTES up to PUBLIC_MAX_REQUEST_BYTES, so an over-limit file gets the form back with its
+    # message instead of a bare 413. A form sent sooner than PUBLIC_MIN_SECONDS after it was shown is a
+    # script's; PUBLIC_SUBMITS_PER_HOUR appeals and PUBLIC_LOOKUPS_PER_HOUR status look-ups per address.
+    public_max_file_bytes: int = Field(default=5 * 1024 * 1024, ge=1024, le=512 * 1024**2)
+    public_max_files_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=1024**3)
+    public_max_files: int = Field(default=5, ge=0, le=50)
+    public_max_request_bytes: int = Field(default=25 * 1024 * 1024, ge=64 * 1024, le=2 * 1024**3)
+    public_min_seconds: float = Field(default=5.0, ge=0, le=600)
+    public_submits_per_hour: int = Field(default=10, ge=1, le=100_000)
+    public_lookups_per_hour: int = Field(default=30, ge=1, le=100_000)
+    # Origins allowed to frame /public/appeal?embed=1 (the ministry's site), space- or comma-separated,
+    # e.g. "https://www.gov.kz https://ecogeo.gov.kz". Empty: no site may frame it.
+    public_embed_origins: str = ""
+
     @field_validator("trusted_proxies")
     @classmethod
     def _proxy_networks(cls, value: str) -> str:
         parse_networks(value)
         return value
+
+    @field_validator("public_embed_origins")
+    @classmethod
+    def _embed_origins(cls, value: str) -> str:
+        for origin in value.replace(",", " ").split():
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+                raise ValueError(f"{origin!r} is not an origin such as https://www.gov.kz")
+        return value
+
+    @property
+    def embed_origins(self) -> tuple[str, ...]:
+        return tuple(o.rstrip("/") for o in self.public_embed_origins.replace(",", " ").split())
 
     @property
     def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
@@ -196,6 +225,8 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if self.working_hours_end <= self.working_hours_start:
             raise _FieldError("working_hours_end", "must be later than ADALDYK_WORKING_HOURS_START")
+        if self.public_max_files_bytes > self.public_max_request_bytes:
+            raise _FieldError("public_max_files_bytes", "must not exceed ADALDYK_PUBLIC_MAX_REQUEST_BYTES")
         return self
 
     @property

@@ -555,5 +555,37 @@ class StaffNotice(SQLModel, table=True):
     read_at: datetime | None = None
 
 
+class Upload(SQLModel, table=True):
+    """A file a citizen sent with the web form. Kept in the database: no platform holds it for us to fetch
+    again, and a backup of the database then holds the appeal whole. Referenced from the message's
+    attachments as file_id "upload:<id>"; appeal_id is set in the transaction that registers the appeal."""
+
+    __tablename__ = "upload"
+
+    id: int | None = Field(default=None, primary_key=True)
+    appeal_id: int | None = Field(default=None, foreign_key="appeal.id", index=True)
+    name: str = Field(max_length=255)
+    mime_type: str = Field(max_length=100)  # sniffed from the bytes, not the name or the browser's claim
+    size: int
+    sha256: str = Field(max_length=64)
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime
+
+
+class PublicReceipt(SQLModel, table=True):
+    """What the web form gave the citizen: the hash of the secret code that, with the number, opens
+    /public/status (the code itself is shown once and never stored), and how they asked to be answered."""
+
+    __tablename__ = "public_receipt"
+
+    appeal_id: int = Field(foreign_key="appeal.id", primary_key=True)
+    code_sha256: str = Field(max_length=64)
+    # The shown form's identity (its signed stamp, hashed): the same form sent twice is one appeal.
+    form_key: str = Field(max_length=64, unique=True)
+    answer_by: str = Field(max_length=16)  # email | phone | messenger
+    messenger: str | None = Field(default=None, max_length=200)  # the handle given (we cannot write there)
+    created_at: datetime
+
+
 # Last, after every table: any string column holds NUL and lone surrogates (storage/types.py).
 use_storable_text(SQLModel.metadata)

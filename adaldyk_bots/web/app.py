@@ -24,6 +24,7 @@ from adaldyk_bots.web.health_pages import build_health_router
 from adaldyk_bots.web.inbox_pages import inbox_router
 from adaldyk_bots.web.limits import LimitBodySize
 from adaldyk_bots.web.parts import AppParts
+from adaldyk_bots.web.public_pages import build_public_router, too_large_page
 from adaldyk_bots.web.task_pages import build_task_router
 from adaldyk_bots.web.ui import STATIC_DIR
 from adaldyk_bots.webhooks import webhook_router
@@ -43,7 +44,13 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
     app.state.before_shutdown = []
     install_error_handlers(app)
     install_auth_handlers(app)
-    app.add_middleware(LimitBodySize, max_bytes=runtime.settings.max_body_bytes)
+    # The public form checks its files' sizes itself, so that a citizen gets the form back with a message.
+    app.add_middleware(
+        LimitBodySize,
+        max_bytes=runtime.settings.max_body_bytes,
+        paths={"/public/appeal": runtime.settings.public_max_request_bytes},
+        refusals={"/public/appeal": too_large_page},
+    )
     app.add_middleware(AdmitRequests, max_requests=runtime.settings.web_concurrent_requests)
 
     @app.get("/healthz", tags=["health"])
@@ -64,6 +71,7 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
     app.include_router(build_health_router(runtime, supervisor=supervisor))
     app.include_router(inbox_router())
     app.include_router(build_audit_router(runtime))
+    app.include_router(build_public_router(runtime))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 

@@ -17,7 +17,7 @@ from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Path, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
@@ -57,8 +57,10 @@ from adaldyk_bots.storage.models import (
     Unit,
 )
 from adaldyk_bots.textsplit import split_text
+from adaldyk_bots.uploads import upload_id_of
 from adaldyk_bots.web.deps import Db, PageViewer, PageWriter, client_address
 from adaldyk_bots.web.parts import AppParts
+from adaldyk_bots.web.public_pages import content_disposition, upload_for
 from adaldyk_bots.web.task_pages import TASK_KINDS, appeal_tasks
 from adaldyk_bots.web.ui import render, request_language
 
@@ -511,9 +513,28 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
         message_id: OutboxId,
         index: Annotated[int, Path(ge=0, le=1000)],
         viewer: PageViewer,
-    ) -> FileResponse:
+    ) -> Response:
         """A citizen's file for the page (session auth): images are shown inline, files downloaded."""
         appeal, item = await run_in_threadpool(_attachment_of, engine, viewer, number, message_id, index)
+        upload_id = upload_id_of(item.get("file_id"))
+        if upload_id is not None:
+            # A web-form file, kept in our database (uploads.py): served through the same scope check.
+            row = await run_in_threadpool(upload_for, engine, require_id(appeal), upload_id)
+            if row is None:
+                raise not_found(number)
+            inline = row.mime_type.startswith("image/") and request.query_params.get("download") is None
+            return Response(
+                row.data,
+                media_type=row.mime_type,
+                headers={
+                    "Content-Disposition": content_disposition(
+                        "inline" if inline else "attachment", row.name
+                    ),
+                    "X-Content-Type-Options": "nosniff",
+                    "Content-Security-Policy": "sandbox",
+                    "Cache-Control": "private",
+                },
+            )
         connector = runtime.connectors.get(appeal.channel)
         download = getattr(connector, "download_file", None)
         if download is None or not item.get("file_id"):
