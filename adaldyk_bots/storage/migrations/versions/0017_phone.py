@@ -1,7 +1,7 @@
 """staff_user.position: the post of the person who accepted an appeal, printed on the receipt (R2)
 
 Revision ID: 0017_phone
-Revises: 0011_lifecycle
+Revises: 0016_public
 Create Date: 2026-12-01 16:00:00
 """
 
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0017_phone"
-down_revision = "0011_lifecycle"
+down_revision = "0016_public"
 branch_labels = None
 depends_on = None
 
