@@ -19,7 +19,7 @@ def test_health_reports_database_and_channels_without_credentials(make_settings)
     assert body["channels"]["vk"]["state"] == "off"
 
 
-LOOPS = {"intake:processor", "heartbeat", "dispatch_due_outbox", "mark_overdue_appeals"}
+LOOPS = {"intake:processor", "heartbeat", "dispatch_due_outbox", "mark_overdue_appeals", "deadline_sweep"}
 
 
 def test_health_reports_every_loop_and_the_backlog(make_settings):
