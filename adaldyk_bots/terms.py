@@ -102,7 +102,7 @@ class Terms(_Strict):
 def _explain(path: Path, exc: ValidationError, raw: str) -> str:
     problems = []
     for error in exc.errors():
-        where = [str(p) for p in error["loc"]]
+        where = [str(p) for p in error["loc"] if p != "[key]"]  # a dict key's own error names the key
         table, key = (".".join(where[:-1]), where[-1]) if len(where) > 1 else ("", where[0] if where else "")
         line = _line_of(raw, table, key)
         value = error.get("input")

@@ -20,7 +20,14 @@ from adaldyk_bots import audit, lifecycle, org
 from adaldyk_bots.calendar import WorkingCalendar
 from adaldyk_bots.categories import CategoryRules
 from adaldyk_bots.domain import AppealStatus, Category, InboundMessage, Language, ReplyTarget
-from adaldyk_bots.errors import AppealNotFound, EmptyReply, StatusUnchanged, UnknownStatus, UnknownUnit
+from adaldyk_bots.errors import (
+    AppealNotFound,
+    EmptyReply,
+    StatusUnchanged,
+    UnknownStatus,
+    UnknownUnit,
+    UseExtension,
+)
 from adaldyk_bots.errors import WorkflowError as WorkflowError  # re-exported for callers that catch it
 from adaldyk_bots.i18n import N_
 from adaldyk_bots.language import detect_language, language_from_hint
@@ -698,6 +705,10 @@ class Workflow:
         if new.value == appeal.status:
             raise StatusUnchanged(f"appeal {appeal.number} is already {status}")
         lifecycle.check(appeal.status, new.value)  # the legal table refuses a step it does not hold
+        if new is AppealStatus.EXTENDED:
+            raise UseExtension(
+                "an extension moves the due date by the head's reasoned decision: use the extend action"
+            )
         now = utcnow()
         event = self._event(
             s, appeal, "status", actor, {"from": appeal.status, "to": new.value, "note": note}, now
