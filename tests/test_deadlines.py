@@ -455,3 +455,15 @@ def test_moments_are_not_naive(engine, workflow):
     build_ministry(engine)
     created = register(engine, workflow, at=local(2026, 3, 19, 10, 0))
     assert created.forward_due_at is not None and created.forward_due_at.utcoffset() == timedelta(0)
+
+
+def test_a_wrong_terms_file_stops_the_start_with_the_line(tmp_path, database_url, monkeypatch, capsys):
+    from adaldyk_bots.cli import main
+
+    config_dir = config_copy(tmp_path, terms="[term]\ndefault = 15\n\n[reminders]\nhour = 30\n")
+    monkeypatch.setenv("ADALDYK_CONFIG_DIR", str(config_dir))
+    monkeypatch.setenv("ADALDYK_DATABASE_URL", database_url)
+    monkeypatch.setenv("ADALDYK_SECRET_KEY", "test-secret-key-0123456789")
+    assert main(["worker"]) == 2
+    said = capsys.readouterr().err
+    assert "configuration error" in said and "terms.toml:5" in said and "[reminders] hour = 30" in said
