@@ -2,8 +2,7 @@
 
     escalate(s, appeal, reason=, key=, now=)   to the head's superior (its acting head that day) and to
                                                the project office, once per key (overdue, "not resolved")
-    extend(s, workflow, appeal, viewer=, ...)  R4: the acting head's reasoned decision, capped in total;
-                                               the citizen's notice owed, with its own 3-working-day clock
+    (the extension itself, R4, is extension.py; its notice's clock is swept here)
     Sweeps (one sweep_round a minute, under the supervisor; runtime.py):
       forwarding   R5: not forwarded or given to a unit within 3 working days -> the project office
       reminders    the responsible head (or the acting deputy) at T-3 and T-1 working days
@@ -18,8 +17,7 @@ keys too (staff_work.py). Every function takes `now` and works inside the caller
 
 from __future__ import annotations
 
-import calendar as months
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -27,10 +25,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import String, cast, exists, literal, update
 from sqlmodel import Session, col, select
 
-from adaldyk_bots import audit, lifecycle, notices, org
-from adaldyk_bots.access import Viewer
-from adaldyk_bots.domain import AppealStatus
-from adaldyk_bots.errors import Forbidden, Invalid
+from adaldyk_bots import audit, notices, org
 from adaldyk_bots.i18n import N_
 from adaldyk_bots.staff_alerts import Alerts, claim, render_for
 from adaldyk_bots.storage.db import require_id
@@ -46,18 +41,7 @@ from adaldyk_bots.storage.models import (
 )
 from adaldyk_bots.workflow import Workflow
 
-__all__ = [
-    "ESCALATION_REASONS",
-    "Approvals",
-    "Deadlines",
-    "ExtensionRefused",
-    "SweepReport",
-    "escalate",
-    "extend",
-    "extension_cap",
-    "may_extend",
-    "no_approvals",
-]
+__all__ = ["ESCALATION_REASONS", "Approvals", "Deadlines", "SweepReport", "escalate", "no_approvals"]
 
 ALMATY = ZoneInfo("Asia/Almaty")  # one time zone for Kazakhstan since 2024 (kz-appeals-law.md)
 BATCH = 500  # rows one sweep step takes per round: a backlog is worked off over a few minutes
@@ -89,10 +73,6 @@ Approvals = Callable[[Session, Sequence[int]], Sequence[Appeal]]
 def no_approvals(s: Session, unit_ids: Sequence[int]) -> Sequence[Appeal]:
     """Until four-eyes answers exist, nothing waits for approval."""
     return ()
-
-
-class ExtensionRefused(Invalid):
-    """An extension the law or config/terms.toml does not allow (no reason, past the cap, no days)."""
 
 
 def _day(now: datetime, tz: ZoneInfo) -> date:
@@ -164,122 +144,6 @@ def escalate(
     _event(s, appeal, "escalated", "system", detail, now)
     audit.record(s, actor="system", action="appeal.escalate", subject=appeal.number, detail=detail)
     return True
-
-
-# --- extension (R4) ------------------------------------------------------------------------------------
-
-
-def _add_months(day: date, count: int) -> date:
-    month = day.month - 1 + count
-    year, month = day.year + month // 12, month % 12 + 1
-    return date(year, month, min(day.day, months.monthrange(year, month)[1]))
-
-
-def extension_cap(workflow: Workflow, appeal: Appeal) -> date:
-    """The last day an extended term may end on (R4, "not more than up to two months", read as a total:
-    `cap_months` calendar months after the registration day, or after the first due day; terms.toml)."""
-    rule = workflow.terms.extension
-    base = (
-        appeal.registered_at if rule.cap_from == "registration" else (appeal.original_due_at or appeal.due_at)
-    )
-    return _add_months(_day(base, workflow.calendar.tz), rule.cap_months)
-
-
-def max_extension_days(workflow: Workflow, appeal: Appeal) -> int:
-    """Working days the term may still be moved by (0: the cap is reached)."""
-    cal = workflow.calendar
-    cap, day, count = extension_cap(workflow, appeal), _day(appeal.due_at, cal.tz), 0
-    while True:
-        day = cal.next_working_day(day)
-        if day > cap:
-            return count
-        count += 1
-
-
-def may_extend(s: Session, viewer: Viewer, appeal: Appeal, *, now: datetime, tz: ZoneInfo = ALMATY) -> bool:
-    """Only the head of the appeal's unit, or the deputy acting for the head today, or an admin (R4)."""
-    if viewer.is_admin:
-        return True
-    if appeal.unit_id is None or not viewer.can_write:
-        return False
-    who = org.acting_head(s, appeal.unit_id, _day(now, tz))
-    return who is not None and who.user_id == viewer.user_id
-
-
-def extend(
-    s: Session,
-    workflow: Workflow,
-    appeal: Appeal,
-    *,
-    viewer: Viewer,
-    reason: str,
-    working_days: int,
-    now: datetime,
-) -> AppealEvent:
-    """R4: move the term by `working_days` on the head's reasoned decision. The status becomes extended
-    (lifecycle.py), the first due date is kept in original_due_at, an overdue appeal whose new term is
-    ahead is no longer overdue, and the citizen's notice is owed (notices.notify_citizen, kind
-    "extension", one per extension) with its own clock (terms.toml [extension] notice_working_days)."""
-    cal, rule = workflow.calendar, workflow.terms.extension
-    if not may_extend(s, viewer, appeal, now=now, tz=cal.tz):
-        raise Forbidden("only the head of the appeal's unit (or the deputy acting for the head) may extend")
-    reason = reason.strip()
-    if not reason:
-        raise ExtensionRefused(
-            "an extension is a reasoned decision: give the reason (the citizen is told it)"
-        )
-    if working_days < 1:
-        raise ExtensionRefused("give the number of working days to add (1 or more)")
-    Workflow._lock(s, appeal)
-    status = AppealStatus(appeal.status)
-    if status is not AppealStatus.EXTENDED:
-        lifecycle.check(status.value, AppealStatus.EXTENDED.value)
-    new_due = cal.due_at(appeal.due_at, working_days)
-    cap = extension_cap(workflow, appeal)
-    if _day(new_due, cal.tz) > cap:
-        most = max_extension_days(workflow, appeal)
-        raise ExtensionRefused(
-            f"the term may end on {cap:%d.%m.%Y} at the latest ({rule.cap_months} months in all): "
-            f"at most {most} working day(s) more"
-        )
-    old_due = appeal.due_at
-    appeal.original_due_at = appeal.original_due_at or old_due
-    appeal.due_at = new_due
-    if appeal.overdue and new_due > now:
-        appeal.overdue = False
-    appeal.extensions += 1
-    appeal.extension_notice_due_at = cal.due_at(now, rule.notice_working_days)
-    appeal.status = AppealStatus.EXTENDED.value
-    appeal.updated_at = appeal.last_activity_at = now
-    s.add(appeal)
-    if status is not AppealStatus.EXTENDED:
-        _event(
-            s,
-            appeal,
-            "status",
-            viewer.actor,
-            {"from": status.value, "to": appeal.status, "note": reason},
-            now,
-        )
-    detail: dict[str, object] = {
-        "n": appeal.extensions,
-        "from_due": old_due.isoformat(),
-        "to_due": new_due.isoformat(),
-        "working_days": working_days,
-        "reason": reason,
-        "notice_due": appeal.extension_notice_due_at.isoformat(),
-    }
-    event = AppealEvent(
-        appeal_id=require_id(appeal), kind="extension", actor=viewer.actor, detail=detail, created_at=now
-    )
-    s.add(event)
-    s.flush()
-    audit.record(s, actor=viewer.actor, action="appeal.extend", subject=appeal.number, detail=detail)
-    text = workflow.texts.render(
-        appeal.language, "extension", number=appeal.number, due=new_due, reason=reason
-    )
-    notices.notify_citizen(s, workflow, appeal, "extension", text=text, now=now, seq=appeal.extensions)
-    return event
 
 
 # --- the sweeps ----------------------------------------------------------------------------------------
@@ -565,8 +429,3 @@ class Deadlines:
                 for a in rows[:DIGEST_LIST]
             ]
         return "\n".join(lines)
-
-
-def flagged_transfers(workflow: Workflow, appeals: Iterable[Appeal]) -> set[int]:
-    """The ids of `appeals` passed between units too often (the inbox's and the appeal page's flag)."""
-    return {require_id(a) for a in appeals if workflow.too_many_transfers(a)}

@@ -16,6 +16,7 @@ import pytest
 from sqlmodel import Session, select
 
 from adaldyk_bots import deadlines as dl
+from adaldyk_bots import extension
 from adaldyk_bots.domain import Category
 from adaldyk_bots.errors import Forbidden, IllegalTransition
 from adaldyk_bots.storage.db import make_engine, unit_of_work
@@ -207,17 +208,17 @@ def test_extension_by_the_acting_head_with_reason_cap_notice_and_its_clock(engin
     def extend(who, days, reason="Нужна выездная проверка", at=now):
         with unit_of_work(engine) as s:
             found = s.get(Appeal, created.id)
-            return dl.extend(s, workflow, found, viewer=who, reason=reason, working_days=days, now=at)
+            return extension.extend(s, workflow, found, viewer=who, reason=reason, working_days=days, now=at)
 
     with pytest.raises(Forbidden):
         extend(officer, 5)  # not the head of the unit
-    with pytest.raises(dl.ExtensionRefused):
+    with pytest.raises(extension.ExtensionRefused):
         extend(head, 5, reason="  ")
-    with pytest.raises(dl.ExtensionRefused):
+    with pytest.raises(extension.ExtensionRefused):
         extend(head, 0)
     # R4's cap, read as a total: two months from registration, the term may end on 28 Feb 2027 at the
     # latest; 23 working days after 26 Jan is Fri 26 Feb, 24 is Mon 1 Mar.
-    with pytest.raises(dl.ExtensionRefused) as capped:
+    with pytest.raises(extension.ExtensionRefused) as capped:
         extend(head, 24)
     assert "28.02.2027" in str(capped.value) and "at most 23 working" in str(capped.value)
     extend(head, 10)
@@ -256,7 +257,7 @@ def test_a_delivered_extension_notice_is_not_flagged(engine, workflow, deadlines
     now, admin = local(2027, 1, 20, 10, 0), viewer(engine, ministry.users["admin"])
     with unit_of_work(engine) as s:
         found = s.get(Appeal, created.id)
-        dl.extend(s, workflow, found, viewer=admin, reason="r", working_days=3, now=now)
+        extension.extend(s, workflow, found, viewer=admin, reason="r", working_days=3, now=now)
     with unit_of_work(engine) as s:  # no address: a call task, which staff mark done
         task = s.exec(select(StaffTask).where(StaffTask.key == f"call:notice:extension:{created.id}:1")).one()
         task.done_at = local(2027, 1, 21, 11, 0)
@@ -275,7 +276,9 @@ def test_extension_is_refused_from_a_status_the_law_does_not_allow(engine, workf
     admin = viewer(engine, ministry.users["admin"])
     with pytest.raises(IllegalTransition), unit_of_work(engine) as s:
         found = s.get(Appeal, created.id)
-        dl.extend(s, workflow, found, viewer=admin, reason="r", working_days=1, now=local(2027, 1, 5, 10))
+        extension.extend(
+            s, workflow, found, viewer=admin, reason="r", working_days=1, now=local(2027, 1, 5, 10)
+        )
 
 
 # --- reminders ------------------------------------------------------------------------------------------
@@ -313,7 +316,9 @@ def test_reminder_on_the_decree_s_working_saturday_and_re_armed_by_an_extension(
     head = viewer(engine, ministry.users["dept_head"])
     with unit_of_work(engine) as s:
         found = s.get(Appeal, created.id)
-        dl.extend(s, workflow, found, viewer=head, reason="r", working_days=1, now=local(2027, 1, 11, 10))
+        extension.extend(
+            s, workflow, found, viewer=head, reason="r", working_days=1, now=local(2027, 1, 11, 10)
+        )
     # The new due day (Thu 14 Jan) has its own reminders: T-3 caught up at once (2 left), then T-1.
     assert sweep(engine, deadlines, local(2027, 1, 11, 10, 1)).reminders == 1
     assert sweep(engine, deadlines, local(2027, 1, 13, 9, 0)).reminders == 1

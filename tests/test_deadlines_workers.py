@@ -12,6 +12,7 @@ from datetime import UTC, date
 from sqlmodel import Session, select
 
 from adaldyk_bots import deadlines as dl
+from adaldyk_bots import extension
 from adaldyk_bots.storage.db import make_engine, unit_of_work
 from adaldyk_bots.storage.models import Appeal, AppealEvent, AuditEvent, DeadlineMark, OutboxItem, StaffNotice
 from tests.deadline_support import (
@@ -47,7 +48,7 @@ def test_two_workers_sweeping_at_once_write_everything_exactly_once(database_url
     admin = viewer(setup, ministry.users["admin"])
     with unit_of_work(setup) as s:
         found = s.get(Appeal, extended.id)
-        dl.extend(
+        extension.extend(
             s, workflow, found, viewer=admin, reason="проверка", working_days=5, now=local(2026, 3, 10, 10)
         )
     set_due(setup, extended.id, local(2026, 4, 10, 18, 0).astimezone(UTC))  # neither overdue nor reminded

@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, func, select
 from starlette.concurrency import run_in_threadpool
 
-from adaldyk_bots import accounts, audit, deadlines
+from adaldyk_bots import accounts, audit, extension
 from adaldyk_bots.access import Role, Viewer, appeal_scope, visible_appeal
 from adaldyk_bots.appeal_query import text_condition
 from adaldyk_bots.domain import AppealStatus
@@ -371,7 +371,7 @@ def build_api_router(runtime: AppParts) -> APIRouter:
         notice is owed at once and watched for 3 working days."""
         with unit_of_work(engine) as s:
             appeal = visible_appeal(s, viewer, number)
-            event = deadlines.extend(
+            event = extension.extend(
                 s,
                 workflow,
                 appeal,

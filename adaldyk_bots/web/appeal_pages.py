@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from adaldyk_bots import appeal_actions, deadlines, lifecycle
+from adaldyk_bots import appeal_actions, extension, lifecycle
 from adaldyk_bots.access import Viewer, appeal_scope, assignable_staff, not_found, visible_appeal
 from adaldyk_bots.calendar import WorkingCalendar
 from adaldyk_bots.domain import AppealStatus, ReplyTarget, SendContext
@@ -444,13 +444,13 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             "statuses": [st.value for st in AppealStatus],
             "reason_required": sorted(st.value for st in appeal_actions.REASON_REQUIRED),
             "days_left": working_days_left(calendar, now, appeal.due_at),
-            "may_extend": deadlines.may_extend(s, viewer, appeal, now=now, tz=calendar.tz)
+            "may_extend": extension.may_extend(s, viewer, appeal, now=now, tz=calendar.tz)
             and (
                 appeal.status == AppealStatus.EXTENDED
                 or lifecycle.allowed(appeal.status, AppealStatus.EXTENDED.value)
             ),
-            "max_extension": deadlines.max_extension_days(workflow, appeal),
-            "extension_cap": deadlines.extension_cap(workflow, appeal),
+            "max_extension": extension.max_extension_days(workflow, appeal),
+            "extension_cap": extension.extension_cap(workflow, appeal),
             "too_many_transfers": workflow.too_many_transfers(appeal),
             "is_overdue": appeal.overdue or (AppealStatus(appeal.status).is_open and now > appeal.due_at),
             "templates": templates,
@@ -661,7 +661,7 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             act(
                 number,
                 viewer,
-                lambda s, a: deadlines.extend(
+                lambda s, a: extension.extend(
                     s, workflow, a, viewer=viewer, reason=reason, working_days=int(days), now=utcnow()
                 ),
             )
