@@ -81,7 +81,7 @@ def register_direct(
     language = appeal_in.language or detect_language(appeal_in.text)
     conversation = _conversation(s, appeal_in, language, now)
     registered_at = workflow.calendar.registration_time(now)
-    due_at = workflow.due_for(registered_at)
+    due_at = workflow.due_for(registered_at, appeal_in.kind)
     appeal = Appeal(
         number=workflow.next_number(s.connection(), registered_at),
         contact_id=conversation.contact_id,
@@ -96,6 +96,7 @@ def register_direct(
         registered_at=registered_at,
         due_at=due_at,
         original_due_at=due_at,
+        forward_due_at=workflow.forward_due_for(registered_at),
         created_at=now,
         updated_at=now,
         last_activity_at=now,

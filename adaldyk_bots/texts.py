@@ -23,6 +23,7 @@ REQUIRED_KEYS = (
     "status_changed_note",
     "reply",
     "public_invite",
+    "extension",
 )
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, func, select
 from starlette.concurrency import run_in_threadpool
 
-from adaldyk_bots import accounts, audit
+from adaldyk_bots import accounts, audit, extension
 from adaldyk_bots.access import Role, Viewer, appeal_scope, visible_appeal
 from adaldyk_bots.appeal_query import text_condition
 from adaldyk_bots.domain import AppealStatus, Category
@@ -32,7 +32,7 @@ from adaldyk_bots.staff_intake import (
     TEXT_LIMIT,
     StaffAppealForm,
 )
-from adaldyk_bots.storage.db import read_session, unit_of_work
+from adaldyk_bots.storage.db import read_session, unit_of_work, utcnow
 from adaldyk_bots.storage.models import (
     Appeal,
     AppealEvent,
@@ -204,6 +204,12 @@ class StaffAppealIn(BaseModel):
 class StaffAppealOut(BaseModel):
     appeal: AppealOut
     receipt: str = Field(description="the receipt's path: PDF, or ?format=html for a page to print")
+
+
+class ExtensionIn(BaseModel):
+    model_config = _STRICT
+    reason: str = Field(min_length=1, max_length=4000, pattern=r"\S", description="told to the citizen (R4)")
+    working_days: int = Field(ge=1, le=250, description="working days added to the present due date")
 
 
 class ActionOut(BaseModel):
@@ -394,6 +400,24 @@ def build_api_router(runtime: AppParts) -> APIRouter:
             event = workflow.reply(s, appeal, body.text, actor=who)
             if body.status and body.status != appeal.status:
                 workflow.change_status(s, appeal, body.status, actor=who)
+            return ActionOut(appeal=_appeal_out(s, appeal), event=_event_out(event))
+
+    @router.post("/appeals/{number}/extend", response_model=ActionOut, responses=ACTION_ERRORS)
+    def extend(number: Number, body: ExtensionIn, viewer: ApiWriter, request: Request) -> ActionOut:
+        """R4: extend the term by the head's reasoned decision. Only the acting head of the appeal's unit
+        (the token's user) or an admin; the total is capped (config/terms.toml [extension]); the citizen's
+        notice is owed at once and watched for 3 working days."""
+        with unit_of_work(engine) as s:
+            appeal = visible_appeal(s, viewer, number)
+            event = extension.extend(
+                s,
+                workflow,
+                appeal,
+                viewer=viewer,
+                reason=body.reason,
+                working_days=body.working_days,
+                now=utcnow(),
+            )
             return ActionOut(appeal=_appeal_out(s, appeal), event=_event_out(event))
 
     @router.post("/appeals/{number}/unit", response_model=ActionOut, responses=ACTION_ERRORS)

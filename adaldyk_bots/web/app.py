@@ -23,6 +23,7 @@ from adaldyk_bots.web.errors import install_error_handlers
 from adaldyk_bots.web.health_pages import build_health_router
 from adaldyk_bots.web.inbox_pages import inbox_router
 from adaldyk_bots.web.limits import LimitBodySize
+from adaldyk_bots.web.notice_pages import build_notice_router
 from adaldyk_bots.web.parts import AppParts
 from adaldyk_bots.web.public_pages import build_public_router, too_large_page
 from adaldyk_bots.web.task_pages import build_task_router
@@ -72,6 +73,7 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
     app.include_router(inbox_router())
     app.include_router(build_audit_router(runtime))
     app.include_router(build_public_router(runtime))
+    app.include_router(build_notice_router(runtime))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
