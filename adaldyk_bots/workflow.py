@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any, NamedTuple
@@ -15,11 +16,19 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Row, update
 from sqlmodel import Session, col, select
 
-from adaldyk_bots import audit, lifecycle
+from adaldyk_bots import audit, feedback, lifecycle, notice_texts
+from adaldyk_bots.approval_rules import ApprovalRules
 from adaldyk_bots.calendar import WorkingCalendar
 from adaldyk_bots.categories import CategoryRules
-from adaldyk_bots.domain import AppealStatus, InboundMessage, Language, ReplyTarget
-from adaldyk_bots.errors import AppealNotFound, EmptyReply, StatusUnchanged, UnknownStatus, UnknownUnit
+from adaldyk_bots.domain import AppealStatus, Choice, InboundMessage, Language, ReplyTarget
+from adaldyk_bots.errors import (
+    AppealNotFound,
+    ApprovalRequired,
+    EmptyReply,
+    StatusUnchanged,
+    UnknownStatus,
+    UnknownUnit,
+)
 from adaldyk_bots.errors import WorkflowError as WorkflowError  # re-exported for callers that catch it
 from adaldyk_bots.language import detect_language, language_from_hint
 from adaldyk_bots.storage import search_index
@@ -39,7 +48,10 @@ log = logging.getLogger(__name__)
 
 _COMMAND = re.compile(r"^/(?P<name>[a-z_]+)(?:@\w+)?(?:\s+(?P<arg>.*))?$", re.IGNORECASE | re.DOTALL)
 
-__all__ = ["OPEN_STATUSES", "Target", "Workflow", "WorkflowError"]
+__all__ = ["OPEN_STATUSES", "REPEATABLE_NOTICES", "Target", "Workflow", "WorkflowError"]
+
+# Notices the law may owe more than once per appeal (a second extension; the answer after a reopening).
+REPEATABLE_NOTICES = frozenset({"forwarding", "extension", "hearing", "answer"})
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,14 @@ class Target:
     chat_id: str
     kind: str = "message"
     reply_to_key: str | None = None
+
+
+class _Said(NamedTuple):
+    """The citizen's yes or no to "was it solved?", recognised on the inbound path (feedback.py)."""
+
+    appeal_id: int
+    answer: str
+    message_id: int
 
 
 class _AppealRef(NamedTuple):
@@ -92,8 +112,10 @@ class Workflow:
         term_days: int,
         number_prefix: str,
         categories: CategoryRules | None = None,
+        approval: ApprovalRules | None = None,
     ) -> None:
         self.calendar = calendar
+        self.approval = approval or ApprovalRules()
         self.texts = texts
         self.categories = categories or CategoryRules()
         self.term_days = term_days
@@ -112,7 +134,9 @@ class Workflow:
         if msg.deleted:
             self._mark_deleted(conn, sql, msg, utcnow())
             return
-        contact_id, renamed = self._accept(conn, sql, msg, raw_event_id)
+        contact_id, renamed, said = self._accept(conn, sql, msg, raw_event_id)
+        if said is not None:  # the citizen's yes or no after an answer (feedback.py)
+            feedback.record(s, self, said.appeal_id, said.answer, message_id=said.message_id, now=utcnow())
         # The search index follows in the same transaction (storage/search_index.py): the appeal the
         # message joined or opened, and every appeal of a citizen whose name changed.
         where = {"channel": msg.channel, "account": msg.account, "chat_id": msg.chat_id}
@@ -124,11 +148,11 @@ class Workflow:
 
     def _accept(
         self, conn: Connection, sql: InboundStatements, msg: InboundMessage, raw_event_id: int | None
-    ) -> tuple[int, bool]:
-        """(the sender's contact id, whether their name changed)."""
+    ) -> tuple[int, bool, _Said | None]:
+        """(the sender's contact id, whether their name changed, the citizen's answer to "was it solved?")."""
         now = utcnow()
         contact_id, contact_language, renamed = self._sender(conn, sql, msg, now)
-        done = (contact_id, renamed)
+        done: tuple[int, bool, _Said | None] = (contact_id, renamed, None)
         conversation_id, new_conversation = self._conversation(conn, sql, msg, contact_id, now)
         attachments = [asdict(a) for a in msg.attachments]
         key = {"conversation_id": conversation_id, "external_key": msg.message_key}
@@ -183,6 +207,15 @@ class Workflow:
             conn, sql, msg, contact_id, contact_language, conversation_id, target, message_id
         ):
             return done
+        said = None if new_conversation else feedback.recognise(msg.text, msg.choice)
+        waiting = feedback.awaiting(conn, conversation_id, said) if said is not None else None
+        if said is not None and waiting is not None:
+            # The answer to the question under an answered appeal: it joins that appeal (no new one).
+            conn.execute(sql.set_message_appeal, {"b_id": message_id, "b_appeal_id": waiting})
+            self._add_event(
+                conn, sql, waiting, "feedback", {"message_id": message_id, "answer": said.answer}, now
+            )
+            return (contact_id, renamed, _Said(waiting, said.answer, message_id))
 
         found = (
             None  # a conversation created in this transaction has no appeal yet
@@ -658,8 +691,20 @@ class Workflow:
         return appeal
 
     def change_status(
-        self, s: Session, appeal: Appeal, status: str, *, actor: str, note: str | None = None
+        self,
+        s: Session,
+        appeal: Appeal,
+        status: str,
+        *,
+        actor: str,
+        note: str | None = None,
+        actor_id: int | None = None,
+        approved: bool = False,
     ) -> AppealEvent:
+        """Take one step of the legal table (lifecycle.py). A step the law attaches a notice to (registration,
+        forwarding, extension, hearing, answer) owes that notice, exactly once (notices.py); any other step
+        tells the citizen the new status in a generic message (status:<event>). `note` is the reason of a
+        reasoned step, the preliminary decision of a hearing, the answer's text of an answer."""
         try:
             new = AppealStatus(status)
         except ValueError:
@@ -667,7 +712,9 @@ class Workflow:
         self._lock(s, appeal)
         if new.value == appeal.status:
             raise StatusUnchanged(f"appeal {appeal.number} is already {status}")
-        lifecycle.check(appeal.status, new.value)  # the legal table refuses a step it does not hold
+        step = lifecycle.check(appeal.status, new.value)  # the legal table refuses a step it does not hold
+        if new is AppealStatus.ANSWERED and not approved:
+            self._refuse_without_approval(appeal)
         now = utcnow()
         event = self._event(
             s, appeal, "status", actor, {"from": appeal.status, "to": new.value, "note": note}, now
@@ -678,6 +725,11 @@ class Workflow:
             appeal.answered_at = now
         s.add(appeal)
         audit.record(s, actor=actor, action="appeal.status", subject=appeal.number, detail=event.detail)
+        if step.notice is not None:
+            self._owe_notice(s, appeal, step.notice, note=note, actor_id=actor_id, now=now)
+            if new is AppealStatus.ANSWERED:
+                feedback.ask(s, self, appeal, now=now)
+            return event
         key = "status_changed_note" if note else "status_changed"
         text = self.texts.render(
             appeal.language,
@@ -697,9 +749,73 @@ class Workflow:
         )
         return event
 
+    def _owe_notice(
+        self, s: Session, appeal: Appeal, kind: str, *, note: str | None, actor_id: int | None, now: datetime
+    ) -> bool:
+        # notices.py builds on Workflow (Target, enqueue): imported here, so the import goes one way.
+        from adaldyk_bots import notices
+
+        text = self.notice_text(s, appeal, kind, note=note, actor_id=actor_id, now=now)
+        seq = self._notice_seq(s, appeal, kind)
+        return notices.notify_citizen(s, self, appeal, kind, text=text, now=now, seq=seq)
+
+    def notice_text(
+        self, s: Session, appeal: Appeal, kind: str, *, note: str | None, actor_id: int | None, now: datetime
+    ) -> str:
+        """The words of the `kind` notice (notice_texts.py) from what the step carries."""
+        texts = self.texts
+        if kind == "registration":
+            return notice_texts.registration(s, texts, appeal, accepted_by_id=actor_id or appeal.taken_by_id)
+        if kind == "forwarding":
+            return notice_texts.forwarding(texts, appeal, body=appeal.forwarded_to or "", reason=note or "")
+        if kind == "extension":
+            return notice_texts.extension(texts, appeal, reason=note or "")
+        if kind == "hearing":
+            # R6: two working days from the day the citizen receives it (counted from now, the send).
+            object_by = self.calendar.due_at(now, 2)
+            return notice_texts.hearing(texts, appeal, decision=note or "", object_by=object_by)
+        return notice_texts.answer(texts, appeal, text=note or self._last_reply_text(s, appeal))
+
+    def _last_reply_text(self, s: Session, appeal: Appeal) -> str:
+        """The answer a moderator already sent as a reply, when the step to `answered` carries none."""
+        events = s.exec(
+            select(AppealEvent)
+            .where(AppealEvent.appeal_id == appeal.id, AppealEvent.kind == "reply")
+            .order_by(col(AppealEvent.id).desc())
+            .limit(1)
+        ).all()
+        text = events[0].detail.get("text") if events else None
+        return str(text) if text else self.texts.status_name(appeal.language, AppealStatus.ANSWERED)
+
+    @staticmethod
+    def _notice_seq(s: Session, appeal: Appeal, kind: str) -> int | None:
+        """The registration is owed once for ever; a notice the law may owe again (a second extension, the
+        answer after a reopening) is numbered by how many times its step has been taken: n = 2, 3, ..."""
+        if kind not in REPEATABLE_NOTICES:
+            return None
+        status = next(to for to, notice in lifecycle.NOTICE_OF.items() if notice == kind)
+        taken = sum(
+            1
+            for detail in s.exec(
+                select(AppealEvent.detail).where(
+                    AppealEvent.appeal_id == appeal.id, AppealEvent.kind == "status"
+                )
+            )
+            if detail.get("to") == status.value
+        )
+        return taken if taken > 1 else None
+
+    def _refuse_without_approval(self, appeal: Appeal) -> None:
+        if self.approval.needs_approval(formal=appeal.formal, category=appeal.category):
+            raise ApprovalRequired(
+                f"the answer to the formal appeal {appeal.number} goes out only after the head of its unit "
+                "approves it: save it as a draft (answers.py)"
+            )
+
     def reply(self, s: Session, appeal: Appeal, text: str, *, actor: str) -> AppealEvent:
         if not text.strip():
             raise EmptyReply("reply text is empty")
+        self._refuse_without_approval(appeal)  # a formal appeal is answered through a draft
         self._lock(s, appeal)
         now = utcnow()
         event = self._event(s, appeal, "reply", actor, {"text": text}, now)
@@ -801,8 +917,19 @@ class Workflow:
 
     @staticmethod
     def enqueue(
-        s: Session, *, key: str, target: Target, purpose: str, appeal_id: int | None, text: str, now: datetime
+        s: Session,
+        *,
+        key: str,
+        target: Target,
+        purpose: str,
+        appeal_id: int | None,
+        text: str,
+        now: datetime,
+        choices: Sequence[Choice] = (),
     ) -> bool:
-        """Owe the citizen a message. The UNIQUE key makes a second enqueue of the same thing a no-op."""
+        """Owe the citizen a message (with `choices` to pick from, e.g. buttons). The UNIQUE key makes a
+        second enqueue of the same thing a no-op."""
         values = _outbox_values(key, target, purpose, appeal_id, text, now)
+        if choices:
+            values["choices"] = [{"id": c.id, "label": c.label} for c in choices]
         return insert_ignoring_conflict(s, OutboxItem, values) is not None

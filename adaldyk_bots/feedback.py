@@ -1,0 +1,237 @@
+""" "Was your problem solved?": asked after every answer, read from a button press or from words, and a
+"no" reopens the appeal, returns it to its unit and raises it to the head's superior (issue 10).
+
+When: the question is written to the outbox in the same transaction as the answer notice, right after
+it (key feedback:<appeal>[:n]). The dispatcher keeps one chat's messages in order, so the citizen reads
+it under the answer; an answer that cannot be delivered becomes a staff task (notices.py), and the
+question to such a citizen is not sent at all (nobody can press a button on a phone call).
+
+How: the question carries choices (domain.Choice, id `feedback:<appeal>:yes|no`). Telegram, VK, Messenger,
+Instagram and WhatsApp show them as buttons and give the id back (InboundMessage.choice); every other
+channel shows them as numbered lines, and the citizen's words ("иә/жоқ", "да/нет", "решено/не решено",
+"1"/"2") are read here (`recognise`), but only while an answered appeal of that conversation waits for
+the answer, so an ordinary "нет" in a conversation is never taken for one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, case, func
+from sqlalchemy import select as core_select
+from sqlmodel import Session, col, select
+
+from adaldyk_bots import audit, org, staff_work
+from adaldyk_bots.domain import AppealStatus, Choice
+from adaldyk_bots.i18n import DEFAULT_LANGUAGE, translations
+from adaldyk_bots.storage.db import require_id
+from adaldyk_bots.storage.models import Appeal, Conversation, OutboxItem, Unit
+
+if TYPE_CHECKING:
+    from adaldyk_bots.workflow import Workflow
+
+__all__ = [
+    "FeedbackAnswer",
+    "UnitStats",
+    "ask",
+    "awaiting",
+    "escalate",
+    "recognise",
+    "record",
+    "solved_by_unit",
+]
+
+YES, NO = "yes", "no"
+PURPOSE = "feedback"
+UNREACHABLE_CHANNELS = frozenset({"phone", "reception", "web"})  # as notices.UNREACHABLE_CHANNELS
+
+# Typed answers, lower-cased, punctuation stripped; "1"/"2" answer the numbered lines (choices_as_text).
+_WORDS = {
+    YES: {"1", "+", "иә", "ия", "иа", "йә", "шешілді", "иә шешілді", "да", "решено", "решена", "да решено"}
+    | {"да решена", "yes", "solved", "yes solved"},
+    NO: {"2", "-", "жоқ", "жок", "шешілмеді", "жоқ шешілмеді", "нет", "не решено", "не решена"}
+    | {"нет не решено", "нет не решена", "no", "not solved", "no not solved"},
+}
+_NORMAL = re.compile(r"[\s.,;:!?«»\"'()]+")
+_CHOICE = re.compile(r"^feedback:(?P<appeal>\d+):(?P<answer>yes|no)$")
+
+
+@dataclass(frozen=True)
+class FeedbackAnswer:
+    answer: str  # yes | no
+    appeal_id: int | None  # from a button press; None for words (the conversation's waiting appeal)
+
+
+def _normal(text: str) -> str:
+    return _NORMAL.sub(" ", text.lower().replace("ё", "е")).strip(" ,")
+
+
+def recognise(text: str, choice: str | None) -> FeedbackAnswer | None:
+    """A button's id, or words that mean yes or no in Kazakh, Russian or English; None otherwise."""
+    if choice is not None:
+        found = _CHOICE.match(choice)
+        return FeedbackAnswer(found["answer"], int(found["appeal"])) if found else None
+    if len(text) > 40:
+        return None
+    words = _normal(text)
+    for answer, known in _WORDS.items():
+        if words in known:
+            return FeedbackAnswer(answer, None)
+    return None
+
+
+def choices(workflow: Workflow, appeal: Appeal) -> tuple[Choice, ...]:
+    appeal_id = require_id(appeal)
+    render = workflow.texts.render
+    return (
+        Choice(f"feedback:{appeal_id}:{YES}", render(appeal.language, "feedback_yes")),
+        Choice(f"feedback:{appeal_id}:{NO}", render(appeal.language, "feedback_no")),
+    )
+
+
+def ask(s: Session, workflow: Workflow, appeal: Appeal, *, now: datetime) -> bool:
+    """Owe the citizen the question after an answer (once per answer: feedback:<appeal>[:n])."""
+    appeal_id = require_id(appeal)
+    conversation = s.get(Conversation, appeal.conversation_id)
+    if conversation is None or conversation.channel in UNREACHABLE_CHANNELS:
+        return False
+    appeal.resolved = None  # a new answer asks again (after a reopening)
+    s.add(appeal)
+    asked = s.exec(
+        select(func.count()).where(OutboxItem.appeal_id == appeal_id, OutboxItem.purpose == PURPOSE)
+    ).one()
+    key = f"feedback:{appeal_id}" + (f":{asked + 1}" if asked else "")
+    from adaldyk_bots.workflow import Target  # workflow imports this module
+
+    return workflow.enqueue(
+        s,
+        key=key,
+        target=Target(conversation.channel, conversation.account, conversation.chat_id, conversation.kind),
+        purpose=PURPOSE,
+        appeal_id=appeal_id,
+        text=workflow.texts.render(appeal.language, "feedback_question", number=appeal.number),
+        now=now,
+        choices=choices(workflow, appeal),
+    )
+
+
+def awaiting(conn: Connection, conversation_id: int, said: FeedbackAnswer) -> int | None:
+    """The appeal of this conversation that waits for the citizen's word (answered, asked, not yet told),
+    or None. A button names its appeal; it must still be this conversation's (a forged id is ignored)."""
+    query = select(Appeal.id).where(
+        Appeal.conversation_id == conversation_id,
+        Appeal.status == AppealStatus.ANSWERED.value,
+        col(Appeal.resolved).is_(None),
+        select(OutboxItem.id)
+        .where(OutboxItem.appeal_id == Appeal.id, OutboxItem.purpose == PURPOSE)
+        .exists(),
+    )
+    if said.appeal_id is not None:
+        query = query.where(Appeal.id == said.appeal_id)
+    found = conn.execute(query.order_by(col(Appeal.id).desc()).limit(1)).scalar()
+    return int(found) if found is not None else None
+
+
+def record(
+    s: Session, workflow: Workflow, appeal_id: int, answer: str, *, message_id: int, now: datetime
+) -> None:
+    """The citizen's word: "yes" closes the appeal as solved; "no" reopens it (lifecycle), returns it to
+    its unit (a notice to whoever answers for the unit today) and escalates to the superior head."""
+    appeal = s.get(Appeal, appeal_id)
+    if appeal is None:
+        return
+    solved = answer == YES
+    appeal.resolved = solved
+    s.add(appeal)
+    detail: dict[str, object] = {"answer": answer, "message_id": message_id}
+    audit.record(s, actor="citizen", action="appeal.feedback", subject=appeal.number, detail=detail)
+    language = appeal.language
+    if solved:
+        note = workflow.texts.render(language, "feedback_closed_note")
+        workflow.change_status(s, appeal, AppealStatus.CLOSED.value, actor="citizen", note=note)
+        return
+    note = workflow.texts.render(language, "feedback_reopen_note")
+    workflow.change_status(s, appeal, AppealStatus.REOPENED.value, actor="citizen", note=note)
+    today = now.astimezone(workflow.calendar.tz).date()
+    gettext = translations(DEFAULT_LANGUAGE).gettext
+    if appeal.unit_id is not None:
+        staff_work.notify_acting_head(
+            s,
+            appeal.unit_id,
+            key=f"reopened:{appeal_id}:{message_id}",
+            kind="reopened",
+            text=gettext(
+                "The citizen says appeal %(number)s is not solved: it is reopened and back with your unit."
+            )
+            % {"number": appeal.number},
+            on=today,
+            now=now,
+            appeal_id=appeal_id,
+        )
+    escalate(
+        s,
+        appeal,
+        reason=gettext("Appeal %(number)s: the citizen says the answer did not solve the problem.")
+        % {"number": appeal.number},
+        key=f"escalate:not_solved:{appeal_id}:{message_id}",
+        now=now,
+        on=today,
+    )
+
+
+def escalate(
+    s: Session, appeal: Appeal, *, reason: str, key: str, now: datetime, on: object = None
+) -> list[int]:
+    """Raise the appeal to the head of its unit's superior and to the project office (once per `key`).
+
+    A minimal stand-in with the signature of the deadlines module's `escalate(s, appeal, *, reason, key,
+    now)`; the lead replaces the call with that one at merge. Returns the units notified."""
+    from datetime import date
+
+    day = on if isinstance(on, date) else now.date()
+    units: list[int] = []
+    if appeal.unit_id is not None:
+        above = org.superior(s, appeal.unit_id)
+        if above is not None:
+            units.append(above)
+    office = org.unit_by_code(s, org.PROJECT_OFFICE)
+    if office is not None and office.id is not None and office.id not in units:
+        units.append(office.id)
+    for unit_id in units:
+        staff_work.notify_acting_head(
+            s, unit_id, key=key, kind="escalation", text=reason, on=day, now=now, appeal_id=appeal.id
+        )
+    return units
+
+
+@dataclass(frozen=True)
+class UnitStats:
+    unit_id: int | None
+    code: str | None
+    name: str
+    asked: int  # answers whose citizen has said yes or no
+    solved: int
+
+    @property
+    def share(self) -> float | None:
+        return self.solved / self.asked if self.asked else None
+
+
+def solved_by_unit(s: Session) -> list[UnitStats]:
+    """Per unit: how many citizens said whether the answer solved their problem, and how many said yes.
+    Corruption reports are counted under their own unit (the project office), like every other list."""
+    solved = func.sum(case((col(Appeal.resolved).is_(True), 1), else_=0))
+    rows = s.execute(  # five columns: more than SQLModel's typed select takes
+        core_select(col(Appeal.unit_id), col(Unit.code), col(Unit.name_ru), func.count(), solved)
+        .join(Unit, col(Unit.id) == col(Appeal.unit_id), isouter=True)
+        .where(col(Appeal.resolved).is_not(None))
+        .group_by(col(Appeal.unit_id), col(Unit.code), col(Unit.name_ru))
+        .order_by(col(Unit.code))
+    ).all()
+    return [
+        UnitStats(unit_id, code, name or "", int(asked), int(yes or 0))
+        for unit_id, code, name, asked, yes in rows
+    ]
