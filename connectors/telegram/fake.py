@@ -326,7 +326,7 @@ def _inline_markup(params: dict[str, Any]) -> dict[str, Any] | None:
                     "Bad Request: can't parse inline keyboard button: "
                     "InlineKeyboardButton must have exactly one optional field",
                 )
-    return markup
+    return dict(markup)
 
 
 def _update_type(update: dict[str, Any]) -> str:
