@@ -29,9 +29,11 @@ __all__ = [
     "approve",
     "approver_of",
     "drafts_of",
+    "last_event",
     "needs_approval",
     "pending_approvals",
     "pending_draft",
+    "pending_id",
     "return_draft",
     "save_draft",
 ]
@@ -67,8 +69,11 @@ def _today(workflow: Workflow, now: datetime) -> date:
 
 def _event(
     s: Session, appeal: Appeal, kind: str, actor: str, detail: dict[str, object], now: datetime
-) -> None:
-    s.add(AppealEvent(appeal_id=require_id(appeal), kind=kind, actor=actor, detail=detail, created_at=now))
+) -> AppealEvent:
+    event = AppealEvent(appeal_id=require_id(appeal), kind=kind, actor=actor, detail=detail, created_at=now)
+    s.add(event)
+    s.flush()
+    return event
 
 
 def save_draft(s: Session, workflow: Workflow, appeal: Appeal, text: str, *, viewer: Viewer) -> AnswerDraft:
@@ -126,6 +131,23 @@ def _decidable(
             f"answer to {appeal.number}"
         )
     return draft, appeal, now
+
+
+def last_event(s: Session, appeal: Appeal) -> AppealEvent:
+    """The appeal's latest history entry (what an API answer shows after a draft decision)."""
+    return s.exec(
+        select(AppealEvent).where(AppealEvent.appeal_id == appeal.id).order_by(col(AppealEvent.id).desc())
+    ).first() or AppealEvent(
+        appeal_id=require_id(appeal), kind="none", actor="", detail={}, created_at=utcnow()
+    )
+
+
+def pending_id(s: Session, appeal: Appeal) -> int:
+    """The id of the appeal's draft waiting for approval, or NotFound."""
+    draft = pending_draft(s, appeal)
+    if draft is None:
+        raise NotFound(f"appeal {appeal.number} has no answer waiting for approval")
+    return require_id(draft)
 
 
 def approve(s: Session, workflow: Workflow, draft_id: int, *, viewer: Viewer) -> AnswerDraft:

@@ -774,18 +774,11 @@ class Workflow:
             # R6: two working days from the day the citizen receives it (counted from now, the send).
             object_by = self.calendar.due_at(now, 2)
             return notice_texts.hearing(texts, appeal, decision=note or "", object_by=object_by)
-        return notice_texts.answer(texts, appeal, text=note or self._last_reply_text(s, appeal))
-
-    def _last_reply_text(self, s: Session, appeal: Appeal) -> str:
-        """The answer a moderator already sent as a reply, when the step to `answered` carries none."""
-        events = s.exec(
-            select(AppealEvent)
-            .where(AppealEvent.appeal_id == appeal.id, AppealEvent.kind == "reply")
-            .order_by(col(AppealEvent.id).desc())
-            .limit(1)
-        ).all()
-        text = events[0].detail.get("text") if events else None
-        return str(text) if text else self.texts.status_name(appeal.language, AppealStatus.ANSWERED)
+        if note:
+            return notice_texts.answer(texts, appeal, text=note)
+        # The answer itself went as a moderator's reply (reply()); the notice says the appeal is answered.
+        status = texts.status_name(appeal.language, AppealStatus.ANSWERED)
+        return texts.render(appeal.language, "status_changed", number=appeal.number, status=status)
 
     @staticmethod
     def _notice_seq(s: Session, appeal: Appeal, kind: str) -> int | None:

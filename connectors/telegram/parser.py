@@ -454,8 +454,9 @@ def _parse_callback(query: dict[str, Any], account: str) -> ParseOutcome:
     data = _f.opt_str(query, "data")
     message = query.get("message")
     if data is None or not isinstance(message, dict):
-        # A game's button or an inline-mode message (no chat): nothing a citizen asked of us.
-        return Ignored("telegram.callback_without_data")
+        # A game's button or an inline-mode message (no chat, e.g. Telegram's own sample in
+        # fixtures/doc_callback_query.json): nothing a citizen asked of us.
+        return Ignored("telegram.unsupported_update:callback_query")
     chat = _f.req_object(message, "chat", "callback_query.message.chat")
     if _f.req_str(chat, "type", "callback_query.message.chat.type") != "private":
         return Ignored("telegram.group_chat")
