@@ -124,7 +124,6 @@ def everyone(rt: Runtime, org) -> dict:
 
 def test_registration_notice_carries_the_receipt_data_and_is_owed_once(rt):
     org = seed_org(rt.engine)
-    people = everyone(rt, org)
     citizen_writes(rt, 7001, "Здравствуйте! Рядом с домом незаконная свалка, прошу проверить.")
     appeal = appeal_of(rt, 7001)
     moderator = viewer(rt.engine, org.department_head)
@@ -183,7 +182,6 @@ def test_two_workers_owing_the_same_notice_write_one_row(rt):
 
 def test_extension_hearing_and_forwarding_notices_say_what_the_law_asks(rt):
     org = seed_org(rt.engine)
-    people = everyone(rt, org)
     appeal = formal_appeal(rt, 7004, org)
     with unit_of_work(rt.engine) as s:
         a = s.get(Appeal, appeal.id)
@@ -209,7 +207,6 @@ def test_extension_hearing_and_forwarding_notices_say_what_the_law_asks(rt):
 
 def test_without_approval_nothing_leaves(rt):
     org = seed_org(rt.engine)
-    people = everyone(rt, org)
     appeal = formal_appeal(rt, 7101, org)
     officer = viewer(rt.engine, org.officer)
     with unit_of_work(rt.engine) as s:
@@ -324,7 +321,6 @@ def test_a_signal_is_answered_without_approval(rt):
 
 def test_a_no_button_reopens_returns_to_the_unit_and_escalates(rt):
     org = seed_org(rt.engine)
-    people = everyone(rt, org)
     appeal = formal_appeal(rt, 7201, org)
     draft_and_approve(rt, org, appeal)
     question = outbox(rt, appeal.id)[f"feedback:{appeal.id}"]
@@ -349,7 +345,6 @@ def test_a_no_button_reopens_returns_to_the_unit_and_escalates(rt):
 
 def test_yes_in_words_closes_as_solved_and_the_share_is_kept(rt):
     org = seed_org(rt.engine)
-    people = everyone(rt, org)
     solved, unsolved = formal_appeal(rt, 7202, org), formal_appeal(rt, 7203, org)
     draft_and_approve(rt, org, solved)
     draft_and_approve(rt, org, unsolved)
@@ -374,7 +369,6 @@ def test_a_no_without_a_question_is_an_ordinary_message(rt):
 
 def test_a_forged_button_for_another_chats_appeal_is_ignored(rt):
     org = seed_org(rt.engine)
-    people = everyone(rt, org)
     victim = formal_appeal(rt, 7205, org)
     draft_and_approve(rt, org, victim)
     citizen_writes(rt, 7206, "Здравствуйте! Шум от стройки ночью.")
