@@ -15,23 +15,19 @@ the answer, so an ordinary "нет" in a conversation is never taken for one.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, case, func
+from sqlalchemy import case, func
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
-from adaldyk_bots import audit, org, staff_work
+from adaldyk_bots import audit, feedback_reading, org, staff_work
 from adaldyk_bots.domain import AppealStatus, Choice
 from adaldyk_bots.i18n import DEFAULT_LANGUAGE, translations
 from adaldyk_bots.storage.db import require_id
 from adaldyk_bots.storage.models import Appeal, Conversation, OutboxItem, Unit
-
-if TYPE_CHECKING:
-    from adaldyk_bots.workflow import Workflow
+from adaldyk_bots.workflow import Target, Workflow
 
 __all__ = [
     "FeedbackAnswer",
@@ -44,43 +40,11 @@ __all__ = [
     "solved_by_unit",
 ]
 
-YES, NO = "yes", "no"
-PURPOSE = "feedback"
+YES, NO, PURPOSE = feedback_reading.YES, feedback_reading.NO, feedback_reading.PURPOSE
+FeedbackAnswer = feedback_reading.FeedbackAnswer
+recognise = feedback_reading.recognise
+awaiting = feedback_reading.awaiting
 UNREACHABLE_CHANNELS = frozenset({"phone", "reception", "web"})  # as notices.UNREACHABLE_CHANNELS
-
-# Typed answers, lower-cased, punctuation stripped; "1"/"2" answer the numbered lines (choices_as_text).
-_WORDS = {
-    YES: {"1", "+", "иә", "ия", "иа", "йә", "шешілді", "иә шешілді", "да", "решено", "решена", "да решено"}
-    | {"да решена", "yes", "solved", "yes solved"},
-    NO: {"2", "-", "жоқ", "жок", "шешілмеді", "жоқ шешілмеді", "нет", "не решено", "не решена"}
-    | {"нет не решено", "нет не решена", "no", "not solved", "no not solved"},
-}
-_NORMAL = re.compile(r"[\s.,;:!?«»\"'()]+")
-_CHOICE = re.compile(r"^feedback:(?P<appeal>\d+):(?P<answer>yes|no)$")
-
-
-@dataclass(frozen=True)
-class FeedbackAnswer:
-    answer: str  # yes | no
-    appeal_id: int | None  # from a button press; None for words (the conversation's waiting appeal)
-
-
-def _normal(text: str) -> str:
-    return _NORMAL.sub(" ", text.lower().replace("ё", "е")).strip(" ,")
-
-
-def recognise(text: str, choice: str | None) -> FeedbackAnswer | None:
-    """A button's id, or words that mean yes or no in Kazakh, Russian or English; None otherwise."""
-    if choice is not None:
-        found = _CHOICE.match(choice)
-        return FeedbackAnswer(found["answer"], int(found["appeal"])) if found else None
-    if len(text) > 40:
-        return None
-    words = _normal(text)
-    for answer, known in _WORDS.items():
-        if words in known:
-            return FeedbackAnswer(answer, None)
-    return None
 
 
 def choices(workflow: Workflow, appeal: Appeal) -> tuple[Choice, ...]:
@@ -104,8 +68,6 @@ def ask(s: Session, workflow: Workflow, appeal: Appeal, *, now: datetime) -> boo
         select(func.count()).where(OutboxItem.appeal_id == appeal_id, OutboxItem.purpose == PURPOSE)
     ).one()
     key = f"feedback:{appeal_id}" + (f":{asked + 1}" if asked else "")
-    from adaldyk_bots.workflow import Target  # workflow imports this module
-
     return workflow.enqueue(
         s,
         key=key,
@@ -116,23 +78,6 @@ def ask(s: Session, workflow: Workflow, appeal: Appeal, *, now: datetime) -> boo
         now=now,
         choices=choices(workflow, appeal),
     )
-
-
-def awaiting(conn: Connection, conversation_id: int, said: FeedbackAnswer) -> int | None:
-    """The appeal of this conversation that waits for the citizen's word (answered, asked, not yet told),
-    or None. A button names its appeal; it must still be this conversation's (a forged id is ignored)."""
-    query = select(Appeal.id).where(
-        Appeal.conversation_id == conversation_id,
-        Appeal.status == AppealStatus.ANSWERED.value,
-        col(Appeal.resolved).is_(None),
-        select(OutboxItem.id)
-        .where(OutboxItem.appeal_id == Appeal.id, OutboxItem.purpose == PURPOSE)
-        .exists(),
-    )
-    if said.appeal_id is not None:
-        query = query.where(Appeal.id == said.appeal_id)
-    found = conn.execute(query.order_by(col(Appeal.id).desc()).limit(1)).scalar()
-    return int(found) if found is not None else None
 
 
 def record(

@@ -24,6 +24,7 @@ from adaldyk_bots.intake import Intake
 from adaldyk_bots.ports import Connector, ConnectorFactory, LoopSpec, load_connector_factories
 from adaldyk_bots.ratelimit import BudgetUnavailable, ScopeLimiter
 from adaldyk_bots.settings import Settings
+from adaldyk_bots.step_notices import StepNotices
 from adaldyk_bots.storage.db import make_engine, unit_of_work
 from adaldyk_bots.storage.locks import PollerLock
 from adaldyk_bots.supervisor import Supervisor
@@ -75,6 +76,7 @@ class Runtime:
             number_prefix=settings.appeal_number_prefix,
             categories=CategoryRules.load(settings.config_dir / CATEGORIES_FILE),
             approval=ApprovalRules.load(settings.config_dir / APPROVAL_FILE),
+            hooks=StepNotices(),
         )
         connectors: dict[str, Connector] = {}
         unavailable: dict[str, str] = {}

@@ -11,12 +11,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import Connection, Row, update
 from sqlmodel import Session, col, select
 
-from adaldyk_bots import audit, feedback, lifecycle, notice_texts
+from adaldyk_bots import audit, feedback_reading, lifecycle
 from adaldyk_bots.approval_rules import ApprovalRules
 from adaldyk_bots.calendar import WorkingCalendar
 from adaldyk_bots.categories import CategoryRules
@@ -48,10 +48,21 @@ log = logging.getLogger(__name__)
 
 _COMMAND = re.compile(r"^/(?P<name>[a-z_]+)(?:@\w+)?(?:\s+(?P<arg>.*))?$", re.IGNORECASE | re.DOTALL)
 
-__all__ = ["OPEN_STATUSES", "REPEATABLE_NOTICES", "Target", "Workflow", "WorkflowError"]
+__all__ = ["OPEN_STATUSES", "CitizenHooks", "Target", "Workflow", "WorkflowError"]
 
-# Notices the law may owe more than once per appeal (a second extension; the answer after a reopening).
-REPEATABLE_NOTICES = frozenset({"forwarding", "extension", "hearing", "answer"})
+
+class CitizenHooks(Protocol):
+    """What the workflow leaves to the modules built on it (step_notices.py, wired by the runtime), so
+    the imports go one way: the notice a legal step owes, and the citizen's answer to "was it solved?"."""
+
+    def owe_notice(
+        self, s: Session, workflow: Workflow, appeal: Appeal, kind: str, *, note: str | None,
+        actor_id: int | None, now: datetime,
+    ) -> None: ...  # fmt: skip
+
+    def feedback_said(
+        self, s: Session, workflow: Workflow, appeal_id: int, answer: str, *, message_id: int, now: datetime
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -113,8 +124,11 @@ class Workflow:
         number_prefix: str,
         categories: CategoryRules | None = None,
         approval: ApprovalRules | None = None,
+        hooks: CitizenHooks | None = None,
     ) -> None:
         self.calendar = calendar
+        # None: every step tells the citizen in the generic status message, and no "was it solved?".
+        self.hooks = hooks
         self.approval = approval or ApprovalRules()
         self.texts = texts
         self.categories = categories or CategoryRules()
@@ -135,8 +149,11 @@ class Workflow:
             self._mark_deleted(conn, sql, msg, utcnow())
             return
         contact_id, renamed, said = self._accept(conn, sql, msg, raw_event_id)
-        if said is not None:  # the citizen's yes or no after an answer (feedback.py)
-            feedback.record(s, self, said.appeal_id, said.answer, message_id=said.message_id, now=utcnow())
+        if said is not None and self.hooks is not None:  # the citizen's yes or no after an answer
+            now = utcnow()
+            self.hooks.feedback_said(
+                s, self, said.appeal_id, said.answer, message_id=said.message_id, now=now
+            )
         # The search index follows in the same transaction (storage/search_index.py): the appeal the
         # message joined or opened, and every appeal of a citizen whose name changed.
         where = {"channel": msg.channel, "account": msg.account, "chat_id": msg.chat_id}
@@ -207,8 +224,9 @@ class Workflow:
             conn, sql, msg, contact_id, contact_language, conversation_id, target, message_id
         ):
             return done
-        said = None if new_conversation else feedback.recognise(msg.text, msg.choice)
-        waiting = feedback.awaiting(conn, conversation_id, said) if said is not None else None
+        reads = self.hooks is not None and not new_conversation
+        said = feedback_reading.recognise(msg.text, msg.choice) if reads else None
+        waiting = feedback_reading.awaiting(conn, conversation_id, said) if said is not None else None
         if said is not None and waiting is not None:
             # The answer to the question under an answered appeal: it joins that appeal (no new one).
             conn.execute(sql.set_message_appeal, {"b_id": message_id, "b_appeal_id": waiting})
@@ -725,10 +743,8 @@ class Workflow:
             appeal.answered_at = now
         s.add(appeal)
         audit.record(s, actor=actor, action="appeal.status", subject=appeal.number, detail=event.detail)
-        if step.notice is not None:
-            self._owe_notice(s, appeal, step.notice, note=note, actor_id=actor_id, now=now)
-            if new is AppealStatus.ANSWERED:
-                feedback.ask(s, self, appeal, now=now)
+        if step.notice is not None and self.hooks is not None:
+            self.hooks.owe_notice(s, self, appeal, step.notice, note=note, actor_id=actor_id, now=now)
             return event
         key = "status_changed_note" if note else "status_changed"
         text = self.texts.render(
@@ -748,55 +764,6 @@ class Workflow:
             now=now,
         )
         return event
-
-    def _owe_notice(
-        self, s: Session, appeal: Appeal, kind: str, *, note: str | None, actor_id: int | None, now: datetime
-    ) -> bool:
-        # notices.py builds on Workflow (Target, enqueue): imported here, so the import goes one way.
-        from adaldyk_bots import notices
-
-        text = self.notice_text(s, appeal, kind, note=note, actor_id=actor_id, now=now)
-        seq = self._notice_seq(s, appeal, kind)
-        return notices.notify_citizen(s, self, appeal, kind, text=text, now=now, seq=seq)
-
-    def notice_text(
-        self, s: Session, appeal: Appeal, kind: str, *, note: str | None, actor_id: int | None, now: datetime
-    ) -> str:
-        """The words of the `kind` notice (notice_texts.py) from what the step carries."""
-        texts = self.texts
-        if kind == "registration":
-            return notice_texts.registration(s, texts, appeal, accepted_by_id=actor_id or appeal.taken_by_id)
-        if kind == "forwarding":
-            return notice_texts.forwarding(texts, appeal, body=appeal.forwarded_to or "", reason=note or "")
-        if kind == "extension":
-            return notice_texts.extension(texts, appeal, reason=note or "")
-        if kind == "hearing":
-            # R6: two working days from the day the citizen receives it (counted from now, the send).
-            object_by = self.calendar.due_at(now, 2)
-            return notice_texts.hearing(texts, appeal, decision=note or "", object_by=object_by)
-        if note:
-            return notice_texts.answer(texts, appeal, text=note)
-        # The answer itself went as a moderator's reply (reply()); the notice says the appeal is answered.
-        status = texts.status_name(appeal.language, AppealStatus.ANSWERED)
-        return texts.render(appeal.language, "status_changed", number=appeal.number, status=status)
-
-    @staticmethod
-    def _notice_seq(s: Session, appeal: Appeal, kind: str) -> int | None:
-        """The registration is owed once for ever; a notice the law may owe again (a second extension, the
-        answer after a reopening) is numbered by how many times its step has been taken: n = 2, 3, ..."""
-        if kind not in REPEATABLE_NOTICES:
-            return None
-        status = next(to for to, notice in lifecycle.NOTICE_OF.items() if notice == kind)
-        taken = sum(
-            1
-            for detail in s.exec(
-                select(AppealEvent.detail).where(
-                    AppealEvent.appeal_id == appeal.id, AppealEvent.kind == "status"
-                )
-            )
-            if detail.get("to") == status.value
-        )
-        return taken if taken > 1 else None
 
     def _refuse_without_approval(self, appeal: Appeal) -> None:
         if self.approval.needs_approval(formal=appeal.formal, category=appeal.category):

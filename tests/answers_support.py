@@ -9,9 +9,11 @@ from datetime import date, timedelta
 from sqlmodel import Session, select
 
 from adaldyk_bots.access import Viewer, viewer_for
+from adaldyk_bots.accounts import hash_password
 from adaldyk_bots.org import PROJECT_OFFICE
 from adaldyk_bots.storage.db import utcnow
 from adaldyk_bots.storage.models import Appeal, StaffUser, Unit, UnitDeputy
+from tests.web_support import PASSWORD
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ def _user(s: Session, username: str, full_name: str, role: str, unit_id: int | N
     user = StaffUser(
         username=username,
         full_name=full_name,
-        password_hash="-",  # never logs in: the tests act through the functions and API tokens
+        password_hash=hash_password(PASSWORD),  # the pages' tests log in as these people
         role=role,
         unit_id=unit_id,
         created_at=utcnow(),

@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from adaldyk_bots import appeal_actions
+from adaldyk_bots import answers, appeal_actions
 from adaldyk_bots.access import Viewer, appeal_scope, assignable_staff, not_found, visible_appeal
 from adaldyk_bots.calendar import WorkingCalendar
 from adaldyk_bots.domain import AppealStatus, ReplyTarget, SendContext
@@ -57,6 +57,7 @@ from adaldyk_bots.storage.models import (
     Unit,
 )
 from adaldyk_bots.textsplit import split_text
+from adaldyk_bots.web.answer_pages import answer_box
 from adaldyk_bots.web.deps import Db, PageViewer, PageWriter, client_address
 from adaldyk_bots.web.parts import AppParts
 from adaldyk_bots.web.ui import render, request_language
@@ -91,6 +92,13 @@ PURPOSE_NAMES = {
     "info": N_("information"),
     "invite": N_("invitation"),
     "notice": N_("notice"),
+    # The notices the law owes (notices.py) and the "was it solved?" question (feedback.py).
+    "registration": N_("registration notice"),
+    "forwarding": N_("forwarding notice"),
+    "extension": N_("extension notice"),
+    "hearing": N_("hearing notice"),
+    "answer": N_("answer"),
+    "feedback": N_("was it solved?"),
 }
 STATUS_NAMES = {
     "received": N_("received"),
@@ -149,6 +157,9 @@ DONE_MESSAGES = {
     "note": N_("The internal note was saved. The citizen does not see it."),
     "spam": N_("The appeal was marked as spam and closed without a notice."),
     "retry": N_("The message will be sent again: a new attempt is on its way."),
+    "draft": N_("The answer waits for the approval of the unit's head; nothing was sent yet."),
+    "approved": N_("The answer was approved and is in the outbox."),
+    "returned": N_("The answer was returned to its author; the citizen was sent nothing."),
 }
 ERROR_MESSAGES = {
     "empty": N_("The text is empty."),
@@ -161,6 +172,8 @@ ERROR_MESSAGES = {
     "illegal": N_("The law does not allow this step from the appeal's present status."),
     "retry": N_("This message is no longer failed or held: nothing to send again."),
     "invalid": N_("The form was not filled in correctly."),
+    "draft": N_("This appeal cannot take a new answer now: one waits for approval, or it is answered."),
+    "comment": N_("Say why the answer is returned: the comment is empty."),
 }
 
 
@@ -449,6 +462,7 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             "status_names": STATUS_NAMES,
             "category_names": CATEGORY_NAMES,
             **delivery_context(s, events, notes),
+            "answer_box": answer_box(s, workflow, appeal, viewer),
         }
         return render(request, "appeal.html", context)
 
@@ -545,11 +559,24 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
     ) -> RedirectResponse:
         if not text.strip():
             return _back(number, error="empty", anchor="#reply")
+        four_eyes = False
+
+        def work(s: Session, appeal: Appeal) -> object:
+            nonlocal four_eyes
+            if answers.needs_approval(
+                workflow, appeal
+            ):  # a formal appeal: the answer is a draft (answers.py)
+                four_eyes = True
+                return answers.save_draft(s, workflow, appeal, text, viewer=viewer)
+            return workflow.reply(s, appeal, text, actor=viewer.actor)
+
         try:
-            act(number, viewer, lambda s, a: workflow.reply(s, a, text, actor=viewer.actor))
+            act(number, viewer, work)
         except EmptyReply:
             return _back(number, error="empty", anchor="#reply")
-        return _back(number, done="reply")
+        except Conflict:
+            return _back(number, error="draft", anchor="#answer")
+        return _back(number, done="draft" if four_eyes else "reply")
 
     @router.post("/appeals/{number}/status")
     def status(
