@@ -21,7 +21,6 @@ from sqlmodel import Session, select
 from adaldyk_bots import audit, notices
 from adaldyk_bots.domain import AppealStatus, Category, Language
 from adaldyk_bots.language import detect_language
-from adaldyk_bots.ports import Connector
 from adaldyk_bots.storage import search_index
 from adaldyk_bots.storage.db import require_id
 from adaldyk_bots.storage.models import (
@@ -32,6 +31,7 @@ from adaldyk_bots.storage.models import (
     Conversation,
     Message,
 )
+from adaldyk_bots.ports import Connector
 from adaldyk_bots.workflow import Target, Workflow
 
 __all__ = ["DIRECT_CHANNELS", "DirectAppeal", "register_direct", "reply_target"]
