@@ -18,7 +18,8 @@ from sqlmodel import Session, select
 
 from adaldyk_bots import feedback, lifecycle, notice_texts, notices
 from adaldyk_bots.domain import AppealStatus
-from adaldyk_bots.storage.models import Appeal, AppealEvent
+from adaldyk_bots.storage.db import require_id
+from adaldyk_bots.storage.models import Appeal, AppealEvent, Message
 from adaldyk_bots.workflow import Workflow
 
 __all__ = ["REPEATABLE_NOTICES", "StepNotices", "notice_seq", "notice_text"]
@@ -43,8 +44,22 @@ class StepNotices:
         now: datetime,
     ) -> None:
         text = notice_text(s, workflow, appeal, kind, note=note, actor_id=actor_id, now=now)
-        notices.notify_citizen(s, workflow, appeal, kind, text=text, now=now, seq=notice_seq(s, appeal, kind))
+        seq = notice_seq(s, appeal, kind)
+        owed = notices.notify_citizen(s, workflow, appeal, kind, text=text, now=now, seq=seq)
         if kind == "answer":
+            if owed and note:
+                # The answer is part of the conversation's record, like a moderator's reply.
+                s.add(
+                    Message(
+                        conversation_id=appeal.conversation_id,
+                        appeal_id=appeal.id,
+                        direction="out",
+                        external_key=notices.notice_key(kind, require_id(appeal), seq),
+                        text=text,
+                        sent_at=now,
+                        created_at=now,
+                    )
+                )
             feedback.ask(s, workflow, appeal, now=now)
 
     def feedback_said(
