@@ -76,7 +76,13 @@ def test_polling_two_citizens_get_acknowledgements_status_and_reply(make_setting
         assert any("Инспекторлар тексеру жүргізді" in t and kk_number in t for t in kk_texts)
         assert any("жауап берілді" in t for t in kk_texts)
 
-        detail = api.get(f"/appeals/{kk_number}").json()
+        # The fake has the last message before our row says so: wait for every delivery to be recorded.
+        detail = wait_until(
+            lambda: (d := api.get(f"/appeals/{kk_number}").json())
+            and all(x["state"] == "sent" for x in d["deliveries"])
+            and d,
+            what="every delivery recorded as sent",
+        )
         assert detail["status"] == "answered"
         assert [m["text"] for m in detail["messages"] if m["direction"] == "in"] == [KK_TEXT]
         # The step to "answered" owes the answer notice (notices.py) and the "was it solved?" question.

@@ -25,7 +25,6 @@ from adaldyk_bots.workflow import Workflow
 __all__ = ["AnswerBox", "answer_box", "build_answer_router"]
 
 TEXT_LIMIT = answers.DRAFT_MAX_CHARS
-Number = Annotated[str, "an appeal's public number"]
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,7 @@ def _back(number: str, *, done: str | None = None, error: str | None = None) -> 
 
 def build_answer_router(runtime: AppParts) -> APIRouter:
     engine, workflow = runtime.engine, runtime.workflow
-    router = APIRouter()
+    router = APIRouter(include_in_schema=False)
 
     @router.post("/appeals/{number}/answer")
     def save_draft(
