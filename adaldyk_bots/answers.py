@@ -8,6 +8,7 @@ inside the caller's transaction and never commit; each decision is an AppealEven
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -28,6 +29,7 @@ __all__ = [
     "PendingApproval",
     "approve",
     "approver_of",
+    "awaiting_approval",
     "drafts_of",
     "last_event",
     "needs_approval",
@@ -195,6 +197,20 @@ def return_draft(
         appeal_id=appeal.id,
     )
     return draft
+
+
+def awaiting_approval(s: Session, unit_ids: Sequence[int]) -> Sequence[Appeal]:
+    """The appeals of these units whose answer waits for approval (deadlines.Approvals: the digest)."""
+    if not unit_ids:
+        return ()
+    return list(
+        s.exec(
+            select(Appeal)
+            .join(AnswerDraft, col(AnswerDraft.appeal_id) == col(Appeal.id))
+            .where(col(AnswerDraft.decision).is_(None), col(Appeal.unit_id).in_(list(unit_ids)))
+            .order_by(col(Appeal.id))
+        )
+    )
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from adaldyk_bots import __version__
 from adaldyk_bots.access import ROLES
 from adaldyk_bots.runtime import Runtime
 from adaldyk_bots.settings import Settings, SettingsError, load_settings
+from adaldyk_bots.terms import TermsError
 
 log = logging.getLogger("adaldyk")
 
@@ -40,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Refused as exc:
         print(f"adaldyk: {exc}", file=sys.stderr)
         return 1
+    except TermsError as exc:  # config/terms.toml: the file, the key and the line
+        print(f"adaldyk: configuration error: {exc}", file=sys.stderr)
+        return 2
 
 
 class _Refused(Exception):

@@ -21,6 +21,7 @@ from sqlmodel import Session, select
 from adaldyk_bots import audit, notices
 from adaldyk_bots.domain import AppealStatus, Category, Language
 from adaldyk_bots.language import detect_language
+from adaldyk_bots.ports import Connector
 from adaldyk_bots.storage import search_index
 from adaldyk_bots.storage.db import require_id
 from adaldyk_bots.storage.models import (
@@ -31,7 +32,6 @@ from adaldyk_bots.storage.models import (
     Conversation,
     Message,
 )
-from adaldyk_bots.ports import Connector
 from adaldyk_bots.workflow import Target, Workflow
 
 __all__ = ["DIRECT_CHANNELS", "DirectAppeal", "register_direct", "reply_target"]
@@ -81,7 +81,7 @@ def register_direct(
     language = appeal_in.language or detect_language(appeal_in.text)
     conversation = _conversation(s, appeal_in, language, now)
     registered_at = workflow.calendar.registration_time(now)
-    due_at = workflow.due_for(registered_at)
+    due_at = workflow.due_for(registered_at, appeal_in.kind)
     appeal = Appeal(
         number=workflow.next_number(s.connection(), registered_at),
         contact_id=conversation.contact_id,
@@ -96,6 +96,7 @@ def register_direct(
         registered_at=registered_at,
         due_at=due_at,
         original_due_at=due_at,
+        forward_due_at=workflow.forward_due_for(registered_at),
         created_at=now,
         updated_at=now,
         last_activity_at=now,

@@ -12,6 +12,7 @@
     ├── Invalid                  422  the request is well-formed but not a valid instruction
     │   ├── UnknownStatus            (the API's schema refuses these first; kept for other callers)
     │   ├── EmptyReply
+    │   ├── UseExtension             (status "extended" without the extension's decision: deadlines.extend)
     │   └── InvalidFilter            (an inbox filter value that means nothing: appeal_query.py)
     ├── Unauthorized             401  no token, or one that is unknown or revoked
     ├── Forbidden                403  known caller, not allowed (an auditor's write, a non-admin's admin)
@@ -46,6 +47,7 @@ __all__ = [
     "Unavailable",
     "UnknownStatus",
     "UnknownUnit",
+    "UseExtension",
     "UpstreamFailed",
     "WorkflowError",
 ]
@@ -136,6 +138,10 @@ class UnknownUnit(WorkflowError, NotFound):
 
 class EmptyReply(WorkflowError, Invalid):
     pass
+
+
+class UseExtension(WorkflowError, Invalid):
+    """R4: an extension moves the due date by the head's decision; a bare status change cannot do it."""
 
 
 class NoFile(Conflict):

@@ -22,7 +22,7 @@ from sqlalchemy import case, func
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
-from adaldyk_bots import audit, feedback_reading, org, staff_work
+from adaldyk_bots import audit, deadlines, feedback_reading, staff_work
 from adaldyk_bots.domain import AppealStatus, Choice
 from adaldyk_bots.i18n import DEFAULT_LANGUAGE, translations
 from adaldyk_bots.storage.db import require_id
@@ -34,7 +34,6 @@ __all__ = [
     "UnitStats",
     "ask",
     "awaiting",
-    "escalate",
     "recognise",
     "record",
     "solved_by_unit",
@@ -116,40 +115,14 @@ def record(
             now=now,
             appeal_id=appeal_id,
         )
-    escalate(
+    deadlines.escalate(
         s,
         appeal,
-        reason=gettext("Appeal %(number)s: the citizen says the answer did not solve the problem.")
-        % {"number": appeal.number},
-        key=f"escalate:not_solved:{appeal_id}:{message_id}",
+        reason="not_resolved",
+        key=f"not_resolved:{appeal_id}:{message_id}",
         now=now,
-        on=today,
+        workflow=workflow,
     )
-
-
-def escalate(
-    s: Session, appeal: Appeal, *, reason: str, key: str, now: datetime, on: object = None
-) -> list[int]:
-    """Raise the appeal to the head of its unit's superior and to the project office (once per `key`).
-
-    A minimal stand-in with the signature of the deadlines module's `escalate(s, appeal, *, reason, key,
-    now)`; the lead replaces the call with that one at merge. Returns the units notified."""
-    from datetime import date
-
-    day = on if isinstance(on, date) else now.date()
-    units: list[int] = []
-    if appeal.unit_id is not None:
-        above = org.superior(s, appeal.unit_id)
-        if above is not None:
-            units.append(above)
-    office = org.unit_by_code(s, org.PROJECT_OFFICE)
-    if office is not None and office.id is not None and office.id not in units:
-        units.append(office.id)
-    for unit_id in units:
-        staff_work.notify_acting_head(
-            s, unit_id, key=key, kind="escalation", text=reason, on=day, now=now, appeal_id=appeal.id
-        )
-    return units
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,15 @@ from adaldyk_bots.dispatcher import UNFINISHED
 from adaldyk_bots.ports import Connector
 from adaldyk_bots.settings import Settings
 from adaldyk_bots.storage.db import as_utc, read_session, utcnow
-from adaldyk_bots.storage.models import ChannelCursor, IntakeGap, LoopHeartbeat, OutboxItem, RawEvent
+from adaldyk_bots.storage.inbound import OPEN_STATUSES
+from adaldyk_bots.storage.models import (
+    Appeal,
+    ChannelCursor,
+    IntakeGap,
+    LoopHeartbeat,
+    OutboxItem,
+    RawEvent,
+)
 from adaldyk_bots.supervisor import Supervisor, loops_report, read_heartbeats
 
 __all__ = ["FAILURE_WINDOW", "GAPS_SHOWN", "HealthParts", "channel_details", "health_report"]
@@ -215,13 +223,21 @@ def _token_state(channel: Mapping[str, Any], detail: Mapping[str, Any]) -> str:
 
 
 def _backlog(s: Session) -> dict[str, float | None]:
-    """Age in seconds of the oldest stored event not yet processed and of the oldest notice that is due
-    but not sent (None: nothing waiting). Either growing means appeals or answers have stopped."""
+    """Age in seconds of the oldest stored event not yet processed, of the oldest notice that is due
+    but not sent, and of the oldest open appeal past its term not yet marked overdue (the deadline sweep
+    is behind: R7 says overdue from that minute). None: nothing waiting. Any growing means intake, answers
+    or the legal clock have stopped."""
     now = utcnow()
     oldest_event = s.exec(select(func.min(RawEvent.received_at)).where(RawEvent.state == "received")).one()
     oldest_due = s.exec(
         select(func.min(OutboxItem.next_attempt_at)).where(
             col(OutboxItem.state).in_(UNFINISHED), OutboxItem.next_attempt_at <= now
+        )
+    ).one()
+
+    unmarked = s.exec(
+        select(func.min(Appeal.due_at)).where(
+            col(Appeal.status).in_(OPEN_STATUSES), Appeal.due_at < now, col(Appeal.overdue).is_(False)
         )
     ).one()
 
@@ -231,4 +247,5 @@ def _backlog(s: Session) -> dict[str, float | None]:
     return {
         "oldest_unprocessed_event_seconds": age(oldest_event),
         "oldest_due_notice_seconds": age(oldest_due),
+        "oldest_unmarked_overdue_seconds": age(unmarked),
     }

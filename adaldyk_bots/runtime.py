@@ -16,18 +16,22 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from adaldyk_bots import answers
 from adaldyk_bots.approval_rules import APPROVAL_FILE, ApprovalRules
 from adaldyk_bots.calendar import OVERRIDES_FILE, CalendarOverrides, WorkingCalendar
 from adaldyk_bots.categories import CATEGORIES_FILE, CategoryRules
+from adaldyk_bots.deadlines import Deadlines, SweepReport
 from adaldyk_bots.dispatcher import Dispatcher
 from adaldyk_bots.intake import Intake
 from adaldyk_bots.ports import Connector, ConnectorFactory, LoopSpec, load_connector_factories
 from adaldyk_bots.ratelimit import BudgetUnavailable, ScopeLimiter
 from adaldyk_bots.settings import Settings
+from adaldyk_bots.staff_alerts import EMAIL_CHANNEL, Alerts
 from adaldyk_bots.step_notices import StepNotices
-from adaldyk_bots.storage.db import make_engine, unit_of_work
+from adaldyk_bots.storage.db import make_engine, unit_of_work, utcnow
 from adaldyk_bots.storage.locks import PollerLock
 from adaldyk_bots.supervisor import Supervisor
+from adaldyk_bots.terms import TERMS_FILE, Terms
 from adaldyk_bots.texts import Texts
 from adaldyk_bots.workflow import Workflow
 
@@ -37,7 +41,9 @@ log = logging.getLogger(__name__)
 PROCESSOR_LOOP = "intake:processor"
 PROCESSOR_LOCK = "intake:processor"  # Intake.processor_lock() takes the same lock (replay)
 DISPATCH_JOB = "dispatch_due_outbox"
-OVERDUE_JOB = "mark_overdue_appeals"
+OVERDUE_JOB = "mark_overdue_appeals"  # at the start of every minute: overdue from the minute (R7)
+DEADLINES_JOB = "deadline_sweep"  # forwarding, reminders, extension notices, digests (deadlines.py)
+DEADLINES_SECONDS = 60.0
 
 
 @dataclass
@@ -77,6 +83,7 @@ class Runtime:
             categories=CategoryRules.load(settings.config_dir / CATEGORIES_FILE),
             approval=ApprovalRules.load(settings.config_dir / APPROVAL_FILE),
             hooks=StepNotices(),
+            terms=Terms.load(settings.config_dir / TERMS_FILE, default_term=_explicit_term(settings)),
         )
         connectors: dict[str, Connector] = {}
         unavailable: dict[str, str] = {}
@@ -94,6 +101,9 @@ class Runtime:
                 off.append(name)
             else:
                 connectors[name] = connector
+        mail = connectors.get(EMAIL_CHANNEL)
+        # Staff notices are copied by e-mail through the running e-mail connector; off: the page is enough.
+        workflow.alerts = Alerts(mail_account=mail.account if mail is not None else None)
         return cls(
             unavailable=unavailable,
             off=off,
@@ -125,9 +135,28 @@ class Runtime:
             notice_fields=self.workflow.notice_fields,
         )
 
-    def mark_overdue(self) -> int:
+    @property
+    def deadlines(self) -> Deadlines:
+        return Deadlines(self.workflow, approvals=answers.awaiting_approval)  # four eyes in the digest
+
+    def mark_overdue(self, now: datetime | None = None) -> int:
+        """R7 and its escalation, in one transaction."""
         with unit_of_work(self.engine) as s:
-            return self.workflow.mark_overdue(s)
+            return self.deadlines.mark_overdue(s, now=now or utcnow())
+
+    def sweep_deadlines(self, now: datetime | None = None) -> SweepReport:
+        """One round of the other clocks, each step in its own transaction (one failing step does not
+        undo what the others did; the supervisor records the error and the next round tries again)."""
+        now, deadlines, report = now or utcnow(), self.deadlines, SweepReport()
+        with unit_of_work(self.engine) as s:
+            report.forwarding = deadlines.flag_forwarding(s, now=now)
+        with unit_of_work(self.engine) as s:
+            report.reminders = deadlines.remind(s, now=now)
+        with unit_of_work(self.engine) as s:
+            report.extension_notices = deadlines.check_extension_notices(s, now=now)
+        with unit_of_work(self.engine) as s:
+            report.digests = deadlines.send_digests(s, now=now)
+        return report
 
 
 class Service:
@@ -168,7 +197,17 @@ class Service:
                 seconds=rt.settings.dispatch_interval_seconds,
             )
             supervisor.schedule(
-                self.scheduler, OVERDUE_JOB, lambda: asyncio.to_thread(rt.mark_overdue), seconds=60
+                self.scheduler,
+                OVERDUE_JOB,
+                lambda: asyncio.to_thread(rt.mark_overdue),
+                seconds=60,
+                on_the_minute=True,
+            )
+            supervisor.schedule(
+                self.scheduler,
+                DEADLINES_JOB,
+                lambda: asyncio.to_thread(rt.sweep_deadlines),
+                seconds=DEADLINES_SECONDS,
             )
             self.scheduler.start()
         supervisor.start()
@@ -251,3 +290,10 @@ class Service:
         self._stop.set()
         if self._server is not None:
             self._server.should_exit = True
+
+
+def _explicit_term(settings: Settings) -> int | None:
+    """ADALDYK_ANSWER_TERM_WORKING_DAYS when it was set (config/terms.toml's [term] default wins)."""
+    return (
+        settings.answer_term_working_days if "answer_term_working_days" in settings.model_fields_set else None
+    )

@@ -212,9 +212,12 @@ class Supervisor:
         job: Callable[[], Awaitable[object]],
         *,
         seconds: float,
+        on_the_minute: bool = False,
     ) -> None:
         """Add an interval job to the process's one scheduler, recorded as a loop: a run that raises is
-        logged and recorded, and the job's next run is put off by the backoff instead of the interval."""
+        logged and recorded, and the job's next run is put off by the backoff instead of the interval.
+        `on_the_minute`: after the first run (at once), every run starts at hh:mm:00, not `seconds` after
+        whenever the process happened to start (the overdue sweep: overdue from the right minute)."""
         record = self.records[name] = LoopRecord(name, period=seconds)
 
         async def run_recorded() -> None:
@@ -227,10 +230,17 @@ class Supervisor:
             else:
                 record.succeeded()
 
+        trigger: dict[str, Any] = (
+            {"trigger": "cron", "second": 0}
+            if on_the_minute
+            else {
+                "trigger": "interval",
+                "seconds": seconds,
+            }
+        )
         scheduler.add_job(
             run_recorded,
-            "interval",
-            seconds=seconds,
+            **trigger,
             id=name,
             max_instances=1,
             coalesce=True,

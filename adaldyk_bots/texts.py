@@ -38,6 +38,7 @@ REQUIRED_KEYS = (
     "feedback_no",
     "feedback_reopen_note",
     "feedback_closed_note",
+    "extension",
 )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import Any, NamedTuple, Protocol
@@ -16,11 +16,11 @@ from typing import Any, NamedTuple, Protocol
 from sqlalchemy import Connection, Row, update
 from sqlmodel import Session, col, select
 
-from adaldyk_bots import audit, feedback_reading, lifecycle
+from adaldyk_bots import audit, feedback_reading, lifecycle, org
 from adaldyk_bots.approval_rules import ApprovalRules
 from adaldyk_bots.calendar import WorkingCalendar
 from adaldyk_bots.categories import CategoryRules
-from adaldyk_bots.domain import AppealStatus, Choice, InboundMessage, Language, ReplyTarget
+from adaldyk_bots.domain import AppealStatus, Category, Choice, InboundMessage, Language, ReplyTarget
 from adaldyk_bots.errors import (
     AppealNotFound,
     ApprovalRequired,
@@ -28,9 +28,12 @@ from adaldyk_bots.errors import (
     StatusUnchanged,
     UnknownStatus,
     UnknownUnit,
+    UseExtension,
 )
 from adaldyk_bots.errors import WorkflowError as WorkflowError  # re-exported for callers that catch it
+from adaldyk_bots.i18n import N_
 from adaldyk_bots.language import detect_language, language_from_hint
+from adaldyk_bots.staff_alerts import Alerts, claim
 from adaldyk_bots.storage import search_index
 from adaldyk_bots.storage.db import insert_ignoring_conflict, require_id, utcnow
 from adaldyk_bots.storage.inbound import OPEN_STATUSES, InboundStatements, statements
@@ -42,6 +45,7 @@ from adaldyk_bots.storage.models import (
     OutboxItem,
     Unit,
 )
+from adaldyk_bots.terms import Terms
 from adaldyk_bots.texts import Texts
 
 log = logging.getLogger(__name__)
@@ -90,6 +94,11 @@ class _AppealRef(NamedTuple):
     language: str
     registered_at: datetime
     due_at: datetime
+    category: str = Category.OTHER.value
+
+
+# The project office's notice when an appeal has been passed between units too often (config/terms.toml).
+TRANSFERS_FLAG = N_("Appeal %(number)s has been passed between units %(transfers)s times; now: %(unit)s.")
 
 
 def _outbox_values(
@@ -125,6 +134,8 @@ class Workflow:
         categories: CategoryRules | None = None,
         approval: ApprovalRules | None = None,
         hooks: CitizenHooks | None = None,
+        terms: Terms | None = None,
+        alerts: Alerts | None = None,
     ) -> None:
         self.calendar = calendar
         # None: every step tells the citizen in the generic status message, and no "was it solved?".
@@ -133,8 +144,13 @@ class Workflow:
         self.texts = texts
         self.categories = categories or CategoryRules()
         self.term_days = term_days
+        # The term per kind of appeal (R3) and the other clocks; without a file, `term_days` for every kind.
+        self.terms = terms or Terms.model_validate({"term": {"default": term_days}})
+        self.alerts = alerts or Alerts()  # staff notices (runtime: with the e-mail connector's account)
         self.number_prefix = number_prefix
-        self._due_by_day: dict[date, datetime] = {}
+        # (day of registration, kind) -> due; (day of registration) -> forwarding due (R5)
+        self._due_by_day: dict[tuple[date, str], datetime] = {}
+        self._forward_by_day: dict[date, datetime] = {}
         self._number = re.compile(rf"\b{re.escape(number_prefix)}-\d{{4}}-\d{{6}}\b", re.IGNORECASE)
 
     # --- inbound -------------------------------------------------------------------------------
@@ -318,8 +334,18 @@ class Workflow:
         seq = int(conn.execute(statements(conn.dialect.name).bump_counter, {"year": year}).scalar_one())
         return f"{self.number_prefix}-{year}-{seq:06d}"
 
-    def due_for(self, registered_at: datetime) -> datetime:
-        return self._due_at(registered_at)
+    def due_for(self, registered_at: datetime, kind: Category | str = Category.OTHER) -> datetime:
+        """R3: when an appeal of `kind` registered at `registered_at` must be answered."""
+        return self._due_at(registered_at, str(kind))
+
+    def forward_due_for(self, registered_at: datetime) -> datetime:
+        """R5: by when it must be forwarded to the competent body or given to a unit."""
+        day = registered_at.astimezone(self.calendar.tz).date()
+        due = self._forward_by_day.get(day)
+        if due is None:
+            due = self.calendar.due_at(registered_at, self.terms.forwarding.working_days)
+            self._forward_by_day[day] = due
+        return due
 
     def ack_text(self, appeal: Appeal) -> str:
         return self._ack_text(appeal)
@@ -331,7 +357,7 @@ class Workflow:
             number=appeal.number,
             registered=appeal.registered_at,
             due=appeal.due_at,
-            term=self.term_days,
+            term=self.terms.days_for(appeal.category),
         )
 
     def enqueue_fallback(self, s: Session, row: OutboxItem, target: ReplyTarget) -> str | None:
@@ -545,7 +571,8 @@ class Workflow:
             if contact_language
             else detect_language(msg.text, hint=msg.language_hint)
         )
-        due_at = self._due_at(registered_at)
+        category = self.categories.classify(msg.text).value
+        due_at = self._due_at(registered_at, category)
         appeal_id = conn.execute(
             sql.insert_appeal,
             {
@@ -555,26 +582,29 @@ class Workflow:
                 "channel": msg.channel,
                 "language": language.value,
                 "status": AppealStatus.RECEIVED.value,
-                "category": self.categories.classify(msg.text).value,
+                "category": category,
                 "summary": msg.text[:1000],
                 "received_at": msg.sent_at,
                 "registered_at": registered_at,
                 "due_at": due_at,
+                "original_due_at": due_at,
+                "forward_due_at": self.forward_due_for(registered_at),
                 "overdue": False,
                 "created_at": now,
                 "updated_at": now,
                 "last_activity_at": now,
             },
         ).scalar_one()
-        return _AppealRef(int(appeal_id), number, language.value, registered_at, due_at)
+        return _AppealRef(int(appeal_id), number, language.value, registered_at, due_at, category)
 
-    def _due_at(self, registered_at: datetime) -> datetime:
-        # The term depends only on the day of registration; counting working days through the holiday
-        # calendar for every appeal was a tenth of the new-appeal path.
-        day = registered_at.astimezone(self.calendar.tz).date()
-        due = self._due_by_day.get(day)
+    def _due_at(self, registered_at: datetime, kind: str) -> datetime:
+        # The term depends only on the day of registration and the kind; counting working days through the
+        # holiday calendar for every appeal was a tenth of the new-appeal path.
+        key = (registered_at.astimezone(self.calendar.tz).date(), kind)
+        due = self._due_by_day.get(key)
         if due is None:
-            due = self._due_by_day[day] = self.calendar.due_at(registered_at, self.term_days)
+            due = self.calendar.due_at(registered_at, self.terms.days_for(kind))
+            self._due_by_day[key] = due
         return due
 
     def _answer_command(
@@ -733,6 +763,10 @@ class Workflow:
         step = lifecycle.check(appeal.status, new.value)  # the legal table refuses a step it does not hold
         if new is AppealStatus.ANSWERED and not approved:
             self._refuse_without_approval(appeal)
+        if new is AppealStatus.EXTENDED:
+            raise UseExtension(
+                "an extension moves the due date by the head's reasoned decision: use the extend action"
+            )
         now = utcnow()
         event = self._event(
             s, appeal, "status", actor, {"from": appeal.status, "to": new.value, "note": note}, now
@@ -820,28 +854,91 @@ class Workflow:
         event = self._event(
             s, appeal, "unit", actor, {"from": appeal.unit_id, "to": unit.id, "code": unit.code}, now
         )
+        passed = appeal.unit_id is not None and appeal.unit_id != unit.id
         appeal.unit_id = unit.id
+        if passed:  # from one unit to another; the first assignment is not a transfer
+            appeal.transfers += 1
         appeal.updated_at = appeal.last_activity_at = now
         s.add(appeal)
         audit.record(s, actor=actor, action="appeal.unit", subject=appeal.number, detail=event.detail)
+        if passed and appeal.transfers > self.terms.transfers.flag_after:
+            self._flag_transfers(s, appeal, unit, now)
         return event
 
-    def mark_overdue(self, s: Session) -> int:
-        """R7 (APPC Art. 91(2)): a missed deadline is a legal state, recorded once with its own event."""
-        now = utcnow()
+    def too_many_transfers(self, appeal: Appeal) -> bool:
+        """Passed between units more often than config/terms.toml [transfers] allows (shown as a flag)."""
+        return appeal.transfers > self.terms.transfers.flag_after
+
+    def _flag_transfers(self, s: Session, appeal: Appeal, unit: Unit, now: datetime) -> None:
+        """The project office is told each time a transfer beyond the limit happens, once per count."""
+        key = f"transfers:{appeal.id}:{appeal.transfers}"
+        if not claim(s, key, appeal_id=appeal.id, now=now):
+            return
+        detail: dict[str, object] = {"transfers": appeal.transfers, "unit": unit.code}
+        self._event(s, appeal, "transfers_flagged", "system", detail, now)
+        audit.record(
+            s, actor="system", action="appeal.transfers_flagged", subject=appeal.number, detail=detail
+        )
+        office = org.unit_by_code(s, org.PROJECT_OFFICE)
+        if office is not None and office.id is not None:
+            self.alerts.to_unit_head(
+                s,
+                office.id,
+                key=key,
+                kind="transfers",
+                msgid=TRANSFERS_FLAG,
+                params={"number": appeal.number, "transfers": appeal.transfers, "unit": unit.code},
+                on=now.astimezone(self.calendar.tz).date(),
+                now=now,
+                appeal_id=appeal.id,
+            )
+
+    def mark_overdue(
+        self,
+        s: Session,
+        *,
+        now: datetime | None = None,
+        then: Callable[[Session, Appeal, datetime], object] | None = None,
+        batch: int = 500,
+    ) -> int:
+        """R7 (APPC Art. 91(2)): a missed deadline is a legal state, recorded once with its own event.
+
+        Past due_at means overdue from that minute (the sweep runs at the start of every minute). Each
+        appeal is set with a compare-and-set (`overdue` false -> true): of two workers sweeping at once,
+        the second waits on the row and then changes nothing, so the event, the audit record and `then`
+        (the escalation, deadlines.py) happen once."""
+        now = now or utcnow()
         late = s.exec(
-            select(Appeal).where(
+            select(Appeal.id, Appeal.due_at)
+            .where(
                 col(Appeal.status).in_(OPEN_STATUSES),
                 Appeal.due_at < now,
                 Appeal.overdue == False,  # noqa: E712
             )
+            .order_by(col(Appeal.due_at), col(Appeal.id))
+            .limit(batch)
         ).all()
-        for appeal in late:
-            appeal.overdue = True
-            s.add(appeal)
+        marked = 0
+        for appeal_id, due_at in late:
+            changed = s.execute(
+                update(Appeal)
+                .where(
+                    col(Appeal.id) == appeal_id,
+                    col(Appeal.overdue).is_(False),
+                    col(Appeal.due_at) == due_at,
+                )
+                .values(overdue=True)
+            )
+            if not getattr(changed, "rowcount", 0):
+                continue  # another worker marked it, or the term moved (an extension) meanwhile
+            appeal = s.get(Appeal, appeal_id, populate_existing=True)
+            assert appeal is not None
+            marked += 1
             self._event(s, appeal, "overdue", "system", {"due_at": appeal.due_at.isoformat()}, now)
             audit.record(s, actor="system", action="appeal.overdue", subject=appeal.number)
-        return len(late)
+            if then is not None:
+                then(s, appeal, now)
+        return marked
 
     @staticmethod
     def _lock(s: Session, appeal: Appeal) -> None:

@@ -12,7 +12,7 @@ from itertools import count
 import pytest
 from sqlmodel import Session, col, select
 
-from adaldyk_bots import answers, feedback, notices
+from adaldyk_bots import answers, deadlines, feedback, notices
 from adaldyk_bots.errors import ApprovalRequired, Conflict, Forbidden, Invalid
 from adaldyk_bots.runtime import Runtime
 from adaldyk_bots.storage.db import make_engine, unit_of_work, utcnow
@@ -180,25 +180,26 @@ def test_two_workers_owing_the_same_notice_write_one_row(rt):
     ]
 
 
-def test_extension_hearing_and_forwarding_notices_say_what_the_law_asks(rt):
+def test_extension_and_hearing_notices_say_what_the_law_asks(rt):
     org = seed_org(rt.engine)
+    head = viewer(rt.engine, org.department_head)
     appeal = formal_appeal(rt, 7004, org)
     with unit_of_work(rt.engine) as s:
         a = s.get(Appeal, appeal.id)
-        a.due_at = a.due_at + timedelta(days=20)  # the deadlines helper sets the new term first (R4)
-        rt.workflow.change_status(
-            s, a, "extended", actor="user:t_dhead", note="нужна лабораторная экспертиза"
+        # R4 through the deadlines module's extension (the head's reasoned decision; its own notice).
+        deadlines.extend(
+            s, rt.workflow, a, viewer=head, reason="нужна экспертиза", working_days=5, now=utcnow()
         )
-        rt.workflow.change_status(s, a, "hearing", actor="user:t_dhead", note="в удовлетворении отказать")
-        rt.workflow.change_status(s, a, "in_progress", actor="user:t_dhead")
-        rt.workflow.change_status(s, a, "extended", actor="user:t_dhead", note="повторная экспертиза")
+        rt.workflow.change_status(s, a, "hearing", actor=head.actor, note="в удовлетворении отказать")
+        rt.workflow.change_status(s, a, "in_progress", actor=head.actor)
+        rt.workflow.change_status(s, a, "hearing", actor=head.actor, note="отказать повторно")
         due = a.due_at.astimezone(rt.workflow.calendar.tz).strftime("%d.%m.%Y")
     rows = outbox(rt, appeal.id)
-    first, second = rows[f"notice:extension:{appeal.id}"], rows[f"notice:extension:{appeal.id}:2"]
-    assert due in first.text and "нужна лабораторная экспертиза" in first.text
-    assert "повторная экспертиза" in second.text
-    hearing = rows[f"notice:hearing:{appeal.id}"]
-    assert "в удовлетворении отказать" in hearing.text and "2 рабочих дней" in hearing.text
+    extension = next(o for k, o in rows.items() if k.startswith(f"notice:extension:{appeal.id}"))
+    assert due in extension.text and "нужна экспертиза" in extension.text
+    first, second = rows[f"notice:hearing:{appeal.id}"], rows[f"notice:hearing:{appeal.id}:2"]
+    assert "в удовлетворении отказать" in first.text and "2 рабочих дней" in first.text
+    assert "отказать повторно" in second.text  # owed again, numbered
     assert any(k.startswith("status:") for k in rows)  # in_progress has no statutory notice: generic
 
 

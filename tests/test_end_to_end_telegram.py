@@ -78,9 +78,11 @@ def test_polling_two_citizens_get_acknowledgements_status_and_reply(make_setting
 
         # The fake has the last message before our row says so: wait for every delivery to be recorded.
         detail = wait_until(
-            lambda: (d := api.get(f"/appeals/{kk_number}").json())
-            and all(x["state"] == "sent" for x in d["deliveries"])
-            and d,
+            lambda: (
+                (d := api.get(f"/appeals/{kk_number}").json())
+                and all(x["state"] == "sent" for x in d["deliveries"])
+                and d
+            ),
             what="every delivery recorded as sent",
         )
         assert detail["status"] == "answered"

@@ -19,7 +19,7 @@ def test_health_reports_database_and_channels_without_credentials(make_settings)
     assert body["channels"]["vk"]["state"] == "off"
 
 
-LOOPS = {"intake:processor", "heartbeat", "dispatch_due_outbox", "mark_overdue_appeals"}
+LOOPS = {"intake:processor", "heartbeat", "dispatch_due_outbox", "mark_overdue_appeals", "deadline_sweep"}
 
 
 def test_health_reports_every_loop_and_the_backlog(make_settings):
@@ -36,7 +36,11 @@ def test_health_reports_every_loop_and_the_backlog(make_settings):
     processor = body["loops"]["intake:processor"]
     assert processor["state"] == "running" and processor["restarts"] == 0 and processor["last_error"] is None
     assert processor["processes"] == {body["process"]: "running"}
-    assert body["backlog"] == {"oldest_unprocessed_event_seconds": None, "oldest_due_notice_seconds": None}
+    assert body["backlog"] == {
+        "oldest_unprocessed_event_seconds": None,
+        "oldest_due_notice_seconds": None,
+        "oldest_unmarked_overdue_seconds": None,
+    }
 
 
 def test_an_old_backlog_makes_health_degraded(make_settings, database_url):

@@ -87,7 +87,14 @@ def statements(dialect: str) -> InboundStatements:
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     bump = insert(counter).values(year=bindparam("year"), last=1)
     bump = bump.on_conflict_do_update(index_elements=["year"], set_={"last": counter.c["last"] + 1})
-    appeal_fields = (appeal.c.id, appeal.c.number, appeal.c.language, appeal.c.registered_at, appeal.c.due_at)
+    appeal_fields = (
+        appeal.c.id,
+        appeal.c.number,
+        appeal.c.language,
+        appeal.c.registered_at,
+        appeal.c.due_at,
+        appeal.c.category,
+    )
     return InboundStatements(
         sender=select(identity.c.contact_id, contact.c.display_name, contact.c.language)
         .join(contact, contact.c.id == identity.c.contact_id)

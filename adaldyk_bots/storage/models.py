@@ -203,6 +203,10 @@ class Appeal(SQLModel, table=True):
     transfers: int = 0  # times passed from one unit to another (more than two is flagged)
     original_due_at: datetime | None = None  # the term before any extension (R4's cap counts from it)
     forward_due_at: datetime | None = None  # R5: forward within 3 working days of registration
+    # R4 (deadlines.py; migration 0014): extensions granted so far, and when the citizen's notice of the
+    # last one must have been delivered (cleared once the sweep has checked it).
+    extensions: int = 0
+    extension_notice_due_at: datetime | None = Field(default=None, index=True)
     resolved: bool | None = None  # the citizen's word after the answer: solved (True) or not (False)
     # R12: the applicant, as a formal appeal requires; and R2: who accepted it (phone, reception).
     applicant_name: str | None = Field(default=None, max_length=300)
@@ -573,6 +577,18 @@ class AnswerDraft(SQLModel, table=True):
     decided_at: datetime | None = None
     decision: str | None = Field(default=None, max_length=16)  # None (pending) | approved | returned
     comment: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class DeadlineMark(SQLModel, table=True):
+    """One row per thing a deadline sweep did once (a reminder, an escalation, a flag, a day's digests):
+    the UNIQUE key makes the sweep's event, audit record and notices happen once however many workers
+    run it at the same moment (the second one's insert waits for the first and then does nothing)."""
+
+    __tablename__ = "deadline_mark"
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=200, unique=True)  # e.g. remind:<appeal>:3:<due day>, digests:<day>
+    appeal_id: int | None = Field(default=None, foreign_key="appeal.id", index=True)
+    created_at: datetime
 
 
 # Last, after every table: any string column holds NUL and lone surrogates (storage/types.py).

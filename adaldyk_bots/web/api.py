@@ -18,13 +18,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, func, select
 from starlette.concurrency import run_in_threadpool
 
-from adaldyk_bots import accounts, answers, audit, feedback
+from adaldyk_bots import accounts, answers, audit, deadlines, feedback
 from adaldyk_bots.access import Role, Viewer, appeal_scope, visible_appeal
 from adaldyk_bots.appeal_query import text_condition
 from adaldyk_bots.domain import AppealStatus
 from adaldyk_bots.errors import Forbidden, NoFile, NotFound, UnknownUnit, UpstreamFailed
 from adaldyk_bots.logs import describe, failure_kind, throttled
-from adaldyk_bots.storage.db import read_session, unit_of_work
+from adaldyk_bots.storage.db import read_session, unit_of_work, utcnow
 from adaldyk_bots.storage.models import (
     Appeal,
     AppealEvent,
@@ -185,6 +185,12 @@ class UnitStatsOut(BaseModel):
     rated: int = Field(description="answers whose citizen said whether the problem was solved")
     solved: int
     share_solved: float | None
+
+
+class ExtensionIn(BaseModel):
+    model_config = _STRICT
+    reason: str = Field(min_length=1, max_length=4000, pattern=r"\S", description="told to the citizen (R4)")
+    working_days: int = Field(ge=1, le=250, description="working days added to the present due date")
 
 
 class ActionOut(BaseModel):
@@ -422,6 +428,24 @@ def build_api_router(runtime: AppParts) -> APIRouter:
             for u in feedback.solved_by_unit(s)
             if viewer.sees_unit(u.unit_id)
         ]
+
+    @router.post("/appeals/{number}/extend", response_model=ActionOut, responses=ACTION_ERRORS)
+    def extend(number: Number, body: ExtensionIn, viewer: ApiWriter, request: Request) -> ActionOut:
+        """R4: extend the term by the head's reasoned decision. Only the acting head of the appeal's unit
+        (the token's user) or an admin; the total is capped (config/terms.toml [extension]); the citizen's
+        notice is owed at once and watched for 3 working days."""
+        with unit_of_work(engine) as s:
+            appeal = visible_appeal(s, viewer, number)
+            event = deadlines.extend(
+                s,
+                workflow,
+                appeal,
+                viewer=viewer,
+                reason=body.reason,
+                working_days=body.working_days,
+                now=utcnow(),
+            )
+            return ActionOut(appeal=_appeal_out(s, appeal), event=_event_out(event))
 
     @router.post("/appeals/{number}/unit", response_model=ActionOut, responses=ACTION_ERRORS)
     def change_unit(number: Number, body: UnitChange, viewer: ApiWriter, request: Request) -> ActionOut:

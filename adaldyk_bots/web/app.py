@@ -23,6 +23,7 @@ from adaldyk_bots.web.errors import install_error_handlers
 from adaldyk_bots.web.health_pages import build_health_router
 from adaldyk_bots.web.inbox_pages import inbox_router
 from adaldyk_bots.web.limits import LimitBodySize
+from adaldyk_bots.web.notice_pages import build_notice_router
 from adaldyk_bots.web.parts import AppParts
 from adaldyk_bots.web.ui import STATIC_DIR
 from adaldyk_bots.webhooks import webhook_router
@@ -61,6 +62,7 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
     app.include_router(build_health_router(runtime, supervisor=supervisor))
     app.include_router(inbox_router())
     app.include_router(build_audit_router(runtime))
+    app.include_router(build_notice_router(runtime))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 

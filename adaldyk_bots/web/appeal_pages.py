@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from adaldyk_bots import answers, appeal_actions
+from adaldyk_bots import answers, appeal_actions, deadlines, lifecycle
 from adaldyk_bots.access import Viewer, appeal_scope, assignable_staff, not_found, visible_appeal
 from adaldyk_bots.calendar import WorkingCalendar
 from adaldyk_bots.domain import AppealStatus, ReplyTarget, SendContext
@@ -37,6 +37,7 @@ from adaldyk_bots.errors import (
     StatusUnchanged,
     UnknownUnit,
     UpstreamFailed,
+    UseExtension,
 )
 from adaldyk_bots.i18n import N_
 from adaldyk_bots.logs import describe, failure_kind, throttled
@@ -160,6 +161,7 @@ DONE_MESSAGES = {
     "draft": N_("The answer waits for the approval of the unit's head; nothing was sent yet."),
     "approved": N_("The answer was approved and is in the outbox."),
     "returned": N_("The answer was returned to its author; the citizen was sent nothing."),
+    "extend": N_("The term was extended; the citizen is told in their channel."),
 }
 ERROR_MESSAGES = {
     "empty": N_("The text is empty."),
@@ -174,6 +176,13 @@ ERROR_MESSAGES = {
     "invalid": N_("The form was not filled in correctly."),
     "draft": N_("This appeal cannot take a new answer now: one waits for approval, or it is answered."),
     "comment": N_("Say why the answer is returned: the comment is empty."),
+    "extend": N_("The term was not extended: give a reason and a number of working days within the cap."),
+    "extend_use": N_(
+        "An extension is made with its own form: the head's reason and the working days to add."
+    ),
+    "extend_forbidden": N_(
+        "Only the head of the appeal's unit (or the deputy acting for the head) may extend."
+    ),
 }
 
 
@@ -448,6 +457,14 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             "statuses": [st.value for st in AppealStatus],
             "reason_required": sorted(st.value for st in appeal_actions.REASON_REQUIRED),
             "days_left": working_days_left(calendar, now, appeal.due_at),
+            "may_extend": deadlines.may_extend(s, viewer, appeal, now=now, tz=calendar.tz)
+            and (
+                appeal.status == AppealStatus.EXTENDED
+                or lifecycle.allowed(appeal.status, AppealStatus.EXTENDED.value)
+            ),
+            "max_extension": deadlines.max_extension_days(workflow, appeal),
+            "extension_cap": deadlines.extension_cap(workflow, appeal),
+            "too_many_transfers": workflow.too_many_transfers(appeal),
             "is_overdue": appeal.overdue or (AppealStatus(appeal.status).is_open and now > appeal.due_at),
             "templates": templates,
             "chosen": chosen,
@@ -599,6 +616,8 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             return _back(number, error="unchanged", anchor="#status")
         except IllegalTransition:
             return _back(number, error="illegal", anchor="#status")
+        except UseExtension:
+            return _back(number, error="extend_use", anchor="#extend")
         except Invalid:
             return _back(number, error="status", anchor="#status")
         return _back(number, done="status")
@@ -655,6 +674,31 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
         except StatusUnchanged:
             return _back(number, error="unchanged")
         return _back(number, done="spam")
+
+    @router.post("/appeals/{number}/extend")
+    def extend(
+        number: Number,
+        viewer: PageWriter,
+        days: Annotated[str, Form(max_length=4)] = "",
+        reason: Annotated[str, Form(max_length=TEXT_LIMIT)] = "",
+    ) -> RedirectResponse:
+        if not days.isdigit() or not reason.strip():
+            return _back(number, error="extend", anchor="#extend")
+        try:
+            act(
+                number,
+                viewer,
+                lambda s, a: deadlines.extend(
+                    s, workflow, a, viewer=viewer, reason=reason, working_days=int(days), now=utcnow()
+                ),
+            )
+        except Forbidden:
+            return _back(number, error="extend_forbidden", anchor="#extend")
+        except IllegalTransition:
+            return _back(number, error="illegal", anchor="#extend")
+        except Invalid:
+            return _back(number, error="extend", anchor="#extend")
+        return _back(number, done="extend")
 
     @router.post("/appeals/{number}/deliveries/{outbox_id}/retry")
     def retry(number: Number, outbox_id: OutboxId, viewer: PageWriter) -> RedirectResponse:

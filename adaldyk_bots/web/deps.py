@@ -40,6 +40,7 @@ from adaldyk_bots.accounts import Login
 from adaldyk_bots.errors import CsrfRefused, Unauthorized
 from adaldyk_bots.logs import describe, failure_kind, throttled
 from adaldyk_bots.settings import Settings
+from adaldyk_bots.staff_notices import unread_notices
 from adaldyk_bots.storage.db import as_utc, read_session, unit_of_work, utcnow
 from adaldyk_bots.storage.models import ApiToken, StaffUser, WebSession
 from adaldyk_bots.web import ui
@@ -199,6 +200,7 @@ PageLogin = Annotated[Login, Depends(page_login)]
 def page_viewer(request: Request, login: PageLogin, s: Db) -> Viewer:
     viewer = viewer_for(s, login.user)
     request.state.viewer = viewer  # for ui.render(): the page header, the language preference
+    request.state.unread_notices = unread_notices(s, viewer.user_id)  # the header's count (/notices)
     return viewer
 
 

@@ -81,6 +81,7 @@ class Row:
     due_text: str
     overdue: bool
     first_line: str
+    too_many_transfers: bool = False  # passed between units more than config/terms.toml allows
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,13 @@ def _due(
 
 
 def _rows(
-    _: Gettext, calendar: WorkingCalendar, names: _Names, f: InboxFilter, page: AppealPage
+    _: Gettext,
+    calendar: WorkingCalendar,
+    names: _Names,
+    f: InboxFilter,
+    page: AppealPage,
+    *,
+    flag_transfers_after: int,
 ) -> list[Row]:
     rows = []
     for item in page.items:
@@ -195,6 +202,7 @@ def _rows(
                 due_text=due_text,
                 overdue=item.overdue,
                 first_line=first[:FIRST_LINE] + ("…" if len(first) > FIRST_LINE else ""),
+                too_many_transfers=a.transfers > flag_transfers_after,
             )
         )
     return rows
@@ -358,7 +366,14 @@ def _results(request: Request, viewer: Viewer, s: Session) -> dict[str, Any]:
     query = urls.query()
     return {
         "invalid_filter": invalid,
-        "rows": _rows(_, calendar, names, f, page),
+        "rows": _rows(
+            _,
+            calendar,
+            names,
+            f,
+            page,
+            flag_transfers_after=request.app.state.runtime.workflow.terms.transfers.flag_after,
+        ),
         "total": counts["total"],
         "total_capped": "total" in counts.get("capped", []),
         "facets": _facets(_, request, urls, names, f, counts),

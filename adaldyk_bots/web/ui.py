@@ -128,6 +128,7 @@ def render(
         "lang": lang,
         "languages": LANGUAGES,
         "viewer": viewer,
+        "unread_notices": getattr(request.state, "unread_notices", 0),
         "csrf_token": getattr(request.state, "csrf_token", "") or "",
         "_": tr.gettext,
         "gettext": tr.gettext,

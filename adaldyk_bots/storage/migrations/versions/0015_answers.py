@@ -1,7 +1,7 @@
 """four-eyes answer drafts and the choices an outbox message offers (buttons, quick replies)
 
 Revision ID: 0015_answers
-Revises: 0011_lifecycle
+Revises: 0014_deadlines
 Create Date: 2026-12-01 17:00:00
 """
 
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0015_answers"
-down_revision = "0011_lifecycle"
+down_revision = "0014_deadlines"  # assigned 0011_lifecycle; rechained on merging h-deadlines
 branch_labels = None
 depends_on = None
 
