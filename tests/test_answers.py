@@ -226,6 +226,9 @@ def test_without_approval_nothing_leaves(rt):
     with Session(rt.engine) as s:
         asked = s.exec(select(StaffNotice).where(StaffNotice.kind == "approval")).one()
     assert asked.user_id == org.department_head  # the approver is told
+    with Session(rt.engine) as s:  # what the deadlines digest counts for the department's head
+        assert [a.id for a in answers.awaiting_approval(s, [org.department])] == [appeal.id]
+        assert answers.awaiting_approval(s, [org.committee]) == []
 
 
 def test_a_wrong_persons_approval_is_refused_and_the_heads_goes_out(rt):
