@@ -42,6 +42,7 @@ from sqlmodel import Session, col, select
 
 from adaldyk_bots import audit, staff_work
 from adaldyk_bots.domain import (
+    Choice,
     Delivered,
     Failed,
     Held,
@@ -70,6 +71,17 @@ ElsewhereWriter = Callable[[Session, OutboxItem], str | None]
 NoticeFields = Callable[[Session, OutboxItem], tuple[str | None, Mapping[str, str]]]
 Clock = Callable[[], datetime]
 T = TypeVar("T")
+
+# Outbox purposes whose text a person wrote (Meta's HUMAN_AGENT tag and WhatsApp's answer_ready wait are for
+# these only): a moderator's reply, and the four-eyes answer a head approved (answers.py).
+PERSON_WRITTEN_PURPOSES = frozenset({"reply", "answer"})
+
+
+def _choices(stored: list[dict[str, str]] | None) -> tuple[Choice, ...]:
+    return tuple(
+        Choice(str(c["id"]), str(c["label"])) for c in stored or () if c.get("id") and c.get("label")
+    )
+
 
 # A row in one of these keeps the later rows of its chat waiting, so the citizen reads them in order.
 # Not `waiting` (a reply window closed until the citizen writes): the notice that asks them to must pass it.
@@ -373,7 +385,10 @@ class Dispatcher:
                     self._budget_error = exc
                     return BUDGET_RETRY_SECONDS
                 if wait is None:
-                    result = await self._send(connector, target, parts[row.parts_sent], key)
+                    last = row.parts_sent == len(parts) - 1
+                    # The choices (buttons) go with the last part, under the words they answer.
+                    part_target = replace(target, choices=_choices(row.choices)) if last else target
+                    result = await self._send(connector, part_target, parts[row.parts_sent], key)
                     if isinstance(result, RetryLater):
                         await self._obey(result, scopes)
                     if isinstance(result, Held):
@@ -602,7 +617,8 @@ class Dispatcher:
             language, fields = self.notice_fields(s, row) if self.notice_fields else (None, {})
         return SendContext(
             purpose=row.purpose,
-            written_by_person=row.purpose == "reply",
+            # A moderator typed it: a reply, or the four-eyes answer (answers.py) a head approved.
+            written_by_person=row.purpose in PERSON_WRITTEN_PURPOSES,
             last_inbound_at=last_inbound,
             now=now,
             sent_since_inbound=sent_since,

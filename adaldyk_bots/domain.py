@@ -98,6 +98,9 @@ class InboundMessage:
     # The citizen deleted (unsent, removed) it; `edited_at` is when. The words already stored are kept:
     # the message is marked, never erased.
     deleted: bool = False
+    # The id of an answer the citizen picked (a button, a quick reply: Choice.id, e.g.
+    # "feedback:<appeal>:no"); None for typed text, which the workflow may still read as an answer.
+    choice: str | None = None
 
     @property
     def is_edit(self) -> bool:
@@ -136,6 +139,15 @@ ParseOutcome = InboundMessage | Ignored | Quarantined | DeliveryReceipt
 
 
 @dataclass(frozen=True)
+class Choice:
+    """One answer a message offers the citizen (e.g. "solved" / "not solved"): `id` comes back in the
+    citizen's press (InboundMessage.choice), `label` is what the button or the numbered line shows."""
+
+    id: str
+    label: str
+
+
+@dataclass(frozen=True)
 class ReplyTarget:
     channel: str
     account: str
@@ -145,6 +157,9 @@ class ReplyTarget:
     # How this send may reach the citizen, as the connector's reply_window decided at send time (None for
     # channels without windows). The connector's send() reads it: a tag to carry, a template to send.
     window: WindowDecision | None = None
+    # Answers to offer with this text: buttons where the platform has them, numbered lines elsewhere
+    # (choices_as_text). Empty for an ordinary message.
+    choices: tuple[Choice, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -235,3 +250,12 @@ class Failed:
 
 
 SendResult = Delivered | RetryLater | Held | Failed
+
+
+def choices_as_text(text: str, choices: tuple[Choice, ...]) -> str:
+    """The text with its choices as numbered lines, for a channel without buttons (the citizen answers
+    with the number or the words; the workflow reads both)."""
+    if not choices:
+        return text
+    lines = "\n".join(f"{n}. {choice.label}" for n, choice in enumerate(choices, 1))
+    return f"{text}\n\n{lines}"

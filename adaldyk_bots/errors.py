@@ -7,6 +7,7 @@
     ├── Conflict                 409  the request is valid but the state does not allow it
     │   ├── StatusUnchanged          (the appeal already has that status)
     │   ├── IllegalTransition        (a step the legal table, lifecycle.py, does not allow)
+    │   ├── ApprovalRequired         (a final answer that must wait for the head's approval: answers.py)
     │   └── NoFile                   (an attachment kind that holds no file)
     ├── Invalid                  422  the request is well-formed but not a valid instruction
     │   ├── UnknownStatus            (the API's schema refuses these first; kept for other callers)
@@ -30,6 +31,7 @@ from __future__ import annotations
 __all__ = [
     "AdaldykError",
     "AppealNotFound",
+    "ApprovalRequired",
     "Conflict",
     "CsrfRefused",
     "EmptyReply",
@@ -120,6 +122,10 @@ class StatusUnchanged(WorkflowError, Conflict):
 
 class IllegalTransition(WorkflowError, Conflict):
     pass
+
+
+class ApprovalRequired(WorkflowError, Conflict):
+    """A final answer to a formal appeal sent without the four eyes (answers.py: save a draft instead)."""
 
 
 class UnknownStatus(WorkflowError, Invalid):

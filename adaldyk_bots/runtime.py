@@ -16,6 +16,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from adaldyk_bots import answers
+from adaldyk_bots.approval_rules import APPROVAL_FILE, ApprovalRules
 from adaldyk_bots.calendar import OVERRIDES_FILE, CalendarOverrides, WorkingCalendar
 from adaldyk_bots.categories import CATEGORIES_FILE, CategoryRules
 from adaldyk_bots.deadlines import Deadlines, SweepReport
@@ -25,6 +27,7 @@ from adaldyk_bots.ports import Connector, ConnectorFactory, LoopSpec, load_conne
 from adaldyk_bots.ratelimit import BudgetUnavailable, ScopeLimiter
 from adaldyk_bots.settings import Settings
 from adaldyk_bots.staff_alerts import EMAIL_CHANNEL, Alerts
+from adaldyk_bots.step_notices import StepNotices
 from adaldyk_bots.storage.db import make_engine, unit_of_work, utcnow
 from adaldyk_bots.storage.locks import PollerLock
 from adaldyk_bots.supervisor import Supervisor
@@ -78,6 +81,8 @@ class Runtime:
             term_days=settings.answer_term_working_days,
             number_prefix=settings.appeal_number_prefix,
             categories=CategoryRules.load(settings.config_dir / CATEGORIES_FILE),
+            approval=ApprovalRules.load(settings.config_dir / APPROVAL_FILE),
+            hooks=StepNotices(),
             terms=Terms.load(settings.config_dir / TERMS_FILE, default_term=_explicit_term(settings)),
         )
         connectors: dict[str, Connector] = {}
@@ -132,7 +137,7 @@ class Runtime:
 
     @property
     def deadlines(self) -> Deadlines:
-        return Deadlines(self.workflow)
+        return Deadlines(self.workflow, approvals=answers.awaiting_approval)  # four eyes in the digest
 
     def mark_overdue(self, now: datetime | None = None) -> int:
         """R7 and its escalation, in one transaction."""

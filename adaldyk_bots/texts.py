@@ -23,6 +23,21 @@ REQUIRED_KEYS = (
     "status_changed_note",
     "reply",
     "public_invite",
+    # The notices the law requires (notice_texts.py) and the "was it solved?" question (feedback.py).
+    "notice_registration",
+    "how_to_ask_bot",
+    "how_to_ask_web",
+    "accepted_by_office",
+    "position_moderator",
+    "notice_forwarding",
+    "notice_extension",
+    "notice_hearing",
+    "notice_answer",
+    "feedback_question",
+    "feedback_yes",
+    "feedback_no",
+    "feedback_reopen_note",
+    "feedback_closed_note",
     "extension",
 )
 

@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import Connection, Row, update
 from sqlmodel import Session, col, select
 
-from adaldyk_bots import audit, lifecycle, org, staff_work
+from adaldyk_bots import audit, feedback_reading, lifecycle, org, staff_work
+from adaldyk_bots.approval_rules import ApprovalRules
 from adaldyk_bots.calendar import WorkingCalendar
 from adaldyk_bots.categories import CategoryRules
-from adaldyk_bots.domain import AppealStatus, Category, InboundMessage, Language, ReplyTarget
+from adaldyk_bots.domain import AppealStatus, Category, Choice, InboundMessage, Language, ReplyTarget
 from adaldyk_bots.errors import (
     AppealNotFound,
+    ApprovalRequired,
     EmptyReply,
     StatusUnchanged,
     UnknownStatus,
@@ -50,7 +52,21 @@ log = logging.getLogger(__name__)
 
 _COMMAND = re.compile(r"^/(?P<name>[a-z_]+)(?:@\w+)?(?:\s+(?P<arg>.*))?$", re.IGNORECASE | re.DOTALL)
 
-__all__ = ["OPEN_STATUSES", "Target", "Workflow", "WorkflowError"]
+__all__ = ["OPEN_STATUSES", "CitizenHooks", "Target", "Workflow", "WorkflowError"]
+
+
+class CitizenHooks(Protocol):
+    """What the workflow leaves to the modules built on it (step_notices.py, wired by the runtime), so
+    the imports go one way: the notice a legal step owes, and the citizen's answer to "was it solved?"."""
+
+    def owe_notice(
+        self, s: Session, workflow: Workflow, appeal: Appeal, kind: str, *, note: str | None,
+        actor_id: int | None, now: datetime,
+    ) -> None: ...  # fmt: skip
+
+    def feedback_said(
+        self, s: Session, workflow: Workflow, appeal_id: int, answer: str, *, message_id: int, now: datetime
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,14 @@ class Target:
     chat_id: str
     kind: str = "message"
     reply_to_key: str | None = None
+
+
+class _Said(NamedTuple):
+    """The citizen's yes or no to "was it solved?", recognised on the inbound path (feedback.py)."""
+
+    appeal_id: int
+    answer: str
+    message_id: int
 
 
 class _AppealRef(NamedTuple):
@@ -108,10 +132,15 @@ class Workflow:
         term_days: int,
         number_prefix: str,
         categories: CategoryRules | None = None,
+        approval: ApprovalRules | None = None,
+        hooks: CitizenHooks | None = None,
         terms: Terms | None = None,
         alerts: Alerts | None = None,
     ) -> None:
         self.calendar = calendar
+        # None: every step tells the citizen in the generic status message, and no "was it solved?".
+        self.hooks = hooks
+        self.approval = approval or ApprovalRules()
         self.texts = texts
         self.categories = categories or CategoryRules()
         self.term_days = term_days
@@ -135,7 +164,12 @@ class Workflow:
         if msg.deleted:
             self._mark_deleted(conn, sql, msg, utcnow())
             return
-        contact_id, renamed = self._accept(conn, sql, msg, raw_event_id)
+        contact_id, renamed, said = self._accept(conn, sql, msg, raw_event_id)
+        if said is not None and self.hooks is not None:  # the citizen's yes or no after an answer
+            now = utcnow()
+            self.hooks.feedback_said(
+                s, self, said.appeal_id, said.answer, message_id=said.message_id, now=now
+            )
         # The search index follows in the same transaction (storage/search_index.py): the appeal the
         # message joined or opened, and every appeal of a citizen whose name changed.
         where = {"channel": msg.channel, "account": msg.account, "chat_id": msg.chat_id}
@@ -147,11 +181,11 @@ class Workflow:
 
     def _accept(
         self, conn: Connection, sql: InboundStatements, msg: InboundMessage, raw_event_id: int | None
-    ) -> tuple[int, bool]:
-        """(the sender's contact id, whether their name changed)."""
+    ) -> tuple[int, bool, _Said | None]:
+        """(the sender's contact id, whether their name changed, the citizen's answer to "was it solved?")."""
         now = utcnow()
         contact_id, contact_language, renamed = self._sender(conn, sql, msg, now)
-        done = (contact_id, renamed)
+        done: tuple[int, bool, _Said | None] = (contact_id, renamed, None)
         conversation_id, new_conversation = self._conversation(conn, sql, msg, contact_id, now)
         attachments = [asdict(a) for a in msg.attachments]
         key = {"conversation_id": conversation_id, "external_key": msg.message_key}
@@ -206,6 +240,16 @@ class Workflow:
             conn, sql, msg, contact_id, contact_language, conversation_id, target, message_id
         ):
             return done
+        reads = self.hooks is not None and not new_conversation
+        said = feedback_reading.recognise(msg.text, msg.choice) if reads else None
+        waiting = feedback_reading.awaiting(conn, conversation_id, said) if said is not None else None
+        if said is not None and waiting is not None:
+            # The answer to the question under an answered appeal: it joins that appeal (no new one).
+            conn.execute(sql.set_message_appeal, {"b_id": message_id, "b_appeal_id": waiting})
+            self._add_event(
+                conn, sql, waiting, "feedback", {"message_id": message_id, "answer": said.answer}, now
+            )
+            return (contact_id, renamed, _Said(waiting, said.answer, message_id))
 
         found = (
             None  # a conversation created in this transaction has no appeal yet
@@ -695,8 +739,20 @@ class Workflow:
         return appeal
 
     def change_status(
-        self, s: Session, appeal: Appeal, status: str, *, actor: str, note: str | None = None
+        self,
+        s: Session,
+        appeal: Appeal,
+        status: str,
+        *,
+        actor: str,
+        note: str | None = None,
+        actor_id: int | None = None,
+        approved: bool = False,
     ) -> AppealEvent:
+        """Take one step of the legal table (lifecycle.py). A step the law attaches a notice to (registration,
+        forwarding, extension, hearing, answer) owes that notice, exactly once (notices.py); any other step
+        tells the citizen the new status in a generic message (status:<event>). `note` is the reason of a
+        reasoned step, the preliminary decision of a hearing, the answer's text of an answer."""
         try:
             new = AppealStatus(status)
         except ValueError:
@@ -704,7 +760,9 @@ class Workflow:
         self._lock(s, appeal)
         if new.value == appeal.status:
             raise StatusUnchanged(f"appeal {appeal.number} is already {status}")
-        lifecycle.check(appeal.status, new.value)  # the legal table refuses a step it does not hold
+        step = lifecycle.check(appeal.status, new.value)  # the legal table refuses a step it does not hold
+        if new is AppealStatus.ANSWERED and not approved:
+            self._refuse_without_approval(appeal)
         if new is AppealStatus.EXTENDED:
             raise UseExtension(
                 "an extension moves the due date by the head's reasoned decision: use the extend action"
@@ -719,6 +777,9 @@ class Workflow:
             appeal.answered_at = now
         s.add(appeal)
         audit.record(s, actor=actor, action="appeal.status", subject=appeal.number, detail=event.detail)
+        if step.notice is not None and self.hooks is not None:
+            self.hooks.owe_notice(s, self, appeal, step.notice, note=note, actor_id=actor_id, now=now)
+            return event
         key = "status_changed_note" if note else "status_changed"
         text = self.texts.render(
             appeal.language,
@@ -738,9 +799,17 @@ class Workflow:
         )
         return event
 
+    def _refuse_without_approval(self, appeal: Appeal) -> None:
+        if self.approval.needs_approval(formal=appeal.formal, category=appeal.category):
+            raise ApprovalRequired(
+                f"the answer to the formal appeal {appeal.number} goes out only after the head of its unit "
+                "approves it: save it as a draft (answers.py)"
+            )
+
     def reply(self, s: Session, appeal: Appeal, text: str, *, actor: str) -> AppealEvent:
         if not text.strip():
             raise EmptyReply("reply text is empty")
+        self._refuse_without_approval(appeal)  # a formal appeal is answered through a draft
         self._lock(s, appeal)
         now = utcnow()
         event = self._event(s, appeal, "reply", actor, {"text": text}, now)
@@ -905,9 +974,18 @@ class Workflow:
 
     @staticmethod
     def enqueue(
-        s: Session, *, key: str, target: Target, purpose: str, appeal_id: int | None, text: str, now: datetime
+        s: Session,
+        *,
+        key: str,
+        target: Target,
+        purpose: str,
+        appeal_id: int | None,
+        text: str,
+        now: datetime,
+        choices: Sequence[Choice] = (),
     ) -> bool:
-        """Owe the citizen a message. The UNIQUE key makes a second enqueue of the same thing a no-op."""
+        """Owe the citizen a message (with `choices` to pick from, e.g. buttons). The UNIQUE key makes a
+        second enqueue of the same thing a no-op."""
         if target.channel in staff_work.UNREACHABLE_CHANNELS and appeal_id is not None:
             # No connector sends to a phone or reception conversation: a reply or status notice there
             # would wait in the outbox forever. A person owes the citizen these words instead.
@@ -915,4 +993,6 @@ class Workflow:
                 s, key=f"call:{key}", appeal_id=appeal_id, kind="call_citizen", text=text, now=now
             )
         values = _outbox_values(key, target, purpose, appeal_id, text, now)
+        if choices:
+            values["choices"] = [{"id": c.id, "label": c.label} for c in choices]
         return insert_ignoring_conflict(s, OutboxItem, values) is not None

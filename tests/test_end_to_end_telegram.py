@@ -69,25 +69,37 @@ def test_polling_two_citizens_get_acknowledgements_status_and_reply(make_setting
             json={"text": "Инспекторлар тексеру жүргізді, айыппұл салынды.", "status": "answered"},
         )
         assert replied.status_code == 200, replied.text
-        wait_until(lambda: len(_texts(fake_telegram, 1001)) >= 3, what="the reply and the status message")
+        wait_until(
+            lambda: len(_texts(fake_telegram, 1001)) >= 4, what="the reply, the answer notice, the question"
+        )
         kk_texts = _texts(fake_telegram, 1001)
         assert any("Инспекторлар тексеру жүргізді" in t and kk_number in t for t in kk_texts)
         assert any("жауап берілді" in t for t in kk_texts)
 
-        detail = api.get(f"/appeals/{kk_number}").json()
+        # The fake has the last message before our row says so: wait for every delivery to be recorded.
+        detail = wait_until(
+            lambda: (
+                (d := api.get(f"/appeals/{kk_number}").json())
+                and all(x["state"] == "sent" for x in d["deliveries"])
+                and d
+            ),
+            what="every delivery recorded as sent",
+        )
         assert detail["status"] == "answered"
         assert [m["text"] for m in detail["messages"] if m["direction"] == "in"] == [KK_TEXT]
+        # The step to "answered" owes the answer notice (notices.py) and the "was it solved?" question.
         assert {d["purpose"]: d["state"] for d in detail["deliveries"]} == {
             "ack": "sent",
             "reply": "sent",
-            "status": "sent",
+            "answer": "sent",
+            "feedback": "sent",
         }
         assert [e["kind"] for e in detail["history"]] == ["created", "reply", "status"]
 
         # After the answer, a new message opens a new appeal.
         fake_telegram.citizen_message(TOKEN, chat_id=1001, text="Тағы бір мәселе: ағаштарды кесіп жатыр.")
-        wait_until(lambda: len(_texts(fake_telegram, 1001)) >= 4, what="the second acknowledgement")
-        second = NUMBER.search(_texts(fake_telegram, 1001)[3]).group(0)
+        wait_until(lambda: len(_texts(fake_telegram, 1001)) >= 5, what="the second acknowledgement")
+        second = NUMBER.search(_texts(fake_telegram, 1001)[4]).group(0)
         assert second not in (kk_number, ru_number)
 
 

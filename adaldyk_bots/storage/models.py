@@ -328,6 +328,9 @@ class OutboxItem(SQLModel, table=True):
     last_error_detail: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime
     sent_at: datetime | None = None
+    # Answers the citizen may pick ([{"id": ..., "label": ...}], e.g. "was it solved?"): each connector shows
+    # them its own way (buttons, quick replies, numbered words) on the last part of the text (domain.Choice).
+    choices: list[dict[str, str]] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class DispatcherLease(SQLModel, table=True):
@@ -589,6 +592,25 @@ class PublicReceipt(SQLModel, table=True):
     answer_by: str = Field(max_length=16)  # email | phone | messenger
     messenger: str | None = Field(default=None, max_length=200)  # the handle given (we cannot write there)
     created_at: datetime
+
+
+class AnswerDraft(SQLModel, table=True):
+    """A final answer to a formal appeal waiting for the four eyes: written by `author_id`, sent only once
+    the unit's head (or the deputy acting for them that day) approves it (answers.py). `decision` is None
+    while it waits, then approved | returned (with the head's `comment`)."""
+
+    __tablename__ = "answer_draft"
+    __table_args__ = (Index("ix_answer_draft_pending", "decision", "appeal_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    appeal_id: int = Field(foreign_key="appeal.id", index=True)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    author_id: int | None = Field(default=None, foreign_key="staff_user.id")
+    created_at: datetime
+    decided_by_id: int | None = Field(default=None, foreign_key="staff_user.id")
+    decided_at: datetime | None = None
+    decision: str | None = Field(default=None, max_length=16)  # None (pending) | approved | returned
+    comment: str | None = Field(default=None, sa_column=Column(Text))
 
 
 class DeadlineMark(SQLModel, table=True):

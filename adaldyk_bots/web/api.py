@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, func, select
 from starlette.concurrency import run_in_threadpool
 
-from adaldyk_bots import accounts, audit, extension
+from adaldyk_bots import accounts, answers, audit, extension, feedback
 from adaldyk_bots.access import Role, Viewer, appeal_scope, visible_appeal
 from adaldyk_bots.appeal_query import text_condition
 from adaldyk_bots.domain import AppealStatus, Category
@@ -204,6 +204,25 @@ class StaffAppealIn(BaseModel):
 class StaffAppealOut(BaseModel):
     appeal: AppealOut
     receipt: str = Field(description="the receipt's path: PDF, or ?format=html for a page to print")
+
+
+class ReturnIn(BaseModel):
+    model_config = _STRICT
+    comment: str = Field(min_length=1, max_length=4000, pattern=r"\S", description="why it goes back")
+
+
+class ApprovalOut(BaseModel):
+    number: str
+    created_at: datetime
+    as_deputy: bool = Field(description="the caller approves as the deputy acting for the head")
+
+
+class UnitStatsOut(BaseModel):
+    unit: str | None
+    name: str
+    rated: int = Field(description="answers whose citizen said whether the problem was solved")
+    solved: int
+    share_solved: float | None
 
 
 class ExtensionIn(BaseModel):
@@ -397,10 +416,56 @@ def build_api_router(runtime: AppParts) -> APIRouter:
         who = _actor(request, viewer)
         with unit_of_work(engine) as s:
             appeal = visible_appeal(s, viewer, number)
+            if answers.needs_approval(workflow, appeal):
+                # Four eyes (answers.py): the answer to a formal appeal is a draft for the unit's head; it
+                # goes out, and the appeal becomes answered, when they approve it (.../answer/approve).
+                answers.save_draft(s, workflow, appeal, body.text, viewer=viewer)
+                if body.status and body.status not in (appeal.status, AppealStatus.ANSWERED):
+                    workflow.change_status(s, appeal, body.status, actor=who)
+                return ActionOut(
+                    appeal=_appeal_out(s, appeal), event=_event_out(answers.last_event(s, appeal))
+                )
             event = workflow.reply(s, appeal, body.text, actor=who)
             if body.status and body.status != appeal.status:
                 workflow.change_status(s, appeal, body.status, actor=who)
             return ActionOut(appeal=_appeal_out(s, appeal), event=_event_out(event))
+
+    @router.post("/appeals/{number}/answer/approve", response_model=ActionOut, responses=ACTION_ERRORS)
+    def approve_answer(number: Number, viewer: ApiWriter) -> ActionOut:
+        """The unit head (or the deputy acting for them today) approves the waiting answer: it goes out."""
+        with unit_of_work(engine) as s:
+            appeal = visible_appeal(s, viewer, number)
+            answers.approve(s, workflow, answers.pending_id(s, appeal), viewer=viewer)
+            return ActionOut(appeal=_appeal_out(s, appeal), event=_event_out(answers.last_event(s, appeal)))
+
+    @router.post("/appeals/{number}/answer/return", response_model=ActionOut, responses=ACTION_ERRORS)
+    def return_answer(number: Number, body: ReturnIn, viewer: ApiWriter) -> ActionOut:
+        """Back to its author with a comment; nothing is sent to the citizen."""
+        with unit_of_work(engine) as s:
+            appeal = visible_appeal(s, viewer, number)
+            answers.return_draft(
+                s, workflow, answers.pending_id(s, appeal), viewer=viewer, comment=body.comment
+            )
+            return ActionOut(appeal=_appeal_out(s, appeal), event=_event_out(answers.last_event(s, appeal)))
+
+    @router.get("/approvals", response_model=list[ApprovalOut])
+    def approvals(viewer: ApiViewer, s: Db) -> list[ApprovalOut]:
+        """The answers waiting for the caller's approval today (as head, or as the acting deputy)."""
+        today = datetime.now(workflow.calendar.tz).date()
+        return [
+            ApprovalOut(number=p.number, created_at=p.created_at, as_deputy=p.deputy)
+            for p in answers.pending_approvals(s, viewer.user_id, today)
+            if viewer.sees_unit(p.unit_id)
+        ]
+
+    @router.get("/units/stats", response_model=list[UnitStatsOut])
+    def unit_stats(viewer: ApiViewer, s: Db) -> list[UnitStatsOut]:
+        """Per unit: answers the citizen rated (solved or not) and the share solved (feedback.py)."""
+        return [
+            UnitStatsOut(unit=u.code, name=u.name, rated=u.asked, solved=u.solved, share_solved=u.share)
+            for u in feedback.solved_by_unit(s)
+            if viewer.sees_unit(u.unit_id)
+        ]
 
     @router.post("/appeals/{number}/extend", response_model=ActionOut, responses=ACTION_ERRORS)
     def extend(number: Number, body: ExtensionIn, viewer: ApiWriter, request: Request) -> ActionOut:

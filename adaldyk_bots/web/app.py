@@ -13,6 +13,7 @@ from adaldyk_bots import __version__
 from adaldyk_bots.health import health_report
 from adaldyk_bots.supervisor import Supervisor
 from adaldyk_bots.web.admission import AdmitRequests
+from adaldyk_bots.web.answer_pages import build_answer_router
 from adaldyk_bots.web.api import build_api_router
 from adaldyk_bots.web.appeal_pages import build_appeal_router
 from adaldyk_bots.web.audit_pages import build_audit_router
@@ -68,6 +69,7 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
     app.include_router(build_direct_router(runtime))
     app.include_router(build_task_router(runtime))
     app.include_router(build_appeal_router(runtime))
+    app.include_router(build_answer_router(runtime))
     app.include_router(build_auth_router())
     app.include_router(build_health_router(runtime, supervisor=supervisor))
     app.include_router(inbox_router())

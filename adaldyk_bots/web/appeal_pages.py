@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
-from adaldyk_bots import appeal_actions, extension, lifecycle
+from adaldyk_bots import answers, appeal_actions, extension, lifecycle
 from adaldyk_bots.access import Viewer, appeal_scope, assignable_staff, not_found, visible_appeal
 from adaldyk_bots.calendar import WorkingCalendar
 from adaldyk_bots.domain import AppealStatus, ReplyTarget, SendContext
@@ -59,6 +59,7 @@ from adaldyk_bots.storage.models import (
 )
 from adaldyk_bots.textsplit import split_text
 from adaldyk_bots.uploads import upload_id_of
+from adaldyk_bots.web.answer_pages import answer_box
 from adaldyk_bots.web.deps import Db, PageViewer, PageWriter, client_address
 from adaldyk_bots.web.parts import AppParts
 from adaldyk_bots.web.public_pages import content_disposition, upload_for
@@ -95,6 +96,13 @@ PURPOSE_NAMES = {
     "info": N_("information"),
     "invite": N_("invitation"),
     "notice": N_("notice"),
+    # The notices the law owes (notices.py) and the "was it solved?" question (feedback.py).
+    "registration": N_("registration notice"),
+    "forwarding": N_("forwarding notice"),
+    "extension": N_("extension notice"),
+    "hearing": N_("hearing notice"),
+    "answer": N_("answer"),
+    "feedback": N_("was it solved?"),
 }
 STATUS_NAMES = {
     "received": N_("received"),
@@ -155,6 +163,9 @@ DONE_MESSAGES = {
     "retry": N_("The message will be sent again: a new attempt is on its way."),
     "registered": N_("The appeal is registered. Print the receipt for the citizen."),
     "task": N_("The task is done."),
+    "draft": N_("The answer waits for the approval of the unit's head; nothing was sent yet."),
+    "approved": N_("The answer was approved and is in the outbox."),
+    "returned": N_("The answer was returned to its author; the citizen was sent nothing."),
     "extend": N_("The term was extended; the citizen is told in their channel."),
 }
 ERROR_MESSAGES = {
@@ -170,6 +181,8 @@ ERROR_MESSAGES = {
     "invalid": N_("The form was not filled in correctly."),
     "task_already": N_("Someone has already done this task."),
     "task_outcome": N_("Say what came of it (the outcome note is required)."),
+    "draft": N_("This appeal cannot take a new answer now: one waits for approval, or it is answered."),
+    "comment": N_("Say why the answer is returned: the comment is empty."),
     "extend": N_("The term was not extended: give a reason and a number of working days within the cap."),
     "extend_use": N_(
         "An extension is made with its own form: the head's reason and the working days to add."
@@ -476,6 +489,7 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             "tasks": appeal_tasks(s, require_id(appeal)),
             "task_kinds": TASK_KINDS,
             "has_receipt": appeal.channel in ("phone", "reception"),
+            "answer_box": answer_box(s, workflow, appeal, viewer),
         }
         return render(request, "appeal.html", context)
 
@@ -591,11 +605,24 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
     ) -> RedirectResponse:
         if not text.strip():
             return _back(number, error="empty", anchor="#reply")
+        four_eyes = False
+
+        def work(s: Session, appeal: Appeal) -> object:
+            nonlocal four_eyes
+            if answers.needs_approval(
+                workflow, appeal
+            ):  # a formal appeal: the answer is a draft (answers.py)
+                four_eyes = True
+                return answers.save_draft(s, workflow, appeal, text, viewer=viewer)
+            return workflow.reply(s, appeal, text, actor=viewer.actor)
+
         try:
-            act(number, viewer, lambda s, a: workflow.reply(s, a, text, actor=viewer.actor))
+            act(number, viewer, work)
         except EmptyReply:
             return _back(number, error="empty", anchor="#reply")
-        return _back(number, done="reply")
+        except Conflict:
+            return _back(number, error="draft", anchor="#answer")
+        return _back(number, done="draft" if four_eyes else "reply")
 
     @router.post("/appeals/{number}/status")
     def status(

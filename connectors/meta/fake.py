@@ -321,6 +321,53 @@ class FakeGraph(LoopbackServer):
                 self._queue(body)
             return body
 
+    def tap_choice(self, account_id: str, user_id: str, choice: str) -> dict[str, Any]:
+        """The citizen taps the button `choice` under the latest message to them that offers it: a quick
+        reply on Messenger / Instagram (webhook message with text = the title and quick_reply.payload,
+        developers.facebook.com/docs/messenger-platform/reference/webhook-events/messages), an interactive
+        reply button on WhatsApp (messages[].type "interactive", interactive.button_reply {id, title} and
+        context.id = our message, developers.facebook.com/docs/whatsapp/cloud-api/webhooks/components).
+        Returns the webhook body, queued for delivery."""
+        with self._lock:
+            account = self._accounts[account_id]
+            ours, title = None, None
+            for sent in reversed(self.sent):
+                if sent["to"] != user_id or sent["account"] != account_id:
+                    continue
+                buttons = sent.get("quick_replies") or []
+                found = [q["title"] for q in buttons if q["payload"] == choice]
+                if sent.get("interactive"):
+                    found = [
+                        b["reply"]["title"]
+                        for b in sent["interactive"]["action"]["buttons"]
+                        if b["reply"]["id"] == choice
+                    ]
+                if found:
+                    ours, title = sent["id"], found[0]
+                    break
+            if ours is None or title is None:
+                raise ValueError(f"no message to {user_id} offers {choice!r}")
+            when = self.clock()
+            thread = self._thread_of(account, user_id, "")
+            thread.last_inbound = max(thread.last_inbound, when)
+            mid = self._new_id(account.channel)
+            thread.messages.append(
+                {"id": mid, "from": user_id, "text": title, "created": when, "direction": "in"}
+            )
+            body = self._message_body(account, user_id, "", mid, title, when)
+            if account.channel == "whatsapp":
+                message = body["entry"][0]["changes"][0]["value"]["messages"][0]
+                del message["text"]
+                message.update(
+                    type="interactive",
+                    context={"from": account.id, "id": ours},
+                    interactive={"type": "button_reply", "button_reply": {"id": choice, "title": title}},
+                )
+            else:
+                body["entry"][0]["messaging"][0]["message"]["quick_reply"] = {"payload": choice}
+            self._queue(body)
+            return body
+
     def add_citizen(self, account_id: str, user_id: str, *, at: float | None = None, name: str = "") -> None:
         """Make a citizen known as if they had written at `at` (default now), without a webhook: for tests
         that post recorded or hand-built bodies to the service themselves."""
@@ -647,6 +694,7 @@ class FakeGraph(LoopbackServer):
         if not isinstance(text, str) or not text:
             raise GraphFault(100, "(#100) The parameter message[text] is required", None)
         self._check_length(account.channel, text)
+        quick = _quick_replies(message.get("quick_replies"))
         self._rate(account)
         now = self.clock()
         with self._lock:
@@ -670,6 +718,7 @@ class FakeGraph(LoopbackServer):
                     "messaging_type": params.get("messaging_type"),
                     "tag": params.get("tag"),
                     "id": mid,
+                    "quick_replies": quick,
                 }
             )
             return {"recipient_id": user_id, "message_id": mid}
@@ -775,6 +824,7 @@ class FakeGraph(LoopbackServer):
         now = self.clock()
         text = ""
         template: dict[str, Any] | None = None
+        interactive: dict[str, Any] | None = None
         if kind == "text":
             body = _json(params.get("text")) or {}
             found = body.get("body") if isinstance(body, dict) else None
@@ -783,6 +833,9 @@ class FakeGraph(LoopbackServer):
             text = found
             if len(text) > TEXT_LIMITS["whatsapp"]:
                 raise GraphFault(100, "(#100) Param text['body'] must be at most 4096 characters long.", None)
+        elif kind == "interactive":
+            interactive = _wa_interactive(_json(params.get("interactive")))
+            text = interactive["body"]["text"]
         elif kind == "template":
             template = _json(params.get("template"))
             if not isinstance(template, dict):
@@ -808,7 +861,7 @@ class FakeGraph(LoopbackServer):
                 {"id": wamid, "from": account.id, "text": text, "created": now, "direction": "out"}
             )
             failure = self._fail_async.popleft() if self._fail_async else None
-            if failure is None and kind == "text" and now - thread.last_inbound > WINDOW_SECONDS:
+            if failure is None and kind != "template" and now - thread.last_inbound > WINDOW_SECONDS:
                 failure = 131047  # accepted now, failed by webhook: Cloud API's way (§7b)
             opaque = params.get("biz_opaque_callback_data")
             if failure is None:
@@ -820,6 +873,7 @@ class FakeGraph(LoopbackServer):
                         "kind": kind,
                         "text": text,
                         "template": template,
+                        "interactive": interactive,
                         "id": wamid,
                     }
                 )
@@ -929,3 +983,54 @@ async def _params(request: Request) -> dict[str, Any]:
         else:
             params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
     return params
+
+
+def _quick_replies(raw: object) -> list[dict[str, Any]] | None:
+    """message.quick_replies as Messenger and Instagram accept them (developers.facebook.com/docs/
+    messenger-platform/send-messages/quick-replies): up to 13, each content_type "text" with a title of
+    at most 20 characters and a payload of at most 1000."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not 1 <= len(raw) <= 13:
+        raise GraphFault(100, "(#100) param message[quick_replies] must be an array of 1 to 13 items", None)
+    for quick in raw:
+        if not isinstance(quick, dict) or quick.get("content_type") != "text":
+            raise GraphFault(
+                100, "(#100) param message[quick_replies][0][content_type] must be one of {TEXT, ...}", None
+            )
+        title, payload = quick.get("title"), quick.get("payload")
+        if not isinstance(title, str) or not title or len(title) > 20:
+            raise GraphFault(100, "(#100) Quick reply title must be 1 to 20 characters", None)
+        if not isinstance(payload, str) or not payload or len(payload) > 1000:
+            raise GraphFault(100, "(#100) Quick reply payload must be 1 to 1000 characters", None)
+    return [dict(q) for q in raw]
+
+
+def _wa_interactive(raw: object) -> dict[str, Any]:
+    """An interactive reply-buttons message as the Cloud API accepts it (developers.facebook.com/docs/
+    whatsapp/cloud-api/messages/interactive-reply-buttons-messages): type "button", body.text up to 1024
+    characters, 1 to 3 buttons of type "reply" with a unique id (up to 256) and a title (up to 20)."""
+    if not isinstance(raw, dict) or raw.get("type") != "button":
+        raise GraphFault(100, "(#100) Param interactive['type'] must be one of {BUTTON, LIST, ...}", None)
+    body = raw.get("body")
+    text = body.get("text") if isinstance(body, dict) else None
+    if not isinstance(text, str) or not text or len(text) > 1024:
+        raise GraphFault(
+            100, "(#100) Param interactive['body']['text'] must be at most 1024 characters long.", None
+        )
+    action = raw.get("action")
+    buttons = action.get("buttons") if isinstance(action, dict) else None
+    if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
+        raise GraphFault(131009, "(#131009) Parameter value is not valid: buttons must be 1 to 3", None)
+    ids = set()
+    for button in buttons:
+        reply = button.get("reply") if isinstance(button, dict) else None
+        if not isinstance(reply, dict) or button.get("type") != "reply":
+            raise GraphFault(131009, "(#131009) Parameter value is not valid: button type", None)
+        bid, title = reply.get("id"), reply.get("title")
+        if not isinstance(bid, str) or not bid or len(bid) > 256 or bid in ids:
+            raise GraphFault(131009, "(#131009) Parameter value is not valid: button id", None)
+        if not isinstance(title, str) or not title or len(title) > 20:
+            raise GraphFault(131009, "(#131009) Parameter value is not valid: button title", None)
+        ids.add(bid)
+    return dict(raw)

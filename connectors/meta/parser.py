@@ -344,8 +344,12 @@ def _parse_messaging(
         if message.get("is_unsupported"):
             attachments += (Attachment(kind="unsupported"),)
         quick = message.get("quick_reply")
-        if isinstance(quick, dict) and not text and isinstance(quick.get("payload"), str):
-            text = quick["payload"]
+        # A quick reply the citizen tapped (Messenger Platform, quick replies; Instagram the same): the
+        # text is the button's title, message.quick_reply.payload its payload, our choice's id.
+        choice = quick.get("payload") if isinstance(quick, dict) else None
+        choice = choice if isinstance(choice, str) and choice else None
+        if choice is not None and not text:
+            text = choice
         reply_to = message.get("reply_to")
         reply_mid = reply_to.get("mid") if isinstance(reply_to, dict) else None
         if not text and not attachments:
@@ -356,6 +360,7 @@ def _parse_messaging(
             text=str(text),
             attachments=attachments,
             reply_to_key=reply_mid if isinstance(reply_mid, str) else None,
+            choice=choice,
         )
     if "postback" in item:  # a button the citizen pressed: its title is what they "said"
         postback = _f.req_object(item, "postback", "messaging[].postback")
@@ -585,7 +590,23 @@ def _parse_whatsapp(
         text=text,
         attachments=attachments,
         reply_to_key=reply_to if isinstance(reply_to, str) else None,
+        choice=_wa_choice(kind, message),
     )
+
+
+def _wa_choice(kind: object, message: Mapping[str, Any]) -> str | None:
+    """The id of a reply button the citizen pressed (Cloud API webhook: type "interactive",
+    interactive.button_reply.id; a template's quick-reply button: type "button", button.payload)."""
+    if kind == "interactive":
+        inter = message.get("interactive")
+        reply = inter.get("button_reply") if isinstance(inter, dict) else None
+        found = reply.get("id") if isinstance(reply, dict) else None
+    elif kind == "button":
+        button = message.get("button")
+        found = button.get("payload") if isinstance(button, dict) else None
+    else:
+        return None
+    return found if isinstance(found, str) and found else None
 
 
 _WA_LOCATION: tuple[str, ...] = ("latitude", "longitude", "name", "address", "url")

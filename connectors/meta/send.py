@@ -21,19 +21,21 @@ from __future__ import annotations
 
 import logging
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from adaldyk_bots.domain import (
+    Choice,
     Delivered,
     ReplyTarget,
     RetryLater,
     SendContext,
     SendResult,
     WindowDecision,
+    choices_as_text,
 )
 from adaldyk_bots.ports import RateScope
 from connectors.meta.errors import (
@@ -349,6 +351,9 @@ class MetaSender:
         if self.channel == "whatsapp":
             return f"{self.account}/messages", self._whatsapp(target, text, window, idempotency_key), None
         comment_id = target.reply_to_key or target.chat_id
+        if target.kind in ("public_comment", "comment"):
+            # A comment and its private reply carry text only: the choices as numbered lines.
+            text = choices_as_text(text, target.choices)
         if target.kind == "public_comment":
             edge = "replies" if self.channel == "instagram" else "comments"
             return f"{comment_id}/{edge}", {"message": text}, None
@@ -364,6 +369,8 @@ class MetaSender:
             message["metadata"] = idempotency_key[:1000]
         if target.kind == "comment":
             return path, {"recipient": {"comment_id": comment_id}, "message": message}, comment_id
+        if target.choices:
+            message["quick_replies"] = quick_replies(target.choices)
         data: dict[str, Any] = {"recipient": {"id": target.chat_id}, "message": message}
         if window.tag:
             if window.tag == "RESPONSE":
@@ -394,8 +401,12 @@ class MetaSender:
                     {"type": "body", "parameters": [{"type": "text", "text": p} for p in window.params]}
                 ]
             data.update(type="template", template=template)
+        elif target.choices and len(text) <= WA_BUTTON_BODY_LIMIT:
+            data.update(type="interactive", interactive=whatsapp_buttons(text, target.choices))
         else:
-            data.update(type="text", text={"body": text, "preview_url": False})
+            # Too long a body for an interactive message, or nothing to pick: plain text (numbered choices).
+            body = choices_as_text(text, target.choices)
+            data.update(type="text", text={"body": body, "preview_url": False})
         return data
 
     # --- token check -----------------------------------------------------------------------------------
@@ -411,6 +422,39 @@ class MetaSender:
                 return "broken", f"the {self.channel} token lacks a permission (Meta error {exc.code})"
             return "degraded", f"token check failed: {exc}"
         return "ok", f"token accepted for {me.get('name') or me.get('id')}"
+
+
+# Messenger Platform, quick replies (developers.facebook.com/docs/messenger-platform/send-messages/
+# quick-replies): up to 13, content_type "text", a title of up to 20 characters, a payload of up to 1000.
+QUICK_REPLY_LIMIT, QUICK_REPLY_TITLE_LIMIT, QUICK_REPLY_PAYLOAD_LIMIT = 13, 20, 1000
+# WhatsApp Cloud API, interactive reply buttons (developers.facebook.com/docs/whatsapp/cloud-api/messages/
+# interactive-reply-buttons-messages): up to 3 buttons, id up to 256 characters, title up to 20, body
+# text up to 1024.
+WA_BUTTON_LIMIT, WA_BUTTON_ID_LIMIT, WA_BUTTON_BODY_LIMIT = 3, 256, 1024  # titles: 20
+
+
+def quick_replies(choices: Sequence[Choice]) -> list[dict[str, str]]:
+    return [
+        {
+            "content_type": "text",
+            "title": c.label[:QUICK_REPLY_TITLE_LIMIT],
+            "payload": c.id[:QUICK_REPLY_PAYLOAD_LIMIT],
+        }
+        for c in choices[:QUICK_REPLY_LIMIT]
+    ]
+
+
+def whatsapp_buttons(text: str, choices: Sequence[Choice]) -> dict[str, Any]:
+    return {
+        "type": "button",
+        "body": {"text": text},
+        "action": {
+            "buttons": [
+                {"type": "reply", "reply": {"id": c.id[:WA_BUTTON_ID_LIMIT], "title": c.label[:20]}}
+                for c in choices[:WA_BUTTON_LIMIT]
+            ]
+        },
+    }
 
 
 def _sent_id(answer: Mapping[str, Any]) -> str | None:

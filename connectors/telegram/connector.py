@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
-from telegram import Bot
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import (
     BadRequest,
     ChatMigrated,
@@ -55,7 +55,8 @@ log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
 # Update types we turn into appeals or need to see; the others are never requested.
-ALLOWED_UPDATES = ["message", "edited_message", "my_chat_member"]
+# callback_query: a press of an inline button under our "was it solved?" question (feedback.py).
+ALLOWED_UPDATES = ["message", "edited_message", "my_chat_member", "callback_query"]
 # Bot FAQ: about 30 messages/s in bulk and 1 message/s per chat; stay under both.
 BOT_SENDS_PER_SECOND = 25
 CHAT_SENDS_PER_SECOND = 1
@@ -90,6 +91,7 @@ class TelegramConnector:
         # The bot id is the part of the token before the colon: known without a network call.
         self._account = token.split(":", 1)[0]
         self._health = ChannelHealth(extra={"mode": mode})
+        self._tasks: set[asyncio.Task[None]] = set()  # answerCallbackQuery calls after a webhook commit
         self._bot = Bot(
             token,
             base_url=f"{self.api_url}/bot",
@@ -157,8 +159,22 @@ class TelegramConnector:
     def _route(self, body: bytes) -> list[Delivery]:
         return [Delivery(self.name, self._account, self.parse_payload(body))]
 
-    def _note_stored(self, _deliveries: Sequence[Delivery]) -> None:
+    def _note_stored(self, deliveries: Sequence[Delivery]) -> None:
         self._health.last_event_at = utcnow().isoformat()
+        # Button presses are answered after the commit, off the request (a webhook calls no API inline).
+        updates = []
+        for delivery in deliveries:
+            try:
+                updates.append(json.loads(delivery.event.payload))
+            except ValueError:
+                continue
+        if any(isinstance(u, dict) and "callback_query" in u for u in updates):
+            try:
+                task = asyncio.get_running_loop().create_task(self._answer_callbacks(updates))
+            except RuntimeError:  # no loop in this thread: Telegram stops waiting by itself
+                return
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def start(self, intake: IntakeSink, *, receive: bool = True) -> None:
         try:
@@ -261,7 +277,20 @@ class TelegramConnector:
             intake.store, channel=self.name, account=self._account, events=events, cursor=next_offset
         )
         self._health.last_event_at = utcnow().isoformat()
+        await self._answer_callbacks(updates)
         return result.stored
+
+    async def _answer_callbacks(self, updates: Sequence[Any]) -> None:
+        """After the batch is stored: answerCallbackQuery for every button press in it, so the citizen's
+        client stops its progress indicator (Bot API: "the answer is required"). A failure changes nothing
+        stored: Telegram stops waiting by itself after a while."""
+        for update in updates:
+            query = update.get("callback_query") if isinstance(update, dict) else None
+            if isinstance(query, dict) and isinstance(query.get("id"), str):
+                try:
+                    await self._bot.answer_callback_query(query["id"])
+                except TelegramError as exc:
+                    log.info("telegram: answerCallbackQuery %s failed: %s", query["id"], exc)
 
     async def stop(self) -> None:
         # The poll loop belongs to the supervisor, which has stopped it before this is called.
@@ -287,7 +316,9 @@ class TelegramConnector:
         # Telegram has no idempotency key for sendMessage; the outbox lease keeps duplicates to the
         # one part in flight during a crash.
         try:
-            message = await self._bot.send_message(chat_id=int(target.chat_id), text=text)
+            message = await self._bot.send_message(
+                chat_id=int(target.chat_id), text=text, reply_markup=_keyboard(target)
+            )
         except RetryAfter as exc:
             after = _seconds(exc.retry_after)
             # Telegram does not say whether a 429 is the chat's or the bot's (platforms.md §1c). A chat's
@@ -332,6 +363,16 @@ class TelegramConnector:
             await file.download_to_drive(custom_path=path.with_suffix(".part"))
             path.with_suffix(".part").rename(path)
         return path
+
+
+def _keyboard(target: ReplyTarget) -> InlineKeyboardMarkup | None:
+    """The choices as an inline keyboard, one button a row; a press comes back as a callback_query whose
+    `data` is the choice's id (core.telegram.org/bots/api#inlinekeyboardmarkup; callback_data 1-64 bytes)."""
+    if not target.choices:
+        return None
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(c.label, callback_data=c.id[:64])] for c in target.choices]
+    )
 
 
 def _seconds(value: int | float | timedelta) -> float:

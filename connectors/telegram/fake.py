@@ -260,6 +260,7 @@ class _Bot:
     poll_seq: int = 0
     chats: dict[int, dict[str, Any]] = field(default_factory=dict)
     blocked: set[int] = field(default_factory=set)
+    callback_queries: set[str] = field(default_factory=set)  # button presses not yet answered
     last_message_id: dict[int, int] = field(default_factory=dict)
     message_dates: dict[tuple[int, int], int] = field(default_factory=dict)
     forced: dict[int, deque[_Forced]] = field(default_factory=dict)
@@ -290,6 +291,42 @@ class _Bot:
         if not self.allowed_updates:
             return update_type not in NON_DEFAULT_UPDATE_TYPES
         return update_type in self.allowed_updates
+
+
+def _inline_markup(params: dict[str, Any]) -> dict[str, Any] | None:
+    """sendMessage's reply_markup, checked as the Bot API checks an InlineKeyboardMarkup
+    (core.telegram.org/bots/api#inlinekeyboardmarkup): an array of button rows, each button with a text
+    and exactly one action; callback_data is 1-64 bytes. Anything else is refused as Telegram refuses it."""
+    raw = params.get("reply_markup")
+    if raw is None or raw == "":
+        return None
+    try:
+        markup = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        raise ApiError(400, "Bad Request: can't parse reply keyboard markup JSON object") from None
+    rows = markup.get("inline_keyboard") if isinstance(markup, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+        raise ApiError(
+            400, 'Bad Request: can\'t parse inline keyboard button: field "inline_keyboard" must be an Array'
+        )
+    for row in rows:
+        for button in row:
+            if not isinstance(button, dict) or not isinstance(button.get("text"), str) or not button["text"]:
+                raise ApiError(
+                    400,
+                    "Bad Request: can't parse inline keyboard button: "
+                    "Text buttons are unallowed in the inline keyboard",
+                )
+            data = button.get("callback_data")
+            if data is not None and not (isinstance(data, str) and 1 <= len(data.encode()) <= 64):
+                raise ApiError(400, "Bad Request: BUTTON_DATA_INVALID")
+            if data is None and "url" not in button:
+                raise ApiError(
+                    400,
+                    "Bad Request: can't parse inline keyboard button: "
+                    "InlineKeyboardButton must have exactly one optional field",
+                )
+    return dict(markup)
 
 
 def _update_type(update: dict[str, Any]) -> str:
@@ -359,6 +396,8 @@ class FakeTelegramServer(LoopbackServer):
         self._bots: dict[str, _Bot] = {}
         self._revoked: set[str] = set()  # tokens that answer 401 until restored (a revoked/broken token)
         self._sent: list[dict[str, Any]] = []
+        self.callback_answers: list[dict[str, Any]] = []  # answerCallbackQuery calls, in order
+        self._callback_seq = itertools.count(1)
         self._file_seq = itertools.count(1)
 
         self._methods: dict[str, Handler] = {
@@ -369,6 +408,7 @@ class FakeTelegramServer(LoopbackServer):
             "getwebhookinfo": self._get_webhook_info,
             "sendmessage": self._send_message,
             "sendchataction": self._send_chat_action,
+            "answercallbackquery": self._answer_callback_query,
             "getfile": self._get_file,
             "setmycommands": self._set_my_commands,
             "deletemycommands": self._delete_my_commands,
@@ -867,6 +907,7 @@ class FakeTelegramServer(LoopbackServer):
             raise ApiError(400, "Bad Request: message is too long")
         if chat_id in bot.blocked:
             raise ApiError(403, "Forbidden: bot was blocked by the user")
+        markup = _inline_markup(params)
 
         chat_bucket = bot.chat_buckets.get(chat_id)
         if chat_bucket is None:
@@ -902,6 +943,8 @@ class FakeTelegramServer(LoopbackServer):
             "date": date,
             "text": text,
         }
+        if markup is not None:
+            message["reply_markup"] = markup
         self._sent.append(
             {
                 "token": bot.token,
@@ -911,9 +954,57 @@ class FakeTelegramServer(LoopbackServer):
                 "at": now,
                 "wall": time.time(),
                 "params": {key: value for key, value in params.items() if not isinstance(value, bytes)},
+                "reply_markup": markup,
+                "message": copy.deepcopy(message),
             }
         )
         return message
+
+    async def _answer_callback_query(self, bot: _Bot, params: dict[str, Any]) -> JSONResponse:
+        query_id = _get_str(params, "callback_query_id")
+        with self._lock:
+            if query_id is None or query_id not in bot.callback_queries:
+                raise ApiError(
+                    400, "Bad Request: query is too old and response timeout expired or query ID is invalid"
+                )
+            bot.callback_queries.discard(query_id)
+            self.callback_answers.append(
+                {"token": bot.token, "callback_query_id": query_id, "at": time.monotonic()}
+            )
+        return _ok(True)
+
+    def press_button(self, token: str, *, chat_id: int, callback_data: str, first_name: str = "Айгүл") -> int:
+        """The citizen presses the inline button with `callback_data` under the latest message we sent to
+        them that has one: a `callback_query` update shaped as the Bot API's CallbackQuery (id, from,
+        message with its reply_markup, chat_instance, data). Returns the update_id."""
+        with self._lock:
+            bot = self._bot(token)
+            under = next(
+                (
+                    item["message"]
+                    for item in reversed(self._sent)
+                    if item["token"] == token
+                    and item["chat_id"] == chat_id
+                    and any(
+                        b.get("callback_data") == callback_data
+                        for row in (item.get("reply_markup") or {}).get("inline_keyboard", [])
+                        for b in row
+                    )
+                ),
+                None,
+            )
+            if under is None:
+                raise ValueError(f"no message to chat {chat_id} has a button {callback_data!r}")
+            query_id = f"{chat_id}{next(self._callback_seq):06d}"
+            bot.callback_queries.add(query_id)
+        query = {
+            "id": query_id,
+            "from": {"id": chat_id, "is_bot": False, "first_name": first_name, "language_code": "kk"},
+            "message": copy.deepcopy(under),
+            "chat_instance": f"-{chat_id}",
+            "data": callback_data,
+        }
+        return self.inject_update(token, {"callback_query": query})
 
     async def _send_chat_action(self, bot: _Bot, params: dict[str, Any]) -> JSONResponse:
         chat_id = _get_int(params, "chat_id")

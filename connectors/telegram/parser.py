@@ -124,7 +124,6 @@ _IGNORED_UPDATE_TYPES = frozenset(
     {
         "inline_query",
         "chosen_inline_result",
-        "callback_query",
         "shipping_query",
         "pre_checkout_query",
         "purchased_paid_media",
@@ -445,12 +444,57 @@ def _parse_message(msg: dict[str, Any], path: str, *, account: str, is_edit: boo
     )
 
 
+def _parse_callback(query: dict[str, Any], account: str) -> ParseOutcome:
+    """A press of an inline button under one of our messages (Bot API, CallbackQuery): the button's
+    callback_data is the choice (domain.Choice.id); the text is the pressed button's label, found in the
+    message's reply_markup, so the history reads what the citizen chose."""
+    sender = _f.req_object(query, "from", "callback_query.from")
+    if sender.get("is_bot") is True:
+        return Ignored("telegram.from_bot")
+    data = _f.opt_str(query, "data")
+    message = query.get("message")
+    if data is None or not isinstance(message, dict):
+        # A game's button or an inline-mode message (no chat, e.g. Telegram's own sample in
+        # fixtures/doc_callback_query.json): nothing a citizen asked of us.
+        return Ignored("telegram.unsupported_update:callback_query")
+    chat = _f.req_object(message, "chat", "callback_query.message.chat")
+    if _f.req_str(chat, "type", "callback_query.message.chat.type") != "private":
+        return Ignored("telegram.group_chat")
+    label = data
+    markup = message.get("reply_markup")
+    rows = markup.get("inline_keyboard") if isinstance(markup, dict) else None
+    for row in rows if isinstance(rows, list) else []:
+        for button in row if isinstance(row, list) else []:
+            if isinstance(button, dict) and button.get("callback_data") == data:
+                label = str(button.get("text") or data)
+    # A CallbackQuery has no date of its own; the message it is under gives a stable, replayable one.
+    sent_at = _f.utc(
+        _f.req_int(message, "date", "callback_query.message.date"), "callback_query.message.date"
+    )
+    return InboundMessage(
+        channel=CHANNEL,
+        account=account,
+        chat_id=str(_f.req_int(chat, "id", "callback_query.message.chat.id")),
+        message_key=f"callback:{_f.req_str(query, 'id', 'callback_query.id')}",
+        sender_id=str(_f.req_int(sender, "id", "callback_query.from.id")),
+        sent_at=sent_at,
+        text=label,
+        sender_name=_sender_name(sender),
+        sender_username=_f.opt_str(sender, "username"),
+        language_hint=_f.opt_str(sender, "language_code"),
+        kind="message",
+        choice=data,
+    )
+
+
 def _parse(update: Mapping[str, Any], account: str) -> ParseOutcome:
     for key in ("message", "edited_message"):
         if key in update:
             msg = _f.req_object(update, key, key)
             return _parse_message(msg, key, account=account, is_edit=key == "edited_message")
 
+    if "callback_query" in update:
+        return _parse_callback(_f.req_object(update, "callback_query", "callback_query"), account)
     if "channel_post" in update or "edited_channel_post" in update:
         return Ignored("telegram.channel_post")
     if "my_chat_member" in update:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from adaldyk_bots import safejson
-from adaldyk_bots.domain import Delivered, Failed, Held, ReplyTarget, RetryLater, SendResult
+from adaldyk_bots.domain import Delivered, Failed, Held, ReplyTarget, RetryLater, SendResult, choices_as_text
 from adaldyk_bots.ports import (
     ChannelHealth,
     ConnectorFactory,
@@ -265,11 +266,13 @@ class VKConnector:
 
     async def send(self, target: ReplyTarget, text: str, *, idempotency_key: str) -> SendResult:
         if target.kind == "wall_comment":
-            return await self._comment(target, text, idempotency_key)
+            # A public comment has no keyboard: the choices as numbered lines.
+            return await self._comment(target, choices_as_text(text, target.choices), idempotency_key)
         try:
             peer_id = int(target.chat_id)
         except ValueError:
             return Failed("vk.bad_target", f"not a VK dialog: {target.chat_id!r}")
+        extra: dict[str, Any] = {"keyboard": keyboard_json(target)} if target.choices else {}
         try:
             message_id = await self.client.call(
                 "messages.send",
@@ -279,6 +282,7 @@ class VKConnector:
                 # by VK itself instead of reaching the citizen twice.
                 random_id=derive_random_id(idempotency_key, salt=self._salt),
                 dont_parse_links=1,
+                **extra,
             )
         except VKError as exc:
             return self._classify(exc, target)
@@ -381,3 +385,27 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
 # mypy checks the class against the ports here (its from_settings returns a Connector), so a drift is a
 # type error rather than a surprise at start-up.
 _FACTORY: ConnectorFactory = VKConnector
+
+
+KEYBOARD_LABEL_LIMIT = 40  # dev.vk.com/ru/api/bots/development/keyboard: "label" up to 40 characters
+
+
+def keyboard_json(target: ReplyTarget) -> str:
+    """The choices as an inline keyboard of text buttons, one a row (dev.vk.com/ru/api/bots/development/
+    keyboard: {"inline": true, "buttons": [[{"action": {"type": "text", "label", "payload"}}]]}); a press
+    comes back as message_new with the button's label as text and its payload (a JSON string, up to 255
+    characters) as message.payload, which the parser reads as the choice."""
+    buttons = [
+        [
+            {
+                "action": {
+                    "type": "text",
+                    "label": c.label[:KEYBOARD_LABEL_LIMIT],
+                    "payload": json.dumps({"choice": c.id}, ensure_ascii=False),
+                },
+                "color": "secondary",
+            }
+        ]
+        for c in target.choices
+    ]
+    return json.dumps({"inline": True, "buttons": buttons}, ensure_ascii=False)

@@ -58,6 +58,7 @@ ERROR_MESSAGES = {
     901: "Can't send messages for users without permission",
     902: "Can't send messages to this user due to their privacy settings",
     914: "Message is too long",
+    911: "Keyboard format is invalid",
 }
 
 
@@ -254,8 +255,10 @@ class FakeVK(LoopbackServer):
         photo: bool = False,
         geo: tuple[float, float] | None = None,
         reply_to_cmid: int | None = None,
+        payload: str | None = None,
     ) -> dict[str, Any]:
         """A citizen writes to the community (message_new, >= 5.103 shape); returns the event as sent.
+        `payload`: the message is a press of a keyboard button carrying it (press_button).
         Writing first is what lets the community answer (otherwise messages.send gives 901)."""
         with self._lock:
             group = self._group(group_id)
@@ -278,6 +281,8 @@ class FakeVK(LoopbackServer):
                 "attachments": [self._photo(user_id)] if photo else [],
                 "is_hidden": False,
             }
+            if payload is not None:
+                message["payload"] = payload
             if geo is not None:
                 message["geo"] = {"type": "point", "coordinates": {"latitude": geo[0], "longitude": geo[1]}}
             if reply_to_cmid is not None:
@@ -300,6 +305,29 @@ class FakeVK(LoopbackServer):
                 "lang_id": lang_id,
             }
             return self._emit(group, "message_new", {"message": message, "client_info": client_info})
+
+    def press_button(self, user_id: int, choice: str, *, group_id: int | None = None) -> dict[str, Any]:
+        """The citizen presses the keyboard button whose payload names `choice` under the latest message to
+        them that has one: VK sends message_new with the button's label as text and its payload as
+        message.payload (dev.vk.com/ru/api/bots/development/keyboard, "payload")."""
+        with self._lock:
+            group = self._group(group_id)
+            button = next(
+                (
+                    b["action"]
+                    for sent in reversed(self._sent)
+                    if sent["peer_id"] == user_id
+                    and sent["group_id"] == group.group_id
+                    and sent.get("keyboard")
+                    for row in sent["keyboard"]["buttons"]
+                    for b in row
+                    if json.loads(b["action"].get("payload") or "{}").get("choice") == choice
+                ),
+                None,
+            )
+        if button is None:
+            raise ValueError(f"no message to {user_id} has a button for {choice!r}")
+        return self.citizen_message(user_id, button["label"], group_id=group_id, payload=button["payload"])
 
     def citizen_edit(
         self, user_id: int, cmid: int, text: str, *, group_id: int | None = None
@@ -666,6 +694,7 @@ class FakeVK(LoopbackServer):
             )
         if len(text) > TEXT_LIMIT:
             raise ApiError(914)
+        keyboard = _keyboard(params.get("keyboard"))
         if 0 < peer_id < CHAT_PEER_BASE:
             if peer_id in group.blocked:
                 raise ApiError(900)
@@ -681,6 +710,7 @@ class FakeVK(LoopbackServer):
             "conversation_message_id": group.cmid[peer_id],
             "at": now,
             "wall": time.time(),
+            "keyboard": keyboard,
         }
         if random_id:
             group.by_random_id[random_id] = message
@@ -884,3 +914,37 @@ class FakeVK(LoopbackServer):
         except (TypeError, ValueError, KeyError) as error:
             return JSONResponse({"ok": False, "error": str(error)}, status_code=400)
         return JSONResponse({"ok": False, "error": "unknown action"}, status_code=404)
+
+
+def _keyboard(raw: object) -> dict[str, Any] | None:
+    """messages.send's `keyboard`, checked as VK documents it (dev.vk.com/ru/api/bots/development/keyboard):
+    a JSON object with `buttons` (rows of buttons), each button an `action` with a `type`; a text button
+    has a `label` of at most 40 characters and an optional `payload`, a JSON string of at most 255
+    characters; an inline keyboard holds at most 6 rows. Anything else: error 911 (keyboard format)."""
+    if raw is None or raw == "":
+        return None
+    try:
+        keyboard = json.loads(str(raw))
+    except ValueError:
+        raise ApiError(911) from None
+    rows = keyboard.get("buttons") if isinstance(keyboard, dict) else None
+    if not isinstance(rows, list) or (keyboard.get("inline") and len(rows) > 6):
+        raise ApiError(911)
+    for row in rows:
+        if not isinstance(row, list):
+            raise ApiError(911)
+        for button in row:
+            action = button.get("action") if isinstance(button, dict) else None
+            if not isinstance(action, dict) or action.get("type") != "text":
+                raise ApiError(911)
+            label, payload = action.get("label"), action.get("payload")
+            if not isinstance(label, str) or not label or len(label) > 40:
+                raise ApiError(911)
+            if payload is not None:
+                if not isinstance(payload, str) or len(payload) > 255:
+                    raise ApiError(911)
+                try:
+                    json.loads(payload)
+                except ValueError:
+                    raise ApiError(911) from None
+    return dict(keyboard)

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from adaldyk_bots import safejson
 from adaldyk_bots.domain import Attachment, Ignored, InboundMessage, ParseOutcome, Quarantined
 from adaldyk_bots.ports import RawEvent
 from connectors.jsonfields import (
@@ -291,7 +292,22 @@ def _parse_message(
         edited_at=edited_at,
         reply_to_key=reply_to_key,
         kind="message",
+        choice=_choice(message.get("payload")),
     )
+
+
+def _choice(payload: object) -> str | None:
+    """A keyboard button's press: message.payload is the button's payload, a JSON string (connector.
+    keyboard_json writes {"choice": <id>}); anything else (another bot's buttons, {"command":"start"} of
+    the Start button) is no choice of ours."""
+    if not isinstance(payload, str):
+        return None
+    try:
+        value = safejson.loads(payload.encode())
+    except safejson.NotJson:
+        return None
+    choice = value.get("choice") if isinstance(value, dict) else None
+    return choice if isinstance(choice, str) and choice else None
 
 
 def _parse_wall_comment(comment: Mapping[str, Any], account: str) -> ParseOutcome:

@@ -1,7 +1,7 @@
 """the web form: citizens' uploaded files and the status look-up's code hashes
 
 Revision ID: 0016_public
-Revises: 0014_deadlines
+Revises: 0015_answers
 Create Date: 2026-12-01 16:00:00
 """
 
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0016_public"
-down_revision = "0014_deadlines"
+down_revision = "0015_answers"
 branch_labels = None
 depends_on = None
 
