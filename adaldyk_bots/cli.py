@@ -10,11 +10,15 @@ import secrets
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from adaldyk_bots import __version__
 from adaldyk_bots.access import ROLES
 from adaldyk_bots.runtime import Runtime
 from adaldyk_bots.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
 
 log = logging.getLogger("adaldyk")
 
@@ -153,9 +157,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _runtime(settings: Settings, *, auto_migrate: bool) -> Runtime:
+    from adaldyk_bots.org_config import OrgConfigError
     from adaldyk_bots.storage.schema import ensure_schema
 
-    runtime = Runtime.build(settings)
+    try:
+        runtime = Runtime.build(settings)
+    except OrgConfigError as exc:
+        raise _Refused(f"config/org.toml is wrong, nothing started: {exc}") from None
     try:
         ensure_schema(runtime.engine, auto_migrate=auto_migrate)
     except RuntimeError as exc:
@@ -240,6 +248,7 @@ def _user_create(settings: Settings, args: argparse.Namespace) -> int:
                 password=password,
                 now=utcnow(),
             )
+            _link_org_accounts(settings, s)
             audit(
                 s,
                 actor="cli",
@@ -251,6 +260,14 @@ def _user_create(settings: Settings, args: argparse.Namespace) -> int:
         raise _Refused(str(exc)) from None
     print(f"user {args.username} created ({args.role}{', unit ' + args.unit if args.unit else ''})")
     return 0
+
+
+def _link_org_accounts(settings: Settings, s: Session) -> None:
+    """A head or deputy named in config/org.toml by this username gets the new account at once."""
+    from adaldyk_bots.org import link_accounts
+    from adaldyk_bots.org_config import ORG_FILE, load_org
+
+    link_accounts(s, load_org(settings.config_dir / ORG_FILE))
 
 
 def _token_create(settings: Settings, args: argparse.Namespace) -> int:

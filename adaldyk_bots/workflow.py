@@ -19,7 +19,14 @@ from adaldyk_bots import audit, lifecycle
 from adaldyk_bots.calendar import WorkingCalendar
 from adaldyk_bots.categories import CategoryRules
 from adaldyk_bots.domain import AppealStatus, InboundMessage, Language, ReplyTarget
-from adaldyk_bots.errors import AppealNotFound, EmptyReply, StatusUnchanged, UnknownStatus, UnknownUnit
+from adaldyk_bots.errors import (
+    AppealNotFound,
+    EmptyReply,
+    Forbidden,
+    StatusUnchanged,
+    UnknownStatus,
+    UnknownUnit,
+)
 from adaldyk_bots.errors import WorkflowError as WorkflowError  # re-exported for callers that catch it
 from adaldyk_bots.language import detect_language, language_from_hint
 from adaldyk_bots.storage import search_index
@@ -740,6 +747,13 @@ class Workflow:
         unit = s.exec(select(Unit).where(Unit.code == unit_code)).first()
         if unit is None:
             raise UnknownUnit(f"unknown unit {unit_code!r}")
+        if appeal.concerned_unit_id is not None:
+            from adaldyk_bots.corruption import hidden_from  # corruption.py calls this method
+
+            if require_id(unit) in hidden_from(s, appeal.concerned_unit_id):
+                raise Forbidden(
+                    "a corruption report never goes to the unit it concerns or its chain of command"
+                )
         now = utcnow()
         event = self._event(
             s, appeal, "unit", actor, {"from": appeal.unit_id, "to": unit.id, "code": unit.code}, now

@@ -59,6 +59,7 @@ from adaldyk_bots.storage.models import (
 from adaldyk_bots.textsplit import split_text
 from adaldyk_bots.web.deps import Db, PageViewer, PageWriter, client_address
 from adaldyk_bots.web.parts import AppParts
+from adaldyk_bots.web.routing_pages import routing_context, routing_rules
 from adaldyk_bots.web.ui import render, request_language
 
 __all__ = ["DELIVERY_STATES", "build_appeal_router", "explain_code", "working_days_left"]
@@ -149,6 +150,7 @@ DONE_MESSAGES = {
     "note": N_("The internal note was saved. The citizen does not see it."),
     "spam": N_("The appeal was marked as spam and closed without a notice."),
     "retry": N_("The message will be sent again: a new attempt is on its way."),
+    "corruption": N_("The appeal is a confidential corruption report now, with the project office."),
 }
 ERROR_MESSAGES = {
     "empty": N_("The text is empty."),
@@ -161,6 +163,7 @@ ERROR_MESSAGES = {
     "illegal": N_("The law does not allow this step from the appeal's present status."),
     "retry": N_("This message is no longer failed or held: nothing to send again."),
     "invalid": N_("The form was not filled in correctly."),
+    "no_office": N_("There is no project office unit: load config/org.toml with adaldyk migrate."),
 }
 
 
@@ -359,6 +362,7 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
     workflow = runtime.workflow
     calendar = workflow.calendar
     templates: list[ReplyTemplate] = load_reply_templates(runtime.settings.config_dir)
+    routing = routing_rules(runtime)
 
     def record_view(request: Request, viewer: Viewer, appeal: Appeal) -> None:
         try:
@@ -449,6 +453,13 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             "status_names": STATUS_NAMES,
             "category_names": CATEGORY_NAMES,
             **delivery_context(s, events, notes),
+            **routing_context(
+                s,
+                routing,
+                viewer,
+                appeal,
+                " ".join([appeal.summary] + [e.text for e in entries if e.direction == "in"]),
+            ),
         }
         return render(request, "appeal.html", context)
 
