@@ -23,7 +23,7 @@ instead), and `workflow.assign_unit` (such a report cannot be assigned into that
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sqlmodel import Session, select
 
@@ -34,8 +34,12 @@ from adaldyk_bots.org import PROJECT_OFFICE, unit_by_code
 from adaldyk_bots.storage.db import require_id, utcnow
 from adaldyk_bots.storage.models import Appeal, AppealEvent, StaffUser, Unit
 
-if TYPE_CHECKING:
-    from adaldyk_bots.workflow import Workflow
+
+class UnitAssigner(Protocol):
+    """workflow.Workflow's unit step (a protocol: the workflow imports this module for its guard)."""
+
+    def assign_unit(self, s: Session, appeal: Appeal, unit_code: str, *, actor: str) -> AppealEvent: ...
+
 
 __all__ = [
     "concealed_reports",
@@ -95,7 +99,7 @@ def concealed_reports(s: Session, unit_id: int | None) -> frozenset[int]:
 
 
 def mark_corruption_report(
-    workflow: Workflow, s: Session, appeal: Appeal, concerned_code: str, *, actor: str
+    workflow: UnitAssigner, s: Session, appeal: Appeal, concerned_code: str, *, actor: str
 ) -> AppealEvent:
     """Make `appeal` a confidential corruption report about the unit `concerned_code`, handled by the
     project office; recorded in the appeal's history and the audit log. Works in the caller's
