@@ -310,3 +310,16 @@ def test_who_is_hidden_from_which_report(world: World) -> None:
         assert units["cerc_karaganda"] in ministry and office in ministry  # the root sees no report at all
         forest = s.exec(select(Unit.id).where(col(Unit.code) == "forestry_karaganda")).one()
         assert units["cerc_karaganda"] not in concealed_reports(s, forest)
+
+
+def test_the_audit_log_does_not_tell_the_chain_that_a_report_exists(world: World) -> None:
+    with world.page_client("karaganda_aud") as (client, _csrf):
+        page = client.get("/audit?lang=en")
+        assert page.status_code == 200 and world.report not in page.text
+        searched = client.get(f"/audit?subject={world.report}&lang=en").text
+        nothing = client.get(f"/audit?subject={MISSING}&lang=en").text
+        assert searched.replace(world.report, "N") == nothing.replace(MISSING, "N")
+        assert world.other in client.get(f"/audit?subject={world.other}&lang=en").text
+    with world.page_client("forest_aud") as (client, _csrf):
+        page = client.get(f"/audit?subject={world.report}&lang=en").text
+        assert world.report in page and "Marked a corruption report" in page
