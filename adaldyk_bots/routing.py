@@ -3,7 +3,8 @@ confirm with one click. Pure and fast: it runs on every render of the appeal pag
 
 The text and every stem of config/org.toml go through the search normalisation (search_text.py: lower
 case, no diacritics, Kazakh letters kept), and a stem matches the start of a word ("свалк" finds
-«свалки», «қоқыс» finds «қоқысты»); a stem of several words matches consecutive words. Where stems
+«свалки», «қоқыс» finds «қоқысты»); a stem of several words matches consecutive words; a stem written
+with a final "." is a whole word ("лес." finds «лес», not «лестница»). Where stems
 overlap, the longest wins ("вывоз мусора" is the akimat's, not a dump for the ecology department;
 "алматы облысы" is the oblast, not the city).
 
@@ -50,6 +51,15 @@ class _Stem:
     owner: str  # a unit code, "outside:<code>" or "region:<code>"
     text: str  # as written in the file
     tokens: tuple[str, ...]
+    whole: bool = False  # written with a final "." ("лес."): the last word must end there
+
+    def fits(self, words: list[str], start: int) -> bool:
+        end = start + len(self.tokens)
+        if end > len(words):
+            return False
+        if not all(words[start + k].startswith(t) for k, t in enumerate(self.tokens)):
+            return False
+        return not self.whole or words[end - 1] == self.tokens[-1]
 
 
 @dataclass
@@ -63,7 +73,8 @@ class _Index:
         tokens = tuple(normalize(stem).split())
         if not tokens:
             return
-        self.by_first.setdefault(tokens[0], []).append(_Stem(owner, stem, tokens))
+        whole = stem.rstrip().endswith(".")
+        self.by_first.setdefault(tokens[0], []).append(_Stem(owner, stem.rstrip(". "), tokens, whole))
         self.longest_first = max(self.longest_first, len(tokens[0]))
 
     def matches(self, words: list[str]) -> list[tuple[int, int, _Stem]]:
@@ -78,12 +89,7 @@ class _Index:
                     for length in range(1, min(len(word), self.longest_first) + 1)
                     for stem in self.by_first.get(word[:length], ())
                 ]
-            for stem in stems:
-                end = i + len(stem.tokens)
-                if end <= len(words) and all(
-                    words[i + k].startswith(t) for k, t in enumerate(stem.tokens[1:], start=1)
-                ):
-                    found.append((i, end, stem))
+            found.extend((i, i + len(stem.tokens), stem) for stem in stems if stem.fits(words, i))
         return _longest(found, len(words))
 
 

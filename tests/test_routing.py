@@ -163,3 +163,17 @@ def test_an_officer_is_offered_only_units_within_their_own(web: WebApp) -> None:
     card = page[page.index('id="routing"') :]
     assert "<button" not in card.split("</section>")[0]  # read-only: names, no buttons
     auditor.close()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Лестница в подъезде сломана",  # "лес." is a whole word, not the start of «лестница»
+        "Помощь для многодетных семей",  # «семей» is not Semey
+        "Пишу вам во ВКонтакте, ответьте скорее",  # no region abbreviation inside common words
+        "Есік ашылмайды",  # «есік» (a door) is not Esik
+        "Теңіз жағасында демалдық",  # «теңіз» (the sea) is not the Tengiz field or Korgalzhyn
+    ],
+)
+def test_common_words_are_not_taken_for_regions_or_topics(router: Router, text: str) -> None:
+    assert router.regions_named(text) == [] and router.suggest(text) == [], router.suggest(text)
