@@ -10,15 +10,11 @@ import secrets
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from adaldyk_bots import __version__
 from adaldyk_bots.access import ROLES
 from adaldyk_bots.runtime import Runtime
 from adaldyk_bots.settings import Settings, SettingsError, load_settings
-
-if TYPE_CHECKING:
-    from sqlmodel import Session
 
 log = logging.getLogger("adaldyk")
 
@@ -220,6 +216,7 @@ def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
 def _user_create(settings: Settings, args: argparse.Namespace) -> int:
     from adaldyk_bots.accounts import audit, check_new_password, create_user
     from adaldyk_bots.errors import AdaldykError
+    from adaldyk_bots.org import link_new_account
     from adaldyk_bots.storage.db import unit_of_work, utcnow
 
     if args.role == "officer" and not args.unit:
@@ -248,7 +245,7 @@ def _user_create(settings: Settings, args: argparse.Namespace) -> int:
                 password=password,
                 now=utcnow(),
             )
-            _link_org_accounts(settings, s)
+            link_new_account(s, settings.config_dir)
             audit(
                 s,
                 actor="cli",
@@ -260,14 +257,6 @@ def _user_create(settings: Settings, args: argparse.Namespace) -> int:
         raise _Refused(str(exc)) from None
     print(f"user {args.username} created ({args.role}{', unit ' + args.unit if args.unit else ''})")
     return 0
-
-
-def _link_org_accounts(settings: Settings, s: Session) -> None:
-    """A head or deputy named in config/org.toml by this username gets the new account at once."""
-    from adaldyk_bots.org import link_accounts
-    from adaldyk_bots.org_config import ORG_FILE, load_org
-
-    link_accounts(s, load_org(settings.config_dir / ORG_FILE))
 
 
 def _token_create(settings: Settings, args: argparse.Namespace) -> int:

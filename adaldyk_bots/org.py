@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlmodel import Session, col, delete, select
 
-from adaldyk_bots.org_config import ORG_FILE, OrgConfig, OutsideBody, load_org
+from adaldyk_bots.org_config import ORG_FILE, OrgConfig, OrgConfigError, OutsideBody, load_org
 from adaldyk_bots.storage.models import StaffUser, Unit, UnitDeputy
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "acting_head",
     "chain",
     "link_accounts",
+    "link_new_account",
     "outside_bodies",
     "subtree",
     "superior",
@@ -118,6 +119,18 @@ def link_accounts(s: Session, config: OrgConfig) -> list[str]:
                     s.add(row)
     s.flush()
     return sorted(wanted - accounts.keys())
+
+
+def link_new_account(s: Session, config_dir: Path) -> None:
+    """After an account is made (`adaldyk user create`, /admin/users): a head or deputy the file names by
+    that username gets it at once. A file broken since start-up is logged, not fatal: the account is
+    still made, and the next `adaldyk migrate` (which refuses the file) says what to fix."""
+    try:
+        config = load_org(config_dir / ORG_FILE)
+    except OrgConfigError as exc:
+        log.warning("accounts not linked to heads and deputies: %s", exc)
+        return
+    link_accounts(s, config)
 
 
 def outside_bodies(config_dir: Path) -> tuple[OutsideBody, ...]:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlmodel import Session, select
@@ -18,9 +19,9 @@ from adaldyk_bots.org import acting_head, chain, link_accounts, sync_units, unit
 from adaldyk_bots.org_config import ORG_FILE, OrgConfigError, load_org, outside_bodies
 from adaldyk_bots.settings import DEFAULT_CONFIG_DIR
 from adaldyk_bots.storage.db import make_engine, unit_of_work
-from adaldyk_bots.storage.models import Unit, UnitDeputy
+from adaldyk_bots.storage.models import StaffUser, Unit, UnitDeputy
 from tests.support import free_port
-from tests.web_support import create_user
+from tests.web_support import WebApp, create_user, load_units, login
 
 SHIPPED = DEFAULT_CONFIG_DIR / ORG_FILE
 
@@ -350,3 +351,28 @@ def test_migrate_loads_the_file_and_user_create_links_the_head(database_url: str
             assert dept is not None and dept.head_user_id is not None
     finally:
         engine.dispose()
+
+
+def test_an_account_made_on_the_admin_page_is_linked_to_the_head(make_settings: Any) -> None:
+    with WebApp(make_settings()) as web:
+        load_units(web.runtime.engine)
+        create_user(web.runtime.engine, "root", "admin")
+        client = web.new_client()
+        csrf = login(client, "root")
+        made = client.post(
+            "/admin/users",
+            data={
+                "username": "karaganda_head",
+                "role": "officer",
+                "unit": "cerc_karaganda",
+                "password": "pw-pw-pw-pw-1-long",
+                "csrf_token": csrf,
+            },
+            follow_redirects=False,
+        )
+        assert made.status_code == 303, made.text
+        client.close()
+        with Session(web.runtime.engine) as s:
+            dept = unit_by_code(s, "cerc_karaganda")
+            head = s.exec(select(StaffUser.id).where(StaffUser.username == "karaganda_head")).one()
+            assert dept is not None and dept.head_user_id == head
