@@ -6,6 +6,10 @@ Roles:
     officer    the appeals assigned to their unit and its sub-units; nothing unassigned
     auditor    every appeal, read-only (plus the audit log)
 
+Corruption reports (corruption.py): whoever's account names a unit that a report is about, a unit above
+it or a unit below it never sees that report, whatever the role (`Viewer.concealed`); the project
+office always does.
+
 Every reader of appeals — workspace pages, the JSON API, search, counts, exports — filters with
 `appeal_scope(viewer)` or opens one appeal with `visible_appeal`, so an appeal outside the scope is
 answered exactly like a number that does not exist. No web imports here: the CLI and tests use it too.
@@ -16,9 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, false, true
+from sqlalchemy import ColumnElement, and_, false, or_, true
 from sqlmodel import Session, col, select
 
+from adaldyk_bots.corruption import concealed_reports
 from adaldyk_bots.errors import AppealNotFound, Forbidden
 from adaldyk_bots.storage.models import Appeal, StaffUser, Unit
 
@@ -57,6 +62,8 @@ class Viewer:
     # None: every appeal. A set (possibly empty): only appeals assigned to one of these units.
     unit_ids: frozenset[int] | None
     language: str | None = None
+    # Corruption reports about these units are hidden from this viewer (corruption.concealed_reports).
+    concealed: frozenset[int] = frozenset()
 
     @property
     def can_write(self) -> bool:
@@ -73,6 +80,12 @@ class Viewer:
 
     def sees_unit(self, unit_id: int | None) -> bool:
         return self.unit_ids is None or (unit_id is not None and unit_id in self.unit_ids)
+
+    def sees(self, unit_id: int | None, concerned_unit_id: int | None) -> bool:
+        """`appeal_scope` in memory, for an appeal's unit and concerned unit (the inbox's live stream)."""
+        return self.sees_unit(unit_id) and (
+            concerned_unit_id is None or concerned_unit_id not in self.concealed
+        )
 
 
 def subunit_ids(s: Session, unit_id: int) -> frozenset[int]:
@@ -114,16 +127,22 @@ def viewer_for(s: Session, user: StaffUser) -> Viewer:
         unit_id=user.unit_id,
         unit_ids=unit_ids,
         language=user.language,
+        concealed=concealed_reports(s, user.unit_id),
     )
 
 
 def appeal_scope(viewer: Viewer) -> ColumnElement[bool]:
     """The SQL condition on `Appeal` for the appeals this viewer may see; add it to every query."""
-    if viewer.unit_ids is None:
-        return true()
-    if not viewer.unit_ids:
+    if viewer.unit_ids is not None and not viewer.unit_ids:
         return false()
-    return col(Appeal.unit_id).in_(sorted(viewer.unit_ids))
+    units = true() if viewer.unit_ids is None else col(Appeal.unit_id).in_(sorted(viewer.unit_ids))
+    if not viewer.concealed:
+        return units
+    reports = or_(
+        col(Appeal.concerned_unit_id).is_(None),
+        col(Appeal.concerned_unit_id).not_in(sorted(viewer.concealed)),
+    )
+    return and_(units, reports)
 
 
 def not_found(number: str) -> AppealNotFound:

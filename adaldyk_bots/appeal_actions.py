@@ -141,5 +141,8 @@ def retry_delivery(s: Session, appeal: Appeal, outbox_id: int, *, actor: str) ->
 
 
 def record_view(s: Session, appeal: Appeal, *, viewer: Viewer, address: str | None) -> None:
-    """Every view of an appeal, by whom (issue 7: the audit log)."""
-    audit.record(s, actor=viewer.actor, action="appeal.view", subject=appeal.number, address=address)
+    """Every view of an appeal, by whom (issue 7: the audit log); a confidential one says so."""
+    detail: dict[str, object] | None = {"confidential": True} if appeal.confidential else None
+    audit.record(
+        s, actor=viewer.actor, action="appeal.view", subject=appeal.number, detail=detail, address=address
+    )

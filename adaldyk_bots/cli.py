@@ -162,9 +162,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _runtime(settings: Settings, *, auto_migrate: bool) -> Runtime:
+    from adaldyk_bots.org_config import OrgConfigError
     from adaldyk_bots.storage.schema import ensure_schema
 
-    runtime = Runtime.build(settings)
+    try:
+        runtime = Runtime.build(settings)
+    except OrgConfigError as exc:
+        raise _Refused(f"config/org.toml is wrong, nothing started: {exc}") from None
     try:
         ensure_schema(runtime.engine, auto_migrate=auto_migrate)
     except RuntimeError as exc:
@@ -221,6 +225,7 @@ def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
 def _user_create(settings: Settings, args: argparse.Namespace) -> int:
     from adaldyk_bots.accounts import audit, check_new_password, create_user
     from adaldyk_bots.errors import AdaldykError
+    from adaldyk_bots.org import link_new_account
     from adaldyk_bots.storage.db import unit_of_work, utcnow
 
     if args.role == "officer" and not args.unit:
@@ -250,6 +255,7 @@ def _user_create(settings: Settings, args: argparse.Namespace) -> int:
                 password=password,
                 now=utcnow(),
             )
+            link_new_account(s, settings.config_dir)
             audit(
                 s,
                 actor="cli",

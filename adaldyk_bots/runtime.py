@@ -23,6 +23,7 @@ from adaldyk_bots.categories import CATEGORIES_FILE, CategoryRules
 from adaldyk_bots.deadlines import Deadlines, SweepReport
 from adaldyk_bots.dispatcher import Dispatcher
 from adaldyk_bots.intake import Intake
+from adaldyk_bots.org_config import ORG_FILE, OrgConfig, load_org
 from adaldyk_bots.ports import Connector, ConnectorFactory, LoopSpec, load_connector_factories
 from adaldyk_bots.ratelimit import BudgetUnavailable, ScopeLimiter
 from adaldyk_bots.settings import Settings
@@ -55,6 +56,7 @@ class Runtime:
     connectors: dict[str, Connector] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)  # channel -> why it could not load
     off: list[str] = field(default_factory=list)  # installed channels without credentials
+    org: OrgConfig = field(default_factory=OrgConfig)  # config/org.toml, checked at start (routing reads it)
 
     @classmethod
     def build(
@@ -67,6 +69,9 @@ class Runtime:
     ) -> Runtime:
         """The parts, built once; `factories` replaces the registry (a test's own connectors),
         `channels` limits the installed connectors used (the sandbox)."""
+        # A wrong org.toml stops start-up here (OrgConfigError: the line and the reason), before anything
+        # runs: routing and the notices' recipients would otherwise follow a tree nobody meant.
+        org = load_org(settings.config_dir / ORG_FILE)
         engine = engine or make_engine(settings.database_url)
         calendar = WorkingCalendar(
             tz=settings.tz,
@@ -112,6 +117,7 @@ class Runtime:
             workflow=workflow,
             intake=Intake(engine, workflow, {name: c.parse_payload for name, c in connectors.items()}),
             connectors=connectors,
+            org=org,
         )
 
     def dispatcher(self) -> Dispatcher:

@@ -11,7 +11,7 @@ from datetime import date, datetime
 
 from sqlmodel import Session
 
-from adaldyk_bots import org
+from adaldyk_bots import corruption, org
 from adaldyk_bots.storage.db import insert_ignoring_conflict
 from adaldyk_bots.storage.models import OutboxItem, StaffNotice, StaffTask
 
@@ -98,7 +98,11 @@ def notify_staff(
     unit_id: int | None = None,
     appeal_id: int | None = None,
 ) -> bool:
-    """A notice to a person (or to a unit whose head has no account yet); False when already written."""
+    """A notice to a person (or to a unit whose head has no account yet); False when already written.
+
+    A notice about a corruption report never reaches the unit it concerns or its chain of command
+    (corruption.py): it goes to the project office instead."""
+    unit_id, user_id = corruption.notice_recipient(s, appeal_id=appeal_id, unit_id=unit_id, user_id=user_id)
     values = {
         "key": key,
         "kind": kind,
@@ -126,7 +130,10 @@ def notify_acting_head(
 
     `key` names the event (e.g. remind:<appeal>:T-3); the unit is appended, so the same event may go to
     several units once each. Returns who it went to (None: the unit names nobody; the notice is still
-    written for the unit, so the gap is visible)."""
+    written for the unit, so the gap is visible). For a corruption report whose concerned unit's chain
+    `unit_id` is in, it goes to the project office's acting head instead (corruption.py)."""
+    target, _user = corruption.notice_recipient(s, appeal_id=appeal_id, unit_id=unit_id, user_id=None)
+    unit_id = target if target is not None else unit_id
     responsible = org.acting_head(s, unit_id, on)
     notify_staff(
         s,

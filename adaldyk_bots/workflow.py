@@ -25,6 +25,7 @@ from adaldyk_bots.errors import (
     AppealNotFound,
     ApprovalRequired,
     EmptyReply,
+    Forbidden,
     StatusUnchanged,
     UnknownStatus,
     UnknownUnit,
@@ -850,6 +851,13 @@ class Workflow:
         unit = s.exec(select(Unit).where(Unit.code == unit_code)).first()
         if unit is None:
             raise UnknownUnit(f"unknown unit {unit_code!r}")
+        if appeal.concerned_unit_id is not None:
+            from adaldyk_bots.corruption import hidden_from  # corruption.py calls this method
+
+            if require_id(unit) in hidden_from(s, appeal.concerned_unit_id):
+                raise Forbidden(
+                    "a corruption report never goes to the unit it concerns or its chain of command"
+                )
         now = utcnow()
         event = self._event(
             s, appeal, "unit", actor, {"from": appeal.unit_id, "to": unit.id, "code": unit.code}, now

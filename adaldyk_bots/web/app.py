@@ -27,6 +27,7 @@ from adaldyk_bots.web.limits import LimitBodySize
 from adaldyk_bots.web.notice_pages import build_notice_router
 from adaldyk_bots.web.parts import AppParts
 from adaldyk_bots.web.public_pages import build_public_router, too_large_page
+from adaldyk_bots.web.routing_pages import build_routing_router
 from adaldyk_bots.web.task_pages import build_task_router
 from adaldyk_bots.web.ui import STATIC_DIR
 from adaldyk_bots.webhooks import webhook_router
@@ -70,6 +71,7 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
     app.include_router(build_task_router(runtime))
     app.include_router(build_appeal_router(runtime))
     app.include_router(build_answer_router(runtime))
+    app.include_router(build_routing_router(runtime))
     app.include_router(build_auth_router())
     app.include_router(build_health_router(runtime, supervisor=supervisor))
     app.include_router(inbox_router())

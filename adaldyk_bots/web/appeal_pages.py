@@ -63,6 +63,7 @@ from adaldyk_bots.web.answer_pages import answer_box
 from adaldyk_bots.web.deps import Db, PageViewer, PageWriter, client_address
 from adaldyk_bots.web.parts import AppParts
 from adaldyk_bots.web.public_pages import content_disposition, upload_for
+from adaldyk_bots.web.routing_pages import routing_context, routing_rules
 from adaldyk_bots.web.task_pages import TASK_KINDS, appeal_tasks
 from adaldyk_bots.web.ui import render, request_language
 
@@ -167,6 +168,7 @@ DONE_MESSAGES = {
     "approved": N_("The answer was approved and is in the outbox."),
     "returned": N_("The answer was returned to its author; the citizen was sent nothing."),
     "extend": N_("The term was extended; the citizen is told in their channel."),
+    "corruption": N_("The appeal is a confidential corruption report now, with the project office."),
 }
 ERROR_MESSAGES = {
     "empty": N_("The text is empty."),
@@ -190,6 +192,7 @@ ERROR_MESSAGES = {
     "extend_forbidden": N_(
         "Only the head of the appeal's unit (or the deputy acting for the head) may extend."
     ),
+    "no_office": N_("There is no project office unit: load config/org.toml with adaldyk migrate."),
 }
 
 
@@ -388,6 +391,7 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
     workflow = runtime.workflow
     calendar = workflow.calendar
     templates: list[ReplyTemplate] = load_reply_templates(runtime.settings.config_dir)
+    routing = routing_rules(runtime)
 
     def record_view(request: Request, viewer: Viewer, appeal: Appeal) -> None:
         try:
@@ -490,6 +494,13 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             "task_kinds": TASK_KINDS,
             "has_receipt": appeal.channel in ("phone", "reception"),
             "answer_box": answer_box(s, workflow, appeal, viewer),
+            **routing_context(
+                s,
+                routing,
+                viewer,
+                appeal,
+                " ".join([appeal.summary] + [e.text for e in entries if e.direction == "in"]),
+            ),
         }
         return render(request, "appeal.html", context)
 

@@ -22,7 +22,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from adaldyk_bots import accounts
+from adaldyk_bots import accounts, org
 from adaldyk_bots.access import ROLES, Viewer
 from adaldyk_bots.errors import AdaldykError, Conflict, UnknownUnit
 from adaldyk_bots.i18n import N_
@@ -356,6 +356,7 @@ def build_auth_router() -> APIRouter:
                 password=password,
                 now=at,
             )
+            org.link_new_account(s, _settings(request).config_dir)  # a head or deputy named in org.toml
             accounts.audit(
                 s,
                 actor=admin.actor,

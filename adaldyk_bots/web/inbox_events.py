@@ -5,7 +5,8 @@ Why the database and not an in-process signal: appeals arrive through workers an
 so only the database knows of them all. Why one poller and not one query per stream: a poll is one
 range scan of `ix_appeal_activity` (rows whose `last_activity_at` moved) whatever the number of open
 inboxes, and the scope of each stream is applied to that small result in memory
-(`Viewer.sees_unit`) — an officer's stream never carries the number of an appeal outside the scope.
+(`Viewer.sees`) — an officer's stream never carries the number of an appeal outside the scope, nor
+anyone's the number of a corruption report about their own chain of command.
 
 Between polls no database connection is held (each poll opens a read session and closes it), and a
 poll that fails (the database restarting) is logged once a minute and simply tried again: the streams
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, func, tuple_
+from sqlalchemy import select as sa_select  # five columns: sqlmodel's select types four at most
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
@@ -54,6 +56,7 @@ class Change:
     number: str
     unit_id: int | None
     at: datetime
+    concerned_unit_id: int | None = None  # a corruption report's unit (hidden from its chain)
 
 
 @dataclass(eq=False)  # compared and hashed by identity: a set of open streams
@@ -66,7 +69,7 @@ class Subscription:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def offer(self, changes: list[Change]) -> None:
-        numbers = [c.number for c in changes if self.viewer.sees_unit(c.unit_id)]
+        numbers = [c.number for c in changes if self.viewer.sees(c.unit_id, c.concerned_unit_id)]
         if not numbers:
             return
         for number in numbers:
@@ -171,15 +174,19 @@ class InboxChanges:
         out: list[Change] = []
         after: tuple[datetime, int] | None = None
         while True:
-            stmt = select(Appeal.id, Appeal.number, Appeal.unit_id, Appeal.last_activity_at).where(
-                col(Appeal.last_activity_at) > since
-            )
+            stmt = sa_select(
+                col(Appeal.id),
+                col(Appeal.number),
+                col(Appeal.unit_id),
+                col(Appeal.last_activity_at),
+                col(Appeal.concerned_unit_id),
+            ).where(col(Appeal.last_activity_at) > since)
             if after is not None:
                 stmt = stmt.where(tuple_(col(Appeal.last_activity_at), col(Appeal.id)) > tuple_(*after))
-            rows = s.exec(stmt.order_by(col(Appeal.last_activity_at), col(Appeal.id)).limit(BATCH)).all()
-            for appeal_id, number, unit_id, at in rows:
+            rows = s.execute(stmt.order_by(col(Appeal.last_activity_at), col(Appeal.id)).limit(BATCH)).all()
+            for appeal_id, number, unit_id, at, concerned in rows:
                 assert appeal_id is not None
-                out.append(Change(appeal_id, number, unit_id, as_utc(at)))
+                out.append(Change(appeal_id, number, unit_id, as_utc(at), concerned))
             if len(rows) < BATCH:
                 return out
             after = (rows[-1][3], rows[-1][0] or 0)
