@@ -21,13 +21,16 @@ from adaldyk_bots.workflow import Workflow
 
 __all__ = [
     "NOTE_MAX_CHARS",
+    "OWN_ACTION",
     "REASON_REQUIRED",
     "RETRYABLE",
+    "OwnAction",
     "ReasonRequired",
     "add_note",
     "assign_person",
     "change_status",
     "mark_spam",
+    "plain_statuses",
     "record_view",
     "retry_delivery",
 ]
@@ -43,13 +46,44 @@ class ReasonRequired(Invalid):
     """A status the law allows only with a stated reason, asked for without one."""
 
 
+# Steps that need more than a status and a reason, each taken by its own action: a signal becomes a
+# formal appeal through triage (triage.py: the R12 data first), a duplicate is merged into another appeal
+# (merging.py: which one).
+OWN_ACTION = {AppealStatus.MERGED: "merge", AppealStatus.REGISTERED: "triage"}
+
+
+class OwnAction(Invalid):
+    """A status that only its own action sets (OWN_ACTION), asked for as a plain status change."""
+
+
+def plain_statuses(appeal: Appeal) -> tuple[AppealStatus, ...]:
+    """What the status form offers: the legal next steps (lifecycle.next_statuses) that need nothing but
+    a reason."""
+    return tuple(st for st in lifecycle.next_statuses(appeal.status) if not _own_action(appeal, st))
+
+
+def _own_action(appeal: Appeal, status: str) -> bool:
+    if status == AppealStatus.REGISTERED:
+        return not appeal.formal  # a formal appeal taken back into work is registered again; a signal is not
+    return status in OWN_ACTION
+
+
 def change_status(
     workflow: Workflow, s: Session, appeal: Appeal, status: str, *, reason: str, actor: str
 ) -> AppealEvent:
     reason = reason.strip()
+    if _own_action(appeal, status):
+        action = OWN_ACTION[AppealStatus(status)]
+        raise OwnAction(f"the status {status} is set by its own action ({action}), not a status change")
     if status in REASON_REQUIRED and not reason:
         raise ReasonRequired(f"the status {status} needs a reason: the citizen is told why")
-    return workflow.change_status(s, appeal, status, actor=actor, note=reason or None)
+    merged_into = appeal.merged_into_id
+    event = workflow.change_status(s, appeal, status, actor=actor, note=reason or None)
+    if status == AppealStatus.REOPENED and merged_into is not None:
+        # No longer a duplicate: the appeal it was merged into stops listing it.
+        appeal.merged_into_id = None
+        s.add(appeal)
+    return event
 
 
 def add_note(s: Session, appeal: Appeal, text: str, *, viewer: Viewer) -> AppealNote:
@@ -112,6 +146,7 @@ def mark_spam(s: Session, appeal: Appeal, *, actor: str) -> AppealEvent:
     answered, and a real citizen's appeal marked by mistake is reopened with a status change."""
     if appeal.status == AppealStatus.REJECTED:
         raise StatusUnchanged(f"appeal {appeal.number} is already rejected")
+    lifecycle.check(appeal.status, AppealStatus.REJECTED)
     now = utcnow()
     detail: dict[str, object] = {"from": appeal.status, "to": AppealStatus.REJECTED.value, "spam": True}
     event = AppealEvent(appeal_id=require_id(appeal), kind="spam", actor=actor, detail=detail, created_at=now)

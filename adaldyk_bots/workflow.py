@@ -112,7 +112,7 @@ class Workflow:
         if msg.deleted:
             self._mark_deleted(conn, sql, msg, utcnow())
             return
-        contact_id, renamed = self._accept(conn, sql, msg, raw_event_id)
+        contact_id, renamed = self._accept(s, conn, sql, msg, raw_event_id)
         # The search index follows in the same transaction (storage/search_index.py): the appeal the
         # message joined or opened, and every appeal of a citizen whose name changed.
         where = {"channel": msg.channel, "account": msg.account, "chat_id": msg.chat_id}
@@ -123,13 +123,18 @@ class Workflow:
             search_index.refresh(conn, [appeal_id])
 
     def _accept(
-        self, conn: Connection, sql: InboundStatements, msg: InboundMessage, raw_event_id: int | None
+        self,
+        s: Session,
+        conn: Connection,
+        sql: InboundStatements,
+        msg: InboundMessage,
+        raw_event_id: int | None,
     ) -> tuple[int, bool]:
         """(the sender's contact id, whether their name changed)."""
         now = utcnow()
         contact_id, contact_language, renamed = self._sender(conn, sql, msg, now)
         done = (contact_id, renamed)
-        conversation_id, new_conversation = self._conversation(conn, sql, msg, contact_id, now)
+        conversation_id, new_conversation, collecting = self._conversation(conn, sql, msg, contact_id, now)
         attachments = [asdict(a) for a in msg.attachments]
         key = {"conversation_id": conversation_id, "external_key": msg.message_key}
 
@@ -178,6 +183,8 @@ class Workflow:
                 msg.chat_id,
                 raw_event_id,
             )
+            return done
+        if collecting and self._collect_answer(s, msg, conversation_id, message_id, target):
             return done
         if opened is None and self._answer_command(
             conn, sql, msg, contact_id, contact_language, conversation_id, target, message_id
@@ -387,8 +394,9 @@ class Workflow:
     @staticmethod
     def _conversation(
         conn: Connection, sql: InboundStatements, msg: InboundMessage, contact_id: int, now: datetime
-    ) -> tuple[int, bool]:
-        """(the conversation's id, whether it was created just now)."""
+    ) -> tuple[int, bool, bool]:
+        """(the conversation's id, whether it was created just now, whether the bot is collecting the
+        citizen's R12 data there)."""
         where = {"channel": msg.channel, "account": msg.account, "chat_id": msg.chat_id}
         known = conn.execute(sql.conversation, where).first()
         if known is None:
@@ -404,8 +412,8 @@ class Workflow:
                     },
                 ).scalar_one()
             )
-            return created, True
-        conversation_id, last_inbound_at = known
+            return created, True, False
+        conversation_id, last_inbound_at, collecting = known
         if msg.sent_at > last_inbound_at:
             conn.execute(sql.touch_conversation, {"b_id": conversation_id, "b_at": msg.sent_at})
             # A reply window opened again: what waited for the citizen to write (outbox `waiting`) goes now.
@@ -418,7 +426,19 @@ class Workflow:
                     "b_at": now,
                 },
             )
-        return int(conversation_id), False
+        return int(conversation_id), False, bool(collecting)
+
+    def _collect_answer(
+        self, s: Session, msg: InboundMessage, conversation_id: int, message_id: int, target: Target
+    ) -> bool:
+        """The citizen answers the bot's R12 questions (data_collection.py): True when the message was one
+        of the answers. Reached only while the conversation's flag is set, so the rest never pays for it;
+        imported here because the dialogue registers appeals through notices.py, which imports this."""
+        from adaldyk_bots import data_collection
+
+        return data_collection.answer(
+            s, self, conversation_id=conversation_id, message_id=message_id, msg=msg, target=target
+        )
 
     def _merge_version(
         self,
@@ -658,8 +678,18 @@ class Workflow:
         return appeal
 
     def change_status(
-        self, s: Session, appeal: Appeal, status: str, *, actor: str, note: str | None = None
+        self,
+        s: Session,
+        appeal: Appeal,
+        status: str,
+        *,
+        actor: str,
+        note: str | None = None,
+        notify: bool = True,
+        detail: dict[str, object] | None = None,
     ) -> AppealEvent:
+        """Take one step of the legal table (lifecycle.py), recorded and audited. `notify`: the citizen
+        gets the plain status notice; False where the caller owes them a notice of its own (triage)."""
         try:
             new = AppealStatus(status)
         except ValueError:
@@ -669,15 +699,16 @@ class Workflow:
             raise StatusUnchanged(f"appeal {appeal.number} is already {status}")
         lifecycle.check(appeal.status, new.value)  # the legal table refuses a step it does not hold
         now = utcnow()
-        event = self._event(
-            s, appeal, "status", actor, {"from": appeal.status, "to": new.value, "note": note}, now
-        )
+        facts: dict[str, object] = {"from": appeal.status, "to": new.value, "note": note, **(detail or {})}
+        event = self._event(s, appeal, "status", actor, facts, now)
         appeal.status = new.value
         appeal.updated_at = appeal.last_activity_at = now
         if new is AppealStatus.ANSWERED:
             appeal.answered_at = now
         s.add(appeal)
         audit.record(s, actor=actor, action="appeal.status", subject=appeal.number, detail=event.detail)
+        if not notify:
+            return event
         key = "status_changed_note" if note else "status_changed"
         text = self.texts.render(
             appeal.language,
