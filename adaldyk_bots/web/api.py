@@ -5,7 +5,7 @@
 import logging
 from datetime import datetime
 from pathlib import Path as FilePath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request
 from fastapi.dependencies.models import Dependant
@@ -18,13 +18,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, func, select
 from starlette.concurrency import run_in_threadpool
 
-from adaldyk_bots import accounts, audit
+from adaldyk_bots import accounts, appeal_actions, audit, merging, triage
 from adaldyk_bots.access import Role, Viewer, appeal_scope, visible_appeal
 from adaldyk_bots.appeal_query import text_condition
 from adaldyk_bots.domain import AppealStatus
-from adaldyk_bots.errors import Forbidden, NoFile, NotFound, UnknownUnit, UpstreamFailed
+from adaldyk_bots.errors import Conflict, Forbidden, NoFile, NotFound, UnknownUnit, UpstreamFailed
+from adaldyk_bots.formal_appeal import formal_appeal_of
 from adaldyk_bots.logs import describe, failure_kind, throttled
-from adaldyk_bots.storage.db import read_session, unit_of_work
+from adaldyk_bots.storage.db import read_session, unit_of_work, utcnow
 from adaldyk_bots.storage.models import (
     Appeal,
     AppealEvent,
@@ -96,6 +97,22 @@ class AppealOut(BaseModel):
     due_at: datetime
     overdue: bool
     answered_at: datetime | None
+    formal: bool = Field(
+        description="a formal appeal (R12 data given, statutory term running); false: a signal"
+    )
+    triage: str | None = Field(description="the moderator's decision on a signal: informational, formal, …")
+    signal: str | None = Field(description="the number of the signal this formal appeal was registered from")
+    merged_into: str | None = Field(description="the appeal this duplicate was merged into")
+    forwarded_to: str | None = Field(description="the code of the outside body it was forwarded to (R5)")
+
+
+class ApplicantOut(BaseModel):
+    """R12 (APPC Art. 63): who wrote a formal appeal."""
+
+    name: str | None
+    iin: str | None
+    address: str | None
+    consent_at: datetime | None
 
 
 class MessageVersionOut(BaseModel):
@@ -133,6 +150,9 @@ class DeliveryOut(BaseModel):
 
 
 class AppealDetailOut(AppealOut):
+    formal_appeal: str | None = Field(description="the formal appeal registered from this signal")
+    merged: list[str] = Field(description="the duplicates merged into this appeal")
+    applicant: ApplicantOut | None = Field(description="a formal appeal's applicant")
     messages: list[MessageOut]
     history: list[EventOut]
     deliveries: list[DeliveryOut]
@@ -171,6 +191,45 @@ class UnitChange(BaseModel):
 class ActionOut(BaseModel):
     appeal: AppealOut
     event: EventOut
+
+
+class OutsideBodyIn(BaseModel):
+    model_config = _STRICT
+    code: str = Field(min_length=1, max_length=64, examples=["moa"], description="the body's code")
+    name: str = Field(min_length=1, max_length=300, description="the body's name, as the citizen reads it")
+
+
+class ApplicantIn(BaseModel):
+    model_config = _STRICT
+    name: str = Field(max_length=300, description="surname, name and patronymic")
+    iin: str = Field(max_length=32, description="12 digits; the check digit is verified")
+    address: str = Field(max_length=500, description="postal address")
+    consent: bool = Field(description="the citizen consented to processing their personal data (Law 94-V)")
+
+
+class TriageIn(BaseModel):
+    """A moderator's decision on a signal. `formal` without `applicant`: the bot asks the citizen for the
+    R12 data in their chat (where the channel can hold a dialogue); with it: registered at once."""
+
+    model_config = _STRICT
+    decision: Literal["informational", "formal", "forward", "spam"]
+    reason: str = Field(default="", max_length=4000, description="required except for formal")
+    text: str = Field(default="", max_length=20000, description="informational: the answer sent")
+    body: OutsideBodyIn | None = Field(default=None, description="forward: the outside body (R5)")
+    applicant: ApplicantIn | None = Field(default=None, description="formal: the R12 data, if known")
+
+
+class TriageOut(BaseModel):
+    appeal: AppealOut
+    event: EventOut
+    formal_appeal: AppealOut | None = Field(description="formal: the appeal registered now, if any")
+    collecting: bool = Field(description="formal: the bot is asking the citizen for the data")
+
+
+class MergeIn(BaseModel):
+    model_config = _STRICT
+    into: str = Field(min_length=1, max_length=NUMBER_LENGTH, description="the appeal that carries on")
+    reason: str = Field(min_length=1, max_length=4000, pattern=r"\S", description="shown to the citizen")
 
 
 class IntakeGapOut(BaseModel):
@@ -264,6 +323,16 @@ def build_api_router(runtime: AppParts) -> APIRouter:
         ).all()
         return AppealDetailOut(
             **_appeal_out(s, appeal).model_dump(),
+            formal_appeal=(formal := formal_appeal_of(s, appeal)) and formal.number,
+            merged=[m.number for m in merging.merged_into(s, appeal)],
+            applicant=ApplicantOut(
+                name=appeal.applicant_name,
+                iin=appeal.applicant_iin,
+                address=appeal.applicant_address,
+                consent_at=appeal.consent_at,
+            )
+            if appeal.formal
+            else None,
             messages=[
                 MessageOut(
                     id=m.id or 0,
@@ -345,7 +414,9 @@ def build_api_router(runtime: AppParts) -> APIRouter:
         who = _actor(request, viewer)
         with unit_of_work(engine) as s:
             appeal = visible_appeal(s, viewer, number)
-            event = workflow.change_status(s, appeal, body.status, actor=who, note=body.note)
+            event = appeal_actions.change_status(
+                workflow, s, appeal, body.status, reason=body.note or "", actor=who
+            )
             return ActionOut(appeal=_appeal_out(s, appeal), event=_event_out(event))
 
     @router.post("/appeals/{number}/reply", response_model=ActionOut, responses=ACTION_ERRORS)
@@ -355,7 +426,7 @@ def build_api_router(runtime: AppParts) -> APIRouter:
             appeal = visible_appeal(s, viewer, number)
             event = workflow.reply(s, appeal, body.text, actor=who)
             if body.status and body.status != appeal.status:
-                workflow.change_status(s, appeal, body.status, actor=who)
+                appeal_actions.change_status(workflow, s, appeal, body.status, reason="", actor=who)
             return ActionOut(appeal=_appeal_out(s, appeal), event=_event_out(event))
 
     @router.post("/appeals/{number}/unit", response_model=ActionOut, responses=ACTION_ERRORS)
@@ -374,6 +445,64 @@ def build_api_router(runtime: AppParts) -> APIRouter:
                         f"unit {body.unit} is outside your unit: ask the project office to forward"
                     )
             event = workflow.assign_unit(s, appeal, body.unit, actor=who)
+            return ActionOut(appeal=_appeal_out(s, appeal), event=_event_out(event))
+
+    @router.post(
+        "/appeals/{number}/triage",
+        response_model=TriageOut,
+        responses={**ACTION_ERRORS, 409: {**_ERROR, "description": "not a signal awaiting triage"}},
+    )
+    def triage_signal(number: Number, body: TriageIn, viewer: ApiWriter, request: Request) -> TriageOut:
+        """Decide what a signal is (informational answer, formal appeal, forwarding, spam): the project
+        office's moderators and admins only. A field the decision needs, missing or wrong, is 422 with the
+        field and the reason (e.g. `iin: refused (checksum)`)."""
+        if viewer.role not in (Role.MODERATOR, Role.ADMIN):
+            raise Forbidden("signals are triaged by the project office's moderators")
+        who = _actor(request, viewer)
+        applicant = (
+            triage.ApplicantForm(
+                name=body.applicant.name,
+                iin=body.applicant.iin,
+                address=body.applicant.address,
+                consent=body.applicant.consent,
+            )
+            if body.applicant
+            else None
+        )
+        outside = triage.OutsideBody(body.body.code, body.body.name) if body.body else None
+        with unit_of_work(engine) as s:
+            appeal = visible_appeal(s, viewer, number)
+            event = triage.triage(
+                s,
+                workflow,
+                appeal,
+                body.decision,
+                actor=who,
+                now=utcnow(),
+                reason=body.reason,
+                text=body.text,
+                body=outside,
+                applicant=applicant,
+            )
+            formal = formal_appeal_of(s, appeal) if body.decision == "formal" else None
+            return TriageOut(
+                appeal=_appeal_out(s, appeal),
+                event=_event_out(event),
+                formal_appeal=_appeal_out(s, formal) if formal else None,
+                collecting=body.decision == "formal" and formal is None,
+            )
+
+    @router.post("/appeals/{number}/merge", response_model=ActionOut, responses=ACTION_ERRORS)
+    def merge_duplicate(number: Number, body: MergeIn, viewer: ApiWriter, request: Request) -> ActionOut:
+        """Merge this appeal, a duplicate, into `into` (status merged); the surviving appeal lists it."""
+        who = _actor(request, viewer)
+        with unit_of_work(engine) as s:
+            appeal = visible_appeal(s, viewer, number)
+            try:
+                survivor = visible_appeal(s, viewer, body.into)
+            except NotFound:
+                raise Conflict(f"no appeal {body.into} to merge into") from None
+            event = merging.merge(workflow, s, appeal, survivor, reason=body.reason, actor=who)
             return ActionOut(appeal=_appeal_out(s, appeal), event=_event_out(event))
 
     return router
@@ -427,7 +556,17 @@ def _appeal_out(s: Session, appeal: Appeal) -> AppealOut:
         due_at=appeal.due_at,
         overdue=appeal.overdue,
         answered_at=appeal.answered_at,
+        formal=appeal.formal,
+        triage=appeal.triage,
+        signal=_number_of(s, appeal.signal_id),
+        merged_into=_number_of(s, appeal.merged_into_id),
+        forwarded_to=appeal.forwarded_to,
     )
+
+
+def _number_of(s: Session, appeal_id: int | None) -> str | None:
+    other = s.get(Appeal, appeal_id) if appeal_id is not None else None
+    return other.number if other is not None else None
 
 
 def _event_out(event: AppealEvent) -> EventOut:

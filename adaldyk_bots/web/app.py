@@ -23,6 +23,7 @@ from adaldyk_bots.web.health_pages import build_health_router
 from adaldyk_bots.web.inbox_pages import inbox_router
 from adaldyk_bots.web.limits import LimitBodySize
 from adaldyk_bots.web.parts import AppParts
+from adaldyk_bots.web.triage_pages import build_triage_router
 from adaldyk_bots.web.ui import STATIC_DIR
 from adaldyk_bots.webhooks import webhook_router
 
@@ -55,6 +56,7 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
     app.include_router(build_api_router(runtime), prefix="/api/v1")
     # The workspace's pages are routers of their own (web/*_pages.py), included here.
     app.include_router(build_appeal_router(runtime))
+    app.include_router(build_triage_router(runtime))
     app.include_router(build_auth_router())
     app.include_router(build_health_router(runtime, supervisor=supervisor))
     app.include_router(inbox_router())

@@ -58,7 +58,9 @@ from adaldyk_bots.storage.models import (
 )
 from adaldyk_bots.textsplit import split_text
 from adaldyk_bots.web.deps import Db, PageViewer, PageWriter, client_address
+from adaldyk_bots.web.labels import STATUSES
 from adaldyk_bots.web.parts import AppParts
+from adaldyk_bots.web.triage_pages import TRIAGE_DONE, TRIAGE_ERRORS, TRIAGE_NAMES, triage_context
 from adaldyk_bots.web.ui import render, request_language
 
 __all__ = ["DELIVERY_STATES", "build_appeal_router", "explain_code", "working_days_left"]
@@ -149,6 +151,7 @@ DONE_MESSAGES = {
     "note": N_("The internal note was saved. The citizen does not see it."),
     "spam": N_("The appeal was marked as spam and closed without a notice."),
     "retry": N_("The message will be sent again: a new attempt is on its way."),
+    **TRIAGE_DONE,
 }
 ERROR_MESSAGES = {
     "empty": N_("The text is empty."),
@@ -161,6 +164,7 @@ ERROR_MESSAGES = {
     "illegal": N_("The law does not allow this step from the appeal's present status."),
     "retry": N_("This message is no longer failed or held: nothing to send again."),
     "invalid": N_("The form was not filled in correctly."),
+    **TRIAGE_ERRORS,
 }
 
 
@@ -221,10 +225,12 @@ class Entry:
 
 
 def _thread(s: Session, appeal: Appeal) -> tuple[list[Entry], dict[int, Delivery], dict[int, Conversation]]:
+    # A formal appeal shows the citizen's words of the signal it was registered from (its essence).
+    own = [appeal.id] if appeal.signal_id is None else [appeal.id, appeal.signal_id]
     messages = list(
         s.exec(
             select(Message)
-            .where(Message.appeal_id == appeal.id)
+            .where(col(Message.appeal_id).in_(own))
             .order_by(col(Message.sent_at), col(Message.id))
         )
     )
@@ -432,7 +438,10 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             "assignee": assignee,
             "units": [(u, _unit_name(u, lang)) for u in _unit_choices(s, viewer)],
             "staff": assignable_staff(s, appeal),
-            "statuses": [st.value for st in AppealStatus],
+            "statuses": [st.value for st in appeal_actions.plain_statuses(appeal)],
+            "status_labels": STATUSES,
+            "tr": triage_context(s, viewer, appeal),
+            "triage_names": TRIAGE_NAMES,
             "reason_required": sorted(st.value for st in appeal_actions.REASON_REQUIRED),
             "days_left": working_days_left(calendar, now, appeal.due_at),
             "is_overdue": appeal.overdue or (AppealStatus(appeal.status).is_open and now > appeal.due_at),
@@ -572,6 +581,8 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             return _back(number, error="unchanged", anchor="#status")
         except IllegalTransition:
             return _back(number, error="illegal", anchor="#status")
+        except appeal_actions.OwnAction:
+            return _back(number, error="own_action", anchor="#status")
         except Invalid:
             return _back(number, error="status", anchor="#status")
         return _back(number, done="status")
@@ -627,6 +638,8 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             act(number, viewer, lambda s, a: appeal_actions.mark_spam(s, a, actor=viewer.actor))
         except StatusUnchanged:
             return _back(number, error="unchanged")
+        except IllegalTransition:
+            return _back(number, error="illegal", anchor="#status")
         return _back(number, done="spam")
 
     @router.post("/appeals/{number}/deliveries/{outbox_id}/retry")
