@@ -34,7 +34,7 @@ from adaldyk_bots.applicant import (
     consent_answer,
     is_cancel,
 )
-from adaldyk_bots.domain import InboundMessage
+from adaldyk_bots.domain import AppealStatus, InboundMessage
 from adaldyk_bots.errors import Conflict, Invalid
 from adaldyk_bots.formal_appeal import formal_appeal_of, register_formal
 from adaldyk_bots.iin import normalize_iin
@@ -158,6 +158,11 @@ def answer(
     if signal is None:
         raise RuntimeError(f"data request {request.id} has no appeal")
     now = utcnow()
+    if signal.status != AppealStatus.RECEIVED:
+        # Staff moved the signal on by a plain status change (spam, in progress …) while the bot was asking:
+        # the question is moot. The message goes the usual way.
+        cancel(s, request, reason="staff", now=now)
+        return False
     step = request.step
     _attach(s, signal, message_id, step, now)
     reply = _Reply(s, workflow, signal, target, key=f"collect:{message_id}", now=now)

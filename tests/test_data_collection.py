@@ -311,3 +311,27 @@ def test_the_dialogue_on_vk(make_settings: Any, fake_vk: FakeVK) -> None:
         registered = says("г. Астана, ул. Кенесары, д. 40, кв. 2")
         [formal] = _formal_of(engine, signal)
         assert formal.number in registered and formal.channel == "vk"
+
+
+def test_a_signal_moved_on_by_staff_stops_the_dialogue(
+    make_settings: Any, fake_telegram: FakeTelegramServer
+) -> None:
+    settings = _settings(make_settings, fake_telegram)
+    token = create_api_token(settings)
+    citizen = Citizen(fake_telegram, 5401, "ru")
+    with ServiceThread(settings) as svc:
+        engine = svc.runtime.engine
+        signal = NUMBER.search(citizen.says("Прошу проверить карьер у реки Тобол.")).group(0)
+        _triage_formal(svc, token, signal)
+        citizen.bot_says()
+        api = httpx.Client(base_url=f"{svc.url}/api/v1", headers={"Authorization": f"Bearer {token}"})
+        assert api.post(f"/appeals/{signal}/status", json={"status": "in_progress"}).status_code == 200
+        citizen.bot_says()  # the status notice
+        fake_telegram.citizen_message(TOKEN, chat_id=5401, text="да", language_code="ru")
+        wait_until(lambda: "да" in _signal_thread(engine, signal), what="the answer stored on the signal")
+        with Session(engine) as s:
+            appeal = s.exec(select(Appeal).where(Appeal.number == signal)).one()
+            request = s.exec(select(DataRequest).where(DataRequest.appeal_id == appeal.id)).one()
+            conversation = s.get(Conversation, appeal.conversation_id)
+        assert request.cancel_reason == "staff" and conversation is not None and not conversation.collecting
+        assert _formal_of(engine, signal) == []
