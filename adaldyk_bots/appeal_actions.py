@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from adaldyk_bots import audit, lifecycle
+from adaldyk_bots import audit, data_collection, lifecycle
 from adaldyk_bots.access import Viewer, assignable_staff
 from adaldyk_bots.dispatcher import requeue
 from adaldyk_bots.domain import AppealStatus
@@ -52,7 +52,7 @@ class ReasonRequired(Invalid):
 OWN_ACTION = {AppealStatus.MERGED: "merge", AppealStatus.REGISTERED: "triage"}
 
 
-class OwnAction(Invalid):
+class OwnAction(Conflict):
     """A status that only its own action sets (OWN_ACTION), asked for as a plain status change."""
 
 
@@ -78,12 +78,22 @@ def change_status(
     if status in REASON_REQUIRED and not reason:
         raise ReasonRequired(f"the status {status} needs a reason: the citizen is told why")
     merged_into = appeal.merged_into_id
+    _end_dialogue(s, appeal)
     event = workflow.change_status(s, appeal, status, actor=actor, note=reason or None)
     if status == AppealStatus.REOPENED and merged_into is not None:
         # No longer a duplicate: the appeal it was merged into stops listing it.
         appeal.merged_into_id = None
         s.add(appeal)
     return event
+
+
+def _end_dialogue(s: Session, appeal: Appeal) -> None:
+    """A signal moved on by staff: the bot stops asking its citizen for a formal appeal's data."""
+    if appeal.status != AppealStatus.RECEIVED:
+        return
+    request = data_collection.open_request_of(s, appeal)
+    if request is not None:
+        data_collection.cancel(s, request, reason="staff", now=utcnow())
 
 
 def add_note(s: Session, appeal: Appeal, text: str, *, viewer: Viewer) -> AppealNote:
@@ -147,6 +157,7 @@ def mark_spam(s: Session, appeal: Appeal, *, actor: str) -> AppealEvent:
     if appeal.status == AppealStatus.REJECTED:
         raise StatusUnchanged(f"appeal {appeal.number} is already rejected")
     lifecycle.check(appeal.status, AppealStatus.REJECTED)
+    _end_dialogue(s, appeal)
     now = utcnow()
     detail: dict[str, object] = {"from": appeal.status, "to": AppealStatus.REJECTED.value, "spam": True}
     event = AppealEvent(appeal_id=require_id(appeal), kind="spam", actor=actor, detail=detail, created_at=now)

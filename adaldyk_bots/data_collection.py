@@ -35,7 +35,7 @@ from adaldyk_bots.applicant import (
     is_cancel,
 )
 from adaldyk_bots.domain import AppealStatus, InboundMessage
-from adaldyk_bots.errors import Conflict, Invalid
+from adaldyk_bots.errors import Conflict
 from adaldyk_bots.formal_appeal import formal_appeal_of, register_formal
 from adaldyk_bots.iin import normalize_iin
 from adaldyk_bots.storage.db import require_id, utcnow
@@ -60,7 +60,7 @@ _NEXT = {"consent": "name", "name": "iin", "iin": "address", "address": "done"}
 DIALOGUE_KINDS = frozenset({"message"})
 
 
-class NoDialogue(Invalid):
+class NoDialogue(Conflict):
     """The signal came where the bot cannot ask questions: the moderator enters the data instead."""
 
 

@@ -12,12 +12,16 @@ from sqlmodel import Session, col, select
 from adaldyk_bots import audit, data_collection
 from adaldyk_bots.appeal_actions import ReasonRequired
 from adaldyk_bots.domain import AppealStatus
-from adaldyk_bots.errors import Conflict, Invalid
+from adaldyk_bots.errors import Conflict
 from adaldyk_bots.storage.db import require_id, utcnow
 from adaldyk_bots.storage.models import Appeal, AppealEvent
 from adaldyk_bots.workflow import Workflow
 
-__all__ = ["merge", "merged_into"]
+__all__ = ["SelfMerge", "merge", "merged_into"]
+
+
+class SelfMerge(Conflict):
+    """An appeal named as its own duplicate."""
 
 
 def merged_into(s: Session, appeal: Appeal) -> list[Appeal]:
@@ -36,7 +40,7 @@ def merge(
     if not reason:
         raise ReasonRequired("a merge needs a reason: the citizen is told why")
     if require_id(duplicate) == require_id(survivor):
-        raise Invalid("an appeal cannot be merged into itself")
+        raise SelfMerge("an appeal cannot be merged into itself")
     if survivor.status == AppealStatus.MERGED or survivor.merged_into_id is not None:
         raise Conflict(f"{survivor.number} is itself merged into another appeal: merge into that one")
     now = utcnow()

@@ -16,6 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from adaldyk_bots import data_collection
 from adaldyk_bots.calendar import OVERRIDES_FILE, CalendarOverrides, WorkingCalendar
 from adaldyk_bots.categories import CATEGORIES_FILE, CategoryRules
 from adaldyk_bots.dispatcher import Dispatcher
@@ -73,6 +74,7 @@ class Runtime:
             term_days=settings.answer_term_working_days,
             number_prefix=settings.appeal_number_prefix,
             categories=CategoryRules.load(settings.config_dir / CATEGORIES_FILE),
+            dialogue=data_collection.answer,  # the R12 dialogue (triage.py's formal decision)
         )
         connectors: dict[str, Connector] = {}
         unavailable: dict[str, str] = {}

@@ -27,7 +27,7 @@ from sqlmodel import Session, col, select
 from adaldyk_bots import appeal_actions, audit, data_collection, notices
 from adaldyk_bots.applicant import Applicant, check_address, check_iin_text, check_name
 from adaldyk_bots.domain import AppealStatus
-from adaldyk_bots.errors import Conflict, Invalid
+from adaldyk_bots.errors import AdaldykError, Conflict, Invalid
 from adaldyk_bots.formal_appeal import register_formal
 from adaldyk_bots.storage.db import require_id
 from adaldyk_bots.storage.models import Appeal, AppealEvent, Conversation, Message
@@ -37,6 +37,8 @@ __all__ = [
     "DECISIONS",
     "TEXT_MAX",
     "ApplicantForm",
+    "ApplicantRefused",
+    "FieldRefusal",
     "InvalidField",
     "NotASignal",
     "OutsideBody",
@@ -50,13 +52,23 @@ REASON_MAX = 4_000
 _BODY_CODE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 
-class InvalidField(Invalid):
-    """One field of a triage is missing or wrong: `field` and a stable `reason` code for the page."""
+class FieldRefusal(AdaldykError):
+    """A triage refused for one field: `field` and a stable `reason` code, which the page turns into words."""
 
     def __init__(self, field: str, reason: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.reason = reason
+
+
+class InvalidField(FieldRefusal, Invalid):
+    """A field missing or malformed (422; the API's schema already refuses these)."""
+
+
+class ApplicantRefused(FieldRefusal, Conflict):
+    """Well-formed R12 data the law's rules refuse — an IIN whose check digit or birth date is wrong, a
+    name that is not one — or none where the channel cannot ask for them (409: the request is valid,
+    what it carries cannot be accepted)."""
 
 
 class NotASignal(Conflict):
@@ -108,7 +120,7 @@ def check_applicant(form: ApplicantForm) -> Applicant:
     name, iin, address = check_name(form.name), check_iin_text(form.iin), check_address(form.address)
     for field, checked in (("name", name), ("iin", iin), ("address", address)):
         if not checked.ok:
-            raise InvalidField(field, str(checked.reason), f"refused ({checked.reason})")
+            raise ApplicantRefused(field, str(checked.reason), f"refused ({checked.reason})")
     return Applicant(name=name.value, iin=iin.value, address=address.value)
 
 
@@ -195,7 +207,7 @@ def _formal(
     conversation = s.get(Conversation, signal.conversation_id)
     entered = applicant is not None and applicant.given
     if not entered and not data_collection.can_hold_dialogue(conversation):
-        raise InvalidField(
+        raise ApplicantRefused(
             "name", "empty", "this channel cannot hold a dialogue: enter the applicant's R12 data"
         )
     if not entered:

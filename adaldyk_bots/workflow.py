@@ -10,7 +10,7 @@ import logging
 import re
 from dataclasses import asdict, dataclass
 from datetime import date, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import Connection, Row, update
 from sqlmodel import Session, col, select
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 _COMMAND = re.compile(r"^/(?P<name>[a-z_]+)(?:@\w+)?(?:\s+(?P<arg>.*))?$", re.IGNORECASE | re.DOTALL)
 
-__all__ = ["OPEN_STATUSES", "Target", "Workflow", "WorkflowError"]
+__all__ = ["OPEN_STATUSES", "DialogueHook", "Target", "Workflow", "WorkflowError"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,22 @@ def _outbox_values(
     }
 
 
+class DialogueHook(Protocol):
+    """What takes a citizen's message while the bot is asking them questions (data_collection.answer). A
+    hook, not an import: the dialogue registers appeals through notices.py, which imports this module."""
+
+    def __call__(
+        self,
+        s: Session,
+        workflow: Workflow,
+        *,
+        conversation_id: int,
+        message_id: int,
+        msg: InboundMessage,
+        target: Target,
+    ) -> bool: ...
+
+
 class Workflow:
     def __init__(
         self,
@@ -92,8 +108,10 @@ class Workflow:
         term_days: int,
         number_prefix: str,
         categories: CategoryRules | None = None,
+        dialogue: DialogueHook | None = None,
     ) -> None:
         self.calendar = calendar
+        self.dialogue = dialogue
         self.texts = texts
         self.categories = categories or CategoryRules()
         self.term_days = term_days
@@ -431,12 +449,12 @@ class Workflow:
     def _collect_answer(
         self, s: Session, msg: InboundMessage, conversation_id: int, message_id: int, target: Target
     ) -> bool:
-        """The citizen answers the bot's R12 questions (data_collection.py): True when the message was one
-        of the answers. Reached only while the conversation's flag is set, so the rest never pays for it;
-        imported here because the dialogue registers appeals through notices.py, which imports this."""
-        from adaldyk_bots import data_collection
-
-        return data_collection.answer(
+        """The citizen answers the bot's R12 questions (data_collection.answer, given by the runtime): True
+        when the message was one of the answers. Reached only while the conversation's flag is set, so the
+        rest never pays for it."""
+        if self.dialogue is None:
+            return False
+        return self.dialogue(
             s, self, conversation_id=conversation_id, message_id=message_id, msg=msg, target=target
         )
 

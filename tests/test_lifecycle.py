@@ -64,6 +64,16 @@ def test_a_sample_of_illegal_steps_is_refused_with_the_legal_ones_named(
         assert legal.value in message
 
 
+def test_the_apis_status_schema_follows_the_table() -> None:
+    from typing import get_args
+
+    from adaldyk_bots.web.api import PlainStatus, ReasonedStatus
+
+    plain, reasoned = set(get_args(PlainStatus)), set(get_args(ReasonedStatus))
+    assert reasoned == {s.value for s in lifecycle.REASON_REQUIRED} - {"merged"}
+    assert plain | reasoned == {s.value for s in ALL} - {"merged"} and not plain & reasoned
+
+
 def test_the_steps_the_law_names_are_where_it_puts_them() -> None:
     # R4, R5, R6: reasoned decisions; R2, R4, R5, R10: the notices owed.
     assert {AppealStatus.EXTENDED, AppealStatus.FORWARDED, AppealStatus.HEARING} <= lifecycle.REASON_REQUIRED
@@ -105,9 +115,13 @@ def test_the_api_refuses_an_illegal_step_with_409_and_audits_every_legal_one(web
     assert body["code"] == "conflict" and "cannot become extended" in body["detail"]
     assert "in_progress" in body["detail"]
     assert _status(engine, number) == "received"
-    # A reasoned step without its reason is 422; a signal is not made "registered" by a status change.
+    # A reasoned step without its reason is the schema's 422; a signal is not made "registered" by a status
+    # change (409: triage does it), and "merged" is POST …/merge (the schema has no such status here).
     assert api.post(f"/appeals/{number}/status", json={"status": "rejected"}).status_code == 422
-    assert api.post(f"/appeals/{number}/status", json={"status": "registered"}).status_code == 422
+    assert api.post(f"/appeals/{number}/status", json={"status": "rejected", "note": " "}).status_code == 422
+    registered = api.post(f"/appeals/{number}/status", json={"status": "registered"})
+    assert registered.status_code == 409 and "triage" in registered.json()["detail"]
+    assert api.post(f"/appeals/{number}/status", json={"status": "merged", "note": "x"}).status_code == 422
     walk = [("in_progress", None), ("hearing", "предварительное решение"), ("extended", "нужна экспертиза"),
             ("answered", None), ("reopened", "гражданин не согласен"), ("in_progress", None)]  # fmt: skip
     for status, note in walk:

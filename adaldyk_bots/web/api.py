@@ -21,7 +21,6 @@ from starlette.concurrency import run_in_threadpool
 from adaldyk_bots import accounts, appeal_actions, audit, merging, triage
 from adaldyk_bots.access import Role, Viewer, appeal_scope, visible_appeal
 from adaldyk_bots.appeal_query import text_condition
-from adaldyk_bots.domain import AppealStatus
 from adaldyk_bots.errors import Conflict, Forbidden, NoFile, NotFound, UnknownUnit, UpstreamFailed
 from adaldyk_bots.formal_appeal import formal_appeal_of
 from adaldyk_bots.logs import describe, failure_kind, throttled
@@ -168,19 +167,41 @@ class AppealPage(BaseModel):
 # Request bodies refuse fields they do not declare (additionalProperties: false in /openapi.json), as
 # the query does: a misspelt field would otherwise be dropped without a word.
 _STRICT = ConfigDict(extra="forbid")
+# Python's `re` for the patterns below (`$`, classes): the same reading as the schema's generators
+# (schemathesis), so a body the published schema calls valid is never refused by a different regex engine.
+_STRICT_RE = ConfigDict(extra="forbid", regex_engine="python-re")
+
+
+# The legal table's statuses as the API takes them (lifecycle.py; tests/test_lifecycle.py keeps these in
+# step with it): a reasoned one needs its note, in the schema itself; `merged` is POST …/merge.
+PlainStatus = Literal["received", "registered", "assigned", "in_progress", "answered", "closed"]
+ReasonedStatus = Literal["rejected", "extended", "forwarded", "hearing", "reopened"]
+
+
+def _reason(description: str = "") -> Any:
+    """A reason: at least one non-space character, so a decision without one is the schema's own 422."""
+    return Field(min_length=1, max_length=4000, pattern=r"\S", description=description or None)
 
 
 class StatusChange(BaseModel):
     model_config = _STRICT
-    status: AppealStatus = Field(examples=["in_progress"])
+    status: PlainStatus = Field(examples=["in_progress"])
     note: str | None = Field(default=None, max_length=4000, description="shown to the citizen")
+
+
+class ReasonedStatusChange(BaseModel):
+    """A reasoned decision (R4, R5, R6, a refusal, a reopening): the citizen is told the reason."""
+
+    model_config = _STRICT_RE
+    status: ReasonedStatus = Field(examples=["extended"])
+    note: str = _reason("the reason, shown to the citizen")
 
 
 class ReplyIn(BaseModel):
     model_config = _STRICT
     # At least one non-space character: an empty answer is refused by the schema, not later.
     text: str = Field(min_length=1, max_length=20000, pattern=r"\S")
-    status: AppealStatus | None = Field(default=None, description="optionally change the status in one step")
+    status: PlainStatus | None = Field(default=None, description="optionally change the status in one step")
 
 
 class UnitChange(BaseModel):
@@ -194,29 +215,53 @@ class ActionOut(BaseModel):
 
 
 class OutsideBodyIn(BaseModel):
-    model_config = _STRICT
-    code: str = Field(min_length=1, max_length=64, examples=["moa"], description="the body's code")
-    name: str = Field(min_length=1, max_length=300, description="the body's name, as the citizen reads it")
+    model_config = _STRICT_RE
+    code: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", examples=["moa"], description="the body's code")
+    name: str = Field(min_length=1, max_length=300, pattern=r"\S", description="as the citizen reads it")
 
 
 class ApplicantIn(BaseModel):
-    model_config = _STRICT
-    name: str = Field(max_length=300, description="surname, name and patronymic")
-    iin: str = Field(max_length=32, description="12 digits; the check digit is verified")
-    address: str = Field(max_length=500, description="postal address")
-    consent: bool = Field(description="the citizen consented to processing their personal data (Law 94-V)")
+    """R12 data as the schema can say it; the rest (the IIN's date and check digit, a name of letters) is
+    checked as the bot checks a citizen's answers, and a refusal is 409 naming the field and the reason."""
+
+    model_config = _STRICT_RE
+    name: str = Field(max_length=300, pattern=r"\S\s+\S", description="surname, name and patronymic")
+    iin: str = Field(pattern=r"^[0-9]{12}$", description="12 digits; the check digit is verified")
+    address: str = Field(min_length=10, max_length=500, pattern=r"\S\s+\S", description="postal address")
+    consent: Literal[True] = Field(description="the citizen consented to processing personal data (Law 94-V)")
 
 
-class TriageIn(BaseModel):
-    """A moderator's decision on a signal. `formal` without `applicant`: the bot asks the citizen for the
-    R12 data in their chat (where the channel can hold a dialogue); with it: registered at once."""
+class InformationalIn(BaseModel):
+    model_config = _STRICT_RE
+    decision: Literal["informational"]
+    reason: str = _reason("why it is not a formal appeal")
+    text: str = Field(min_length=1, max_length=20000, pattern=r"\S", description="the answer sent")
 
-    model_config = _STRICT
-    decision: Literal["informational", "formal", "forward", "spam"]
-    reason: str = Field(default="", max_length=4000, description="required except for formal")
-    text: str = Field(default="", max_length=20000, description="informational: the answer sent")
-    body: OutsideBodyIn | None = Field(default=None, description="forward: the outside body (R5)")
-    applicant: ApplicantIn | None = Field(default=None, description="formal: the R12 data, if known")
+
+class FormalIn(BaseModel):
+    """Without `applicant`: the bot asks the citizen for the R12 data in their chat (where the channel can
+    hold a dialogue; elsewhere 409); with it: the formal appeal is registered at once."""
+
+    model_config = _STRICT_RE
+    decision: Literal["formal"]
+    reason: str = Field(default="", max_length=4000)
+    applicant: ApplicantIn | None = Field(default=None, description="the R12 data, if known")
+
+
+class ForwardIn(BaseModel):
+    model_config = _STRICT_RE
+    decision: Literal["forward"]
+    reason: str = _reason("told to the citizen")
+    body: OutsideBodyIn = Field(description="the outside body (R5)")
+
+
+class SpamIn(BaseModel):
+    model_config = _STRICT_RE
+    decision: Literal["spam"]
+    reason: str = _reason()
+
+
+TriageIn = Annotated[InformationalIn | FormalIn | ForwardIn | SpamIn, Field(discriminator="decision")]
 
 
 class TriageOut(BaseModel):
@@ -227,9 +272,9 @@ class TriageOut(BaseModel):
 
 
 class MergeIn(BaseModel):
-    model_config = _STRICT
+    model_config = _STRICT_RE
     into: str = Field(min_length=1, max_length=NUMBER_LENGTH, description="the appeal that carries on")
-    reason: str = Field(min_length=1, max_length=4000, pattern=r"\S", description="shown to the citizen")
+    reason: str = _reason("shown to the citizen")
 
 
 class IntakeGapOut(BaseModel):
@@ -410,7 +455,9 @@ def build_api_router(runtime: AppParts) -> APIRouter:
         )
 
     @router.post("/appeals/{number}/status", response_model=ActionOut, responses=ACTION_ERRORS)
-    def change_status(number: Number, body: StatusChange, viewer: ApiWriter, request: Request) -> ActionOut:
+    def change_status(
+        number: Number, body: StatusChange | ReasonedStatusChange, viewer: ApiWriter, request: Request
+    ) -> ActionOut:
         who = _actor(request, viewer)
         with unit_of_work(engine) as s:
             appeal = visible_appeal(s, viewer, number)
@@ -459,17 +506,14 @@ def build_api_router(runtime: AppParts) -> APIRouter:
         if viewer.role not in (Role.MODERATOR, Role.ADMIN):
             raise Forbidden("signals are triaged by the project office's moderators")
         who = _actor(request, viewer)
+        given = body.applicant if isinstance(body, FormalIn) else None
         applicant = (
-            triage.ApplicantForm(
-                name=body.applicant.name,
-                iin=body.applicant.iin,
-                address=body.applicant.address,
-                consent=body.applicant.consent,
-            )
-            if body.applicant
+            triage.ApplicantForm(name=given.name, iin=given.iin, address=given.address, consent=given.consent)
+            if given
             else None
         )
-        outside = triage.OutsideBody(body.body.code, body.body.name) if body.body else None
+        outside = triage.OutsideBody(body.body.code, body.body.name) if isinstance(body, ForwardIn) else None
+        text = body.text if isinstance(body, InformationalIn) else ""
         with unit_of_work(engine) as s:
             appeal = visible_appeal(s, viewer, number)
             event = triage.triage(
@@ -480,7 +524,7 @@ def build_api_router(runtime: AppParts) -> APIRouter:
                 actor=who,
                 now=utcnow(),
                 reason=body.reason,
-                text=body.text,
+                text=text,
                 body=outside,
                 applicant=applicant,
             )

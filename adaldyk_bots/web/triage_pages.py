@@ -182,7 +182,7 @@ def build_triage_router(runtime: AppParts) -> APIRouter:
 
         try:
             act(number, viewer, work)
-        except triage.InvalidField as exc:
+        except triage.FieldRefusal as exc:
             code = f"t_{exc.field}_{exc.reason}"
             return _back(number, error=code if code in TRIAGE_ERRORS else "invalid", anchor="#triage")
         except triage.NotASignal:
@@ -209,6 +209,8 @@ def build_triage_router(runtime: AppParts) -> APIRouter:
             act(number, viewer, work)
         except appeal_actions.ReasonRequired:
             return _back(number, error="merge_reason", anchor="#status")
+        except merging.SelfMerge:
+            return _back(number, error="merge_self", anchor="#status")
         except IllegalTransition:
             return _back(number, error="illegal", anchor="#status")
         except StatusUnchanged:
@@ -216,7 +218,7 @@ def build_triage_router(runtime: AppParts) -> APIRouter:
         except Conflict:
             return _back(number, error="merge_target", anchor="#status")
         except (Invalid, Forbidden):
-            return _back(number, error="merge_self", anchor="#status")
+            return _back(number, error="invalid", anchor="#status")
         return _back(number, done="merge")
 
     return router
