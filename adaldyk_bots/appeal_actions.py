@@ -27,6 +27,7 @@ __all__ = [
     "OwnAction",
     "ReasonRequired",
     "add_note",
+    "clean",
     "assign_person",
     "change_status",
     "mark_spam",
@@ -40,6 +41,19 @@ __all__ = [
 REASON_REQUIRED = lifecycle.REASON_REQUIRED
 RETRYABLE = frozenset({"failed", "held"})
 NOTE_MAX_CHARS = 20_000
+
+
+# What the API schema's `\S` (JSON Schema regex, Unicode White_Space) calls a space. Python's str.strip()
+# also cuts U+001C–U+001F, so a reason of those alone would pass the schema and then count as empty.
+SPACES = (
+    " \t\n\r\x0b\x0c\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def clean(text: str) -> str:
+    """`text` without the spaces around it (SPACES)."""
+    return text.strip(SPACES)
 
 
 class ReasonRequired(Invalid):
@@ -71,7 +85,7 @@ def _own_action(appeal: Appeal, status: str) -> bool:
 def change_status(
     workflow: Workflow, s: Session, appeal: Appeal, status: str, *, reason: str, actor: str
 ) -> AppealEvent:
-    reason = reason.strip()
+    reason = clean(reason)
     if _own_action(appeal, status):
         action = OWN_ACTION[AppealStatus(status)]
         raise OwnAction(f"the status {status} is set by its own action ({action}), not a status change")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlmodel import Session, col, select
 
 from adaldyk_bots import audit, data_collection
-from adaldyk_bots.appeal_actions import ReasonRequired
+from adaldyk_bots.appeal_actions import ReasonRequired, clean
 from adaldyk_bots.domain import AppealStatus
 from adaldyk_bots.errors import Conflict
 from adaldyk_bots.storage.db import require_id, utcnow
@@ -36,7 +36,7 @@ def merge(
 ) -> AppealEvent:
     """Merge `duplicate` into `survivor`; returns the duplicate's status event. The caller has opened both
     with `access.visible_appeal` (a merge may not reach an appeal its author cannot see)."""
-    reason = reason.strip()
+    reason = clean(reason)
     if not reason:
         raise ReasonRequired("a merge needs a reason: the citizen is told why")
     if require_id(duplicate) == require_id(survivor):

@@ -105,7 +105,7 @@ def is_signal(appeal: Appeal) -> bool:
 
 
 def resolve_body(code: str, name: str) -> OutsideBody:
-    code, name = code.strip().lower(), " ".join(name.split())
+    code, name = code.strip().lower(), appeal_actions.clean(name)
     if not _BODY_CODE.match(code):
         raise InvalidField("body", "code", "an outside body's code: latin letters, digits, _ . - (≤ 64)")
     if not name or len(name) > 300:
@@ -143,7 +143,7 @@ def triage(
     _lock(s, signal)
     if not is_signal(signal):
         raise NotASignal(f"{signal.number} is not a signal awaiting triage (status {signal.status})")
-    reason = reason.strip()
+    reason = appeal_actions.clean(reason)
     if len(reason) > REASON_MAX:
         raise InvalidField("reason", "long", f"at most {REASON_MAX} characters")
     if decision != "formal" and not reason:
@@ -162,7 +162,7 @@ def triage(
 def _informational(
     s: Session, workflow: Workflow, signal: Appeal, text: str, *, actor: str, reason: str, now: datetime
 ) -> AppealEvent:
-    text = text.strip()
+    text = appeal_actions.clean(text)
     if not text:
         raise InvalidField("text", "empty", "the informational answer to send")
     if len(text) > TEXT_MAX:

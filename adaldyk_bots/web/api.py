@@ -167,9 +167,6 @@ class AppealPage(BaseModel):
 # Request bodies refuse fields they do not declare (additionalProperties: false in /openapi.json), as
 # the query does: a misspelt field would otherwise be dropped without a word.
 _STRICT = ConfigDict(extra="forbid")
-# Python's `re` for the patterns below (`$`, classes): the same reading as the schema's generators
-# (schemathesis), so a body the published schema calls valid is never refused by a different regex engine.
-_STRICT_RE = ConfigDict(extra="forbid", regex_engine="python-re")
 
 
 # The legal table's statuses as the API takes them (lifecycle.py; tests/test_lifecycle.py keeps these in
@@ -192,7 +189,7 @@ class StatusChange(BaseModel):
 class ReasonedStatusChange(BaseModel):
     """A reasoned decision (R4, R5, R6, a refusal, a reopening): the citizen is told the reason."""
 
-    model_config = _STRICT_RE
+    model_config = _STRICT
     status: ReasonedStatus = Field(examples=["extended"])
     note: str = _reason("the reason, shown to the citizen")
 
@@ -215,7 +212,7 @@ class ActionOut(BaseModel):
 
 
 class OutsideBodyIn(BaseModel):
-    model_config = _STRICT_RE
+    model_config = _STRICT
     code: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", examples=["moa"], description="the body's code")
     name: str = Field(min_length=1, max_length=300, pattern=r"\S", description="as the citizen reads it")
 
@@ -224,7 +221,7 @@ class ApplicantIn(BaseModel):
     """R12 data as the schema can say it; the rest (the IIN's date and check digit, a name of letters) is
     checked as the bot checks a citizen's answers, and a refusal is 409 naming the field and the reason."""
 
-    model_config = _STRICT_RE
+    model_config = _STRICT
     name: str = Field(max_length=300, pattern=r"\S\s+\S", description="surname, name and patronymic")
     iin: str = Field(pattern=r"^[0-9]{12}$", description="12 digits; the check digit is verified")
     address: str = Field(min_length=10, max_length=500, pattern=r"\S\s+\S", description="postal address")
@@ -232,7 +229,7 @@ class ApplicantIn(BaseModel):
 
 
 class InformationalIn(BaseModel):
-    model_config = _STRICT_RE
+    model_config = _STRICT
     decision: Literal["informational"]
     reason: str = _reason("why it is not a formal appeal")
     text: str = Field(min_length=1, max_length=20000, pattern=r"\S", description="the answer sent")
@@ -242,21 +239,21 @@ class FormalIn(BaseModel):
     """Without `applicant`: the bot asks the citizen for the R12 data in their chat (where the channel can
     hold a dialogue; elsewhere 409); with it: the formal appeal is registered at once."""
 
-    model_config = _STRICT_RE
+    model_config = _STRICT
     decision: Literal["formal"]
     reason: str = Field(default="", max_length=4000)
     applicant: ApplicantIn | None = Field(default=None, description="the R12 data, if known")
 
 
 class ForwardIn(BaseModel):
-    model_config = _STRICT_RE
+    model_config = _STRICT
     decision: Literal["forward"]
     reason: str = _reason("told to the citizen")
     body: OutsideBodyIn = Field(description="the outside body (R5)")
 
 
 class SpamIn(BaseModel):
-    model_config = _STRICT_RE
+    model_config = _STRICT
     decision: Literal["spam"]
     reason: str = _reason()
 
@@ -272,7 +269,7 @@ class TriageOut(BaseModel):
 
 
 class MergeIn(BaseModel):
-    model_config = _STRICT_RE
+    model_config = _STRICT
     into: str = Field(min_length=1, max_length=NUMBER_LENGTH, description="the appeal that carries on")
     reason: str = _reason("shown to the citizen")
 
