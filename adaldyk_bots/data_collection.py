@@ -81,6 +81,7 @@ def open_request(s: Session, conversation_id: int) -> DataRequest | None:
             col(DataRequest.cancelled_at).is_(None),
         )
         .with_for_update()
+        .execution_options(populate_existing=True)  # a batch's session may hold an older copy
     ).first()
 
 
@@ -154,9 +155,13 @@ def answer(
     if request is None:  # the flag outlived its request: clear it, the message goes the usual way
         _stop_collecting(s, conversation_id)
         return False
-    signal = s.get(Appeal, request.appeal_id)
-    if signal is None:
-        raise RuntimeError(f"data request {request.id} has no appeal")
+    # The signal's row lock, read afresh: a moderator's triage of it waits, or is seen here once done.
+    signal = s.exec(
+        select(Appeal)
+        .where(col(Appeal.id) == request.appeal_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
     now = utcnow()
     if signal.status != AppealStatus.RECEIVED:
         # Staff moved the signal on by a plain status change (spam, in progress …) while the bot was asking:
