@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from adaldyk_bots import audit, lifecycle
+from adaldyk_bots import audit, data_collection, lifecycle
 from adaldyk_bots.access import Viewer, assignable_staff
 from adaldyk_bots.dispatcher import requeue
 from adaldyk_bots.domain import AppealStatus
@@ -21,13 +21,17 @@ from adaldyk_bots.workflow import Workflow
 
 __all__ = [
     "NOTE_MAX_CHARS",
+    "OWN_ACTION",
     "REASON_REQUIRED",
     "RETRYABLE",
+    "OwnAction",
     "ReasonRequired",
     "add_note",
+    "clean",
     "assign_person",
     "change_status",
     "mark_spam",
+    "plain_statuses",
     "record_view",
     "retry_delivery",
 ]
@@ -39,17 +43,71 @@ RETRYABLE = frozenset({"failed", "held"})
 NOTE_MAX_CHARS = 20_000
 
 
+# What the API schema's `\S` (JSON Schema regex, Unicode White_Space) calls a space. Python's str.strip()
+# also cuts U+001C–U+001F, so a reason of those alone would pass the schema and then count as empty.
+SPACES = (
+    " \t\n\r\x0b\x0c\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+
+
+def clean(text: str) -> str:
+    """`text` without the spaces around it (SPACES)."""
+    return text.strip(SPACES)
+
+
 class ReasonRequired(Invalid):
     """A status the law allows only with a stated reason, asked for without one."""
+
+
+# Steps that need more than a status and a reason, each taken by its own action: a signal becomes a
+# formal appeal through triage (triage.py: the R12 data first), a duplicate is merged into another appeal
+# (merging.py: which one).
+OWN_ACTION = {AppealStatus.MERGED: "merge", AppealStatus.REGISTERED: "triage"}
+
+
+class OwnAction(Conflict):
+    """A status that only its own action sets (OWN_ACTION), asked for as a plain status change."""
+
+
+def plain_statuses(appeal: Appeal) -> tuple[AppealStatus, ...]:
+    """What the status form offers: the legal next steps (lifecycle.next_statuses) that need nothing but
+    a reason."""
+    return tuple(st for st in lifecycle.next_statuses(appeal.status) if not _own_action(appeal, st))
+
+
+def _own_action(appeal: Appeal, status: str) -> bool:
+    if status == AppealStatus.REGISTERED:
+        return not appeal.formal  # a formal appeal taken back into work is registered again; a signal is not
+    return status in OWN_ACTION
 
 
 def change_status(
     workflow: Workflow, s: Session, appeal: Appeal, status: str, *, reason: str, actor: str
 ) -> AppealEvent:
-    reason = reason.strip()
+    reason = clean(reason)
+    if _own_action(appeal, status):
+        action = OWN_ACTION[AppealStatus(status)]
+        raise OwnAction(f"the status {status} is set by its own action ({action}), not a status change")
     if status in REASON_REQUIRED and not reason:
         raise ReasonRequired(f"the status {status} needs a reason: the citizen is told why")
-    return workflow.change_status(s, appeal, status, actor=actor, note=reason or None)
+    merged_into = appeal.merged_into_id
+    _end_dialogue(s, appeal)
+    event = workflow.change_status(s, appeal, status, actor=actor, note=reason or None)
+    if status == AppealStatus.REOPENED and merged_into is not None:
+        # No longer a duplicate: the appeal it was merged into stops listing it.
+        appeal.merged_into_id = None
+        s.add(appeal)
+    return event
+
+
+def _end_dialogue(s: Session, appeal: Appeal) -> None:
+    """A signal moved on by staff: the bot stops asking its citizen for a formal appeal's data."""
+    if appeal.status != AppealStatus.RECEIVED:
+        return
+    request = data_collection.open_request_of(s, appeal)
+    if request is not None:
+        data_collection.cancel(s, request, reason="staff", now=utcnow())
 
 
 def add_note(s: Session, appeal: Appeal, text: str, *, viewer: Viewer) -> AppealNote:
@@ -112,6 +170,8 @@ def mark_spam(s: Session, appeal: Appeal, *, actor: str) -> AppealEvent:
     answered, and a real citizen's appeal marked by mistake is reopened with a status change."""
     if appeal.status == AppealStatus.REJECTED:
         raise StatusUnchanged(f"appeal {appeal.number} is already rejected")
+    lifecycle.check(appeal.status, AppealStatus.REJECTED)
+    _end_dialogue(s, appeal)
     now = utcnow()
     detail: dict[str, object] = {"from": appeal.status, "to": AppealStatus.REJECTED.value, "spam": True}
     event = AppealEvent(appeal_id=require_id(appeal), kind="spam", actor=actor, detail=detail, created_at=now)

@@ -16,7 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from adaldyk_bots import answers
+from adaldyk_bots import answers, data_collection
 from adaldyk_bots.approval_rules import APPROVAL_FILE, ApprovalRules
 from adaldyk_bots.calendar import OVERRIDES_FILE, CalendarOverrides, WorkingCalendar
 from adaldyk_bots.categories import CATEGORIES_FILE, CategoryRules
@@ -89,6 +89,7 @@ class Runtime:
             approval=ApprovalRules.load(settings.config_dir / APPROVAL_FILE),
             hooks=StepNotices(),
             terms=Terms.load(settings.config_dir / TERMS_FILE, default_term=_explicit_term(settings)),
+            dialogue=data_collection.answer,  # the R12 dialogue (triage.py's formal decision)
         )
         connectors: dict[str, Connector] = {}
         unavailable: dict[str, str] = {}

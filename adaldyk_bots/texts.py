@@ -11,6 +11,19 @@ from zoneinfo import ZoneInfo
 
 from adaldyk_bots.domain import AppealStatus, Language
 
+TRIAGE_KEYS = (
+    "triage_informational",
+    "triage_formal",
+    "triage_formal_registered",
+    "triage_forward",
+    "collect_consent",
+    "collect_consent_unclear",
+    "collect_declined",
+    "collect_cancelled",
+    *(f"collect_name{suffix}" for suffix in ("", "_empty", "_short", "_letters", "_long")),
+    *(f"collect_iin{suffix}" for suffix in ("", "_length", "_digits", "_date", "_century", "_checksum")),
+    *(f"collect_address{suffix}" for suffix in ("", "_short", "_long")),
+)
 REQUIRED_KEYS = (
     "welcome",
     "ack",
@@ -39,6 +52,8 @@ REQUIRED_KEYS = (
     "feedback_reopen_note",
     "feedback_closed_note",
     "extension",
+    # Triage of a signal and the R12 data dialogue (triage.py, data_collection.py)
+    *TRIAGE_KEYS,
 )
 
 

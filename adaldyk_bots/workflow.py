@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 _COMMAND = re.compile(r"^/(?P<name>[a-z_]+)(?:@\w+)?(?:\s+(?P<arg>.*))?$", re.IGNORECASE | re.DOTALL)
 
-__all__ = ["OPEN_STATUSES", "CitizenHooks", "Target", "Workflow", "WorkflowError"]
+__all__ = ["OPEN_STATUSES", "CitizenHooks", "DialogueHook", "Target", "Workflow", "WorkflowError"]
 
 
 class CitizenHooks(Protocol):
@@ -124,6 +124,22 @@ def _outbox_values(
     }
 
 
+class DialogueHook(Protocol):
+    """What takes a citizen's message while the bot is asking them questions (data_collection.answer). A
+    hook, not an import: the dialogue registers appeals through notices.py, which imports this module."""
+
+    def __call__(
+        self,
+        s: Session,
+        workflow: Workflow,
+        *,
+        conversation_id: int,
+        message_id: int,
+        msg: InboundMessage,
+        target: Target,
+    ) -> bool: ...
+
+
 class Workflow:
     def __init__(
         self,
@@ -137,8 +153,10 @@ class Workflow:
         hooks: CitizenHooks | None = None,
         terms: Terms | None = None,
         alerts: Alerts | None = None,
+        dialogue: DialogueHook | None = None,
     ) -> None:
         self.calendar = calendar
+        self.dialogue = dialogue
         # None: every step tells the citizen in the generic status message, and no "was it solved?".
         self.hooks = hooks
         self.approval = approval or ApprovalRules()
@@ -165,7 +183,7 @@ class Workflow:
         if msg.deleted:
             self._mark_deleted(conn, sql, msg, utcnow())
             return
-        contact_id, renamed, said = self._accept(conn, sql, msg, raw_event_id)
+        contact_id, renamed, said = self._accept(s, conn, sql, msg, raw_event_id)
         if said is not None and self.hooks is not None:  # the citizen's yes or no after an answer
             now = utcnow()
             self.hooks.feedback_said(
@@ -181,13 +199,18 @@ class Workflow:
             search_index.refresh(conn, [appeal_id])
 
     def _accept(
-        self, conn: Connection, sql: InboundStatements, msg: InboundMessage, raw_event_id: int | None
+        self,
+        s: Session,
+        conn: Connection,
+        sql: InboundStatements,
+        msg: InboundMessage,
+        raw_event_id: int | None,
     ) -> tuple[int, bool, _Said | None]:
         """(the sender's contact id, whether their name changed, the citizen's answer to "was it solved?")."""
         now = utcnow()
         contact_id, contact_language, renamed = self._sender(conn, sql, msg, now)
         done: tuple[int, bool, _Said | None] = (contact_id, renamed, None)
-        conversation_id, new_conversation = self._conversation(conn, sql, msg, contact_id, now)
+        conversation_id, new_conversation, collecting = self._conversation(conn, sql, msg, contact_id, now)
         attachments = [asdict(a) for a in msg.attachments]
         key = {"conversation_id": conversation_id, "external_key": msg.message_key}
 
@@ -236,6 +259,8 @@ class Workflow:
                 msg.chat_id,
                 raw_event_id,
             )
+            return done
+        if collecting and self._collect_answer(s, msg, conversation_id, message_id, target):
             return done
         if opened is None and self._answer_command(
             conn, sql, msg, contact_id, contact_language, conversation_id, target, message_id
@@ -465,8 +490,9 @@ class Workflow:
     @staticmethod
     def _conversation(
         conn: Connection, sql: InboundStatements, msg: InboundMessage, contact_id: int, now: datetime
-    ) -> tuple[int, bool]:
-        """(the conversation's id, whether it was created just now)."""
+    ) -> tuple[int, bool, bool]:
+        """(the conversation's id, whether it was created just now, whether the bot is collecting the
+        citizen's R12 data there)."""
         where = {"channel": msg.channel, "account": msg.account, "chat_id": msg.chat_id}
         known = conn.execute(sql.conversation, where).first()
         if known is None:
@@ -482,8 +508,8 @@ class Workflow:
                     },
                 ).scalar_one()
             )
-            return created, True
-        conversation_id, last_inbound_at = known
+            return created, True, False
+        conversation_id, last_inbound_at, collecting = known
         if msg.sent_at > last_inbound_at:
             conn.execute(sql.touch_conversation, {"b_id": conversation_id, "b_at": msg.sent_at})
             # A reply window opened again: what waited for the citizen to write (outbox `waiting`) goes now.
@@ -496,7 +522,19 @@ class Workflow:
                     "b_at": now,
                 },
             )
-        return int(conversation_id), False
+        return int(conversation_id), False, bool(collecting)
+
+    def _collect_answer(
+        self, s: Session, msg: InboundMessage, conversation_id: int, message_id: int, target: Target
+    ) -> bool:
+        """The citizen answers the bot's R12 questions (data_collection.answer, given by the runtime): True
+        when the message was one of the answers. Reached only while the conversation's flag is set, so the
+        rest never pays for it."""
+        if self.dialogue is None:
+            return False
+        return self.dialogue(
+            s, self, conversation_id=conversation_id, message_id=message_id, msg=msg, target=target
+        )
 
     def _merge_version(
         self,
@@ -749,10 +787,13 @@ class Workflow:
         note: str | None = None,
         actor_id: int | None = None,
         approved: bool = False,
+        notify: bool = True,
+        detail: dict[str, object] | None = None,
     ) -> AppealEvent:
-        """Take one step of the legal table (lifecycle.py). A step the law attaches a notice to (registration,
-        forwarding, extension, hearing, answer) owes that notice, exactly once (notices.py); any other step
-        tells the citizen the new status in a generic message (status:<event>). `note` is the reason of a
+        """Take one step of the legal table (lifecycle.py), recorded and audited. A step the law attaches a
+        notice to (registration, forwarding, extension, hearing, answer) owes that notice, exactly once
+        (notices.py); any other step tells the citizen the new status in a generic message (status:<event>).
+        `notify` False: the caller owes the citizen a notice of its own (triage). `note` is the reason of a
         reasoned step, the preliminary decision of a hearing, the answer's text of an answer."""
         try:
             new = AppealStatus(status)
@@ -769,15 +810,16 @@ class Workflow:
                 "an extension moves the due date by the head's reasoned decision: use the extend action"
             )
         now = utcnow()
-        event = self._event(
-            s, appeal, "status", actor, {"from": appeal.status, "to": new.value, "note": note}, now
-        )
+        facts: dict[str, object] = {"from": appeal.status, "to": new.value, "note": note, **(detail or {})}
+        event = self._event(s, appeal, "status", actor, facts, now)
         appeal.status = new.value
         appeal.updated_at = appeal.last_activity_at = now
         if new is AppealStatus.ANSWERED:
             appeal.answered_at = now
         s.add(appeal)
         audit.record(s, actor=actor, action="appeal.status", subject=appeal.number, detail=event.detail)
+        if not notify:
+            return event
         if step.notice is not None and self.hooks is not None:
             self.hooks.owe_notice(s, self, appeal, step.notice, note=note, actor_id=actor_id, now=now)
             return event

@@ -111,7 +111,9 @@ def statements(dialect: str) -> InboundStatements:
         .where(contact.c.id == bindparam("b_id"))
         .values(language=bindparam("b_language")),
         insert_identity=insert(identity),
-        conversation=select(conversation.c.id, conversation.c.last_inbound_at).where(
+        conversation=select(
+            conversation.c.id, conversation.c.last_inbound_at, conversation.c.collecting
+        ).where(
             conversation.c.channel == bindparam("channel"),
             conversation.c.account == bindparam("account"),
             conversation.c.chat_id == bindparam("chat_id"),

@@ -80,6 +80,9 @@ class Conversation(SQLModel, table=True):
     kind: str = Field(default="message", max_length=16)
     last_inbound_at: datetime
     created_at: datetime
+    # The bot is asking this citizen for a formal appeal's R12 data (data_request): the inbound path reads
+    # the flag with the conversation it already selects, so the common case pays nothing for the dialogue.
+    collecting: bool = False
 
 
 class Unit(SQLModel, table=True):
@@ -167,6 +170,8 @@ class Appeal(SQLModel, table=True):
         *_open_indexes(),
         # The finished appeals' counts (capped, appeal_query.COUNT_CAP) by status and the other filters.
         Index("ix_appeal_facets", *_INBOX_COLUMNS, "due_at"),
+        # A signal becomes at most one formal appeal (triage.py), however often its last answer arrives.
+        Index("uq_appeal_signal_id", "signal_id", unique=True),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -216,6 +221,39 @@ class Appeal(SQLModel, table=True):
     applicant_phone: str | None = Field(default=None, max_length=32)
     consent_at: datetime | None = None  # consent to personal-data processing (Law 94-V)
     taken_by_id: int | None = Field(default=None, foreign_key="staff_user.id")
+
+
+class DataRequest(SQLModel, table=True):
+    """The bot asking a citizen, one question at a time, for what a formal appeal needs (R12: surname, name
+    and patronymic, IIN, postal address, and consent to processing them, Law 94-V) after a moderator
+    triaged their signal as formal (data_collection.py). One open request per conversation."""
+
+    __tablename__ = "data_request"
+    __table_args__ = (
+        Index(
+            "uq_data_request_open",
+            "conversation_id",
+            unique=True,
+            sqlite_where=text("finished_at IS NULL AND cancelled_at IS NULL"),
+            postgresql_where=text("finished_at IS NULL AND cancelled_at IS NULL"),
+        ),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    appeal_id: int = Field(foreign_key="appeal.id", index=True)  # the signal
+    conversation_id: int = Field(foreign_key="conversation.id")
+    step: str = Field(max_length=16)  # consent | name | iin | address | done
+    # The answers accepted so far (name, iin, address, consent_at); emptied when the request is cancelled.
+    answers: dict[str, Any] = _json_column()
+    attempts: int = 0  # answers refused at the present step
+    started_at: datetime
+    started_by: str = Field(max_length=200)  # the moderator who triaged the signal as formal
+    updated_at: datetime
+    finished_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    # declined (no consent) | citizen (cancelled in the chat) | staff (another triage decision)
+    cancel_reason: str | None = Field(default=None, max_length=16)
+    formal_appeal_id: int | None = Field(default=None, foreign_key="appeal.id")
 
 
 class AppealSearch(SQLModel, table=True):

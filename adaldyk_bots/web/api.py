@@ -18,11 +18,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, func, select
 from starlette.concurrency import run_in_threadpool
 
-from adaldyk_bots import accounts, answers, audit, extension, feedback
+from adaldyk_bots import accounts, answers, appeal_actions, audit, extension, feedback, merging, triage
 from adaldyk_bots.access import Role, Viewer, appeal_scope, visible_appeal
 from adaldyk_bots.appeal_query import text_condition
 from adaldyk_bots.domain import AppealStatus, Category
-from adaldyk_bots.errors import Forbidden, NoFile, NotFound, UnknownUnit, UpstreamFailed
+from adaldyk_bots.errors import Conflict, Forbidden, NoFile, NotFound, UnknownUnit, UpstreamFailed
+from adaldyk_bots.formal_appeal import formal_appeal_of
 from adaldyk_bots.logs import describe, failure_kind, throttled
 from adaldyk_bots.staff_intake import (
     EMAIL_PATTERN,
@@ -105,6 +106,22 @@ class AppealOut(BaseModel):
     due_at: datetime
     overdue: bool
     answered_at: datetime | None
+    formal: bool = Field(
+        description="a formal appeal (R12 data given, statutory term running); false: a signal"
+    )
+    triage: str | None = Field(description="the moderator's decision on a signal: informational, formal, …")
+    signal: str | None = Field(description="the number of the signal this formal appeal was registered from")
+    merged_into: str | None = Field(description="the appeal this duplicate was merged into")
+    forwarded_to: str | None = Field(description="the code of the outside body it was forwarded to (R5)")
+
+
+class ApplicantOut(BaseModel):
+    """R12 (APPC Art. 63): who wrote a formal appeal."""
+
+    name: str | None
+    iin: str | None
+    address: str | None
+    consent_at: datetime | None
 
 
 class MessageVersionOut(BaseModel):
@@ -142,6 +159,9 @@ class DeliveryOut(BaseModel):
 
 
 class AppealDetailOut(AppealOut):
+    formal_appeal: str | None = Field(description="the formal appeal registered from this signal")
+    merged: list[str] = Field(description="the duplicates merged into this appeal")
+    applicant: ApplicantOut | None = Field(description="a formal appeal's applicant")
     messages: list[MessageOut]
     history: list[EventOut]
     deliveries: list[DeliveryOut]
@@ -159,17 +179,36 @@ class AppealPage(BaseModel):
 _STRICT = ConfigDict(extra="forbid")
 
 
+# The legal table's statuses as the API takes them (lifecycle.py; tests/test_lifecycle.py keeps these in
+# step with it): a reasoned one needs its note, in the schema itself; `merged` is POST …/merge.
+PlainStatus = Literal["received", "registered", "assigned", "in_progress", "answered", "closed"]
+ReasonedStatus = Literal["rejected", "extended", "forwarded", "hearing", "reopened"]
+
+
+def _reason(description: str = "") -> Any:
+    """A reason: at least one non-space character, so a decision without one is the schema's own 422."""
+    return Field(min_length=1, max_length=4000, pattern=r"\S", description=description or None)
+
+
 class StatusChange(BaseModel):
     model_config = _STRICT
-    status: AppealStatus = Field(examples=["in_progress"])
+    status: PlainStatus = Field(examples=["in_progress"])
     note: str | None = Field(default=None, max_length=4000, description="shown to the citizen")
+
+
+class ReasonedStatusChange(BaseModel):
+    """A reasoned decision (R4, R5, R6, a refusal, a reopening): the citizen is told the reason."""
+
+    model_config = _STRICT
+    status: ReasonedStatus = Field(examples=["extended"])
+    note: str = _reason("the reason, shown to the citizen")
 
 
 class ReplyIn(BaseModel):
     model_config = _STRICT
     # At least one non-space character: an empty answer is refused by the schema, not later.
     text: str = Field(min_length=1, max_length=20000, pattern=r"\S")
-    status: AppealStatus | None = Field(default=None, description="optionally change the status in one step")
+    status: PlainStatus | None = Field(default=None, description="optionally change the status in one step")
 
 
 class UnitChange(BaseModel):
@@ -234,6 +273,69 @@ class ExtensionIn(BaseModel):
 class ActionOut(BaseModel):
     appeal: AppealOut
     event: EventOut
+
+
+class OutsideBodyIn(BaseModel):
+    model_config = _STRICT
+    code: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", examples=["moa"], description="the body's code")
+    name: str = Field(min_length=1, max_length=300, pattern=r"\S", description="as the citizen reads it")
+
+
+class ApplicantIn(BaseModel):
+    """R12 data as the schema can say it; the rest (the IIN's date and check digit, a name of letters) is
+    checked as the bot checks a citizen's answers, and a refusal is 409 naming the field and the reason."""
+
+    model_config = _STRICT
+    name: str = Field(max_length=300, pattern=r"\S\s+\S", description="surname, name and patronymic")
+    iin: str = Field(pattern=r"^[0-9]{12}$", description="12 digits; the check digit is verified")
+    address: str = Field(min_length=10, max_length=500, pattern=r"\S\s+\S", description="postal address")
+    consent: Literal[True] = Field(description="the citizen consented to processing personal data (Law 94-V)")
+
+
+class InformationalIn(BaseModel):
+    model_config = _STRICT
+    decision: Literal["informational"]
+    reason: str = _reason("why it is not a formal appeal")
+    text: str = Field(min_length=1, max_length=20000, pattern=r"\S", description="the answer sent")
+
+
+class FormalIn(BaseModel):
+    """Without `applicant`: the bot asks the citizen for the R12 data in their chat (where the channel can
+    hold a dialogue; elsewhere 409); with it: the formal appeal is registered at once."""
+
+    model_config = _STRICT
+    decision: Literal["formal"]
+    reason: str = Field(default="", max_length=4000)
+    applicant: ApplicantIn | None = Field(default=None, description="the R12 data, if known")
+
+
+class ForwardIn(BaseModel):
+    model_config = _STRICT
+    decision: Literal["forward"]
+    reason: str = _reason("told to the citizen")
+    body: OutsideBodyIn = Field(description="the outside body (R5)")
+
+
+class SpamIn(BaseModel):
+    model_config = _STRICT
+    decision: Literal["spam"]
+    reason: str = _reason()
+
+
+TriageIn = Annotated[InformationalIn | FormalIn | ForwardIn | SpamIn, Field(discriminator="decision")]
+
+
+class TriageOut(BaseModel):
+    appeal: AppealOut
+    event: EventOut
+    formal_appeal: AppealOut | None = Field(description="formal: the appeal registered now, if any")
+    collecting: bool = Field(description="formal: the bot is asking the citizen for the data")
+
+
+class MergeIn(BaseModel):
+    model_config = _STRICT
+    into: str = Field(min_length=1, max_length=NUMBER_LENGTH, description="the appeal that carries on")
+    reason: str = _reason("shown to the citizen")
 
 
 class IntakeGapOut(BaseModel):
@@ -332,6 +434,16 @@ def build_api_router(runtime: AppParts) -> APIRouter:
         ).all()
         return AppealDetailOut(
             **_appeal_out(s, appeal).model_dump(),
+            formal_appeal=(formal := formal_appeal_of(s, appeal)) and formal.number,
+            merged=[m.number for m in merging.merged_into(s, appeal)],
+            applicant=ApplicantOut(
+                name=appeal.applicant_name,
+                iin=appeal.applicant_iin,
+                address=appeal.applicant_address,
+                consent_at=appeal.consent_at,
+            )
+            if appeal.formal
+            else None,
             messages=[
                 MessageOut(
                     id=m.id or 0,
@@ -409,11 +521,15 @@ def build_api_router(runtime: AppParts) -> APIRouter:
         )
 
     @router.post("/appeals/{number}/status", response_model=ActionOut, responses=ACTION_ERRORS)
-    def change_status(number: Number, body: StatusChange, viewer: ApiWriter, request: Request) -> ActionOut:
+    def change_status(
+        number: Number, body: StatusChange | ReasonedStatusChange, viewer: ApiWriter, request: Request
+    ) -> ActionOut:
         who = _actor(request, viewer)
         with unit_of_work(engine) as s:
             appeal = visible_appeal(s, viewer, number)
-            event = workflow.change_status(s, appeal, body.status, actor=who, note=body.note)
+            event = appeal_actions.change_status(
+                workflow, s, appeal, body.status, reason=body.note or "", actor=who
+            )
             return ActionOut(appeal=_appeal_out(s, appeal), event=_event_out(event))
 
     @router.post("/appeals/{number}/reply", response_model=ActionOut, responses=ACTION_ERRORS)
@@ -432,7 +548,7 @@ def build_api_router(runtime: AppParts) -> APIRouter:
                 )
             event = workflow.reply(s, appeal, body.text, actor=who)
             if body.status and body.status != appeal.status:
-                workflow.change_status(s, appeal, body.status, actor=who)
+                appeal_actions.change_status(workflow, s, appeal, body.status, reason="", actor=who)
             return ActionOut(appeal=_appeal_out(s, appeal), event=_event_out(event))
 
     @router.post("/appeals/{number}/answer/approve", response_model=ActionOut, responses=ACTION_ERRORS)
@@ -536,6 +652,61 @@ def build_api_router(runtime: AppParts) -> APIRouter:
             out = StaffAppealOut(appeal=_appeal_out(s, appeal), receipt=f"/appeals/{appeal.number}/receipt")
         return JSONResponse(out.model_dump(mode="json"), status_code=201)
 
+    @router.post(
+        "/appeals/{number}/triage",
+        response_model=TriageOut,
+        responses={**ACTION_ERRORS, 409: {**_ERROR, "description": "not a signal awaiting triage"}},
+    )
+    def triage_signal(number: Number, body: TriageIn, viewer: ApiWriter, request: Request) -> TriageOut:
+        """Decide what a signal is (informational answer, formal appeal, forwarding, spam): the project
+        office's moderators and admins only. A field the decision needs, missing or wrong, is 422 with the
+        field and the reason (e.g. `iin: refused (checksum)`)."""
+        if viewer.role not in (Role.MODERATOR, Role.ADMIN):
+            raise Forbidden("signals are triaged by the project office's moderators")
+        who = _actor(request, viewer)
+        given = body.applicant if isinstance(body, FormalIn) else None
+        applicant = (
+            triage.ApplicantForm(name=given.name, iin=given.iin, address=given.address, consent=given.consent)
+            if given
+            else None
+        )
+        outside = triage.OutsideBody(body.body.code, body.body.name) if isinstance(body, ForwardIn) else None
+        text = body.text if isinstance(body, InformationalIn) else ""
+        with unit_of_work(engine) as s:
+            appeal = visible_appeal(s, viewer, number)
+            event = triage.triage(
+                s,
+                workflow,
+                appeal,
+                body.decision,
+                actor=who,
+                now=utcnow(),
+                reason=body.reason,
+                text=text,
+                body=outside,
+                applicant=applicant,
+            )
+            formal = formal_appeal_of(s, appeal) if body.decision == "formal" else None
+            return TriageOut(
+                appeal=_appeal_out(s, appeal),
+                event=_event_out(event),
+                formal_appeal=_appeal_out(s, formal) if formal else None,
+                collecting=body.decision == "formal" and formal is None,
+            )
+
+    @router.post("/appeals/{number}/merge", response_model=ActionOut, responses=ACTION_ERRORS)
+    def merge_duplicate(number: Number, body: MergeIn, viewer: ApiWriter, request: Request) -> ActionOut:
+        """Merge this appeal, a duplicate, into `into` (status merged); the surviving appeal lists it."""
+        who = _actor(request, viewer)
+        with unit_of_work(engine) as s:
+            appeal = visible_appeal(s, viewer, number)
+            try:
+                survivor = visible_appeal(s, viewer, body.into)
+            except NotFound:
+                raise Conflict(f"no appeal {body.into} to merge into") from None
+            event = merging.merge(workflow, s, appeal, survivor, reason=body.reason, actor=who)
+            return ActionOut(appeal=_appeal_out(s, appeal), event=_event_out(event))
+
     return router
 
 
@@ -587,7 +758,17 @@ def _appeal_out(s: Session, appeal: Appeal) -> AppealOut:
         due_at=appeal.due_at,
         overdue=appeal.overdue,
         answered_at=appeal.answered_at,
+        formal=appeal.formal,
+        triage=appeal.triage,
+        signal=_number_of(s, appeal.signal_id),
+        merged_into=_number_of(s, appeal.merged_into_id),
+        forwarded_to=appeal.forwarded_to,
     )
+
+
+def _number_of(s: Session, appeal_id: int | None) -> str | None:
+    other = s.get(Appeal, appeal_id) if appeal_id is not None else None
+    return other.number if other is not None else None
 
 
 def _event_out(event: AppealEvent) -> EventOut:

@@ -29,6 +29,7 @@ from adaldyk_bots.web.parts import AppParts
 from adaldyk_bots.web.public_pages import build_public_router, too_large_page
 from adaldyk_bots.web.routing_pages import build_routing_router
 from adaldyk_bots.web.task_pages import build_task_router
+from adaldyk_bots.web.triage_pages import build_triage_router
 from adaldyk_bots.web.ui import STATIC_DIR
 from adaldyk_bots.webhooks import webhook_router
 
@@ -72,6 +73,7 @@ def create_app(runtime: AppParts, *, supervisor: Supervisor | None = None) -> Fa
     app.include_router(build_appeal_router(runtime))
     app.include_router(build_answer_router(runtime))
     app.include_router(build_routing_router(runtime))
+    app.include_router(build_triage_router(runtime))
     app.include_router(build_auth_router())
     app.include_router(build_health_router(runtime, supervisor=supervisor))
     app.include_router(inbox_router())

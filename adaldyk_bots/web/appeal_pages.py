@@ -61,10 +61,12 @@ from adaldyk_bots.textsplit import split_text
 from adaldyk_bots.uploads import upload_id_of
 from adaldyk_bots.web.answer_pages import answer_box
 from adaldyk_bots.web.deps import Db, PageViewer, PageWriter, client_address
+from adaldyk_bots.web.labels import STATUSES
 from adaldyk_bots.web.parts import AppParts
 from adaldyk_bots.web.public_pages import content_disposition, upload_for
 from adaldyk_bots.web.routing_pages import routing_context, routing_rules
 from adaldyk_bots.web.task_pages import TASK_KINDS, appeal_tasks
+from adaldyk_bots.web.triage_pages import TRIAGE_DONE, TRIAGE_ERRORS, TRIAGE_NAMES, triage_context
 from adaldyk_bots.web.ui import render, request_language
 
 __all__ = ["DELIVERY_STATES", "build_appeal_router", "explain_code", "working_days_left"]
@@ -169,6 +171,7 @@ DONE_MESSAGES = {
     "returned": N_("The answer was returned to its author; the citizen was sent nothing."),
     "extend": N_("The term was extended; the citizen is told in their channel."),
     "corruption": N_("The appeal is a confidential corruption report now, with the project office."),
+    **TRIAGE_DONE,
 }
 ERROR_MESSAGES = {
     "empty": N_("The text is empty."),
@@ -193,6 +196,7 @@ ERROR_MESSAGES = {
         "Only the head of the appeal's unit (or the deputy acting for the head) may extend."
     ),
     "no_office": N_("There is no project office unit: load config/org.toml with adaldyk migrate."),
+    **TRIAGE_ERRORS,
 }
 
 
@@ -253,10 +257,12 @@ class Entry:
 
 
 def _thread(s: Session, appeal: Appeal) -> tuple[list[Entry], dict[int, Delivery], dict[int, Conversation]]:
+    # A formal appeal shows the citizen's words of the signal it was registered from (its essence).
+    own = [appeal.id] if appeal.signal_id is None else [appeal.id, appeal.signal_id]
     messages = list(
         s.exec(
             select(Message)
-            .where(Message.appeal_id == appeal.id)
+            .where(col(Message.appeal_id).in_(own))
             .order_by(col(Message.sent_at), col(Message.id))
         )
     )
@@ -465,7 +471,10 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             "assignee": assignee,
             "units": [(u, _unit_name(u, lang)) for u in _unit_choices(s, viewer)],
             "staff": assignable_staff(s, appeal),
-            "statuses": [st.value for st in AppealStatus],
+            "statuses": [st.value for st in appeal_actions.plain_statuses(appeal)],
+            "status_labels": STATUSES,
+            "tr": triage_context(s, viewer, appeal),
+            "triage_names": TRIAGE_NAMES,
             "reason_required": sorted(st.value for st in appeal_actions.REASON_REQUIRED),
             "days_left": working_days_left(calendar, now, appeal.due_at),
             "may_extend": extension.may_extend(s, viewer, appeal, now=now, tz=calendar.tz)
@@ -658,6 +667,8 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             return _back(number, error="illegal", anchor="#status")
         except UseExtension:
             return _back(number, error="extend_use", anchor="#extend")
+        except appeal_actions.OwnAction:
+            return _back(number, error="own_action", anchor="#status")
         except Invalid:
             return _back(number, error="status", anchor="#status")
         return _back(number, done="status")
@@ -713,6 +724,8 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             act(number, viewer, lambda s, a: appeal_actions.mark_spam(s, a, actor=viewer.actor))
         except StatusUnchanged:
             return _back(number, error="unchanged")
+        except IllegalTransition:
+            return _back(number, error="illegal", anchor="#status")
         return _back(number, done="spam")
 
     @router.post("/appeals/{number}/extend")

@@ -1,7 +1,7 @@
 """deadlines: sweep marks (exactly once across workers) and the extension count and notice clock
 
 Revision ID: 0014_deadlines
-Revises: 0011_lifecycle
+Revises: 0013_triage
 Create Date: 2026-12-01 16:00:00
 """
 
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0014_deadlines"
-down_revision = "0011_lifecycle"
+down_revision = "0013_triage"
 branch_labels = None
 depends_on = None
 
