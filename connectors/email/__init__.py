@@ -1,0 +1,1 @@
+"""E-mail channel: IMAP in (IDLE or polling, the cursor committed with the batch), SMTP out."""
