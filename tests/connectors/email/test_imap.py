@@ -213,14 +213,14 @@ def test_reply_joins_its_appeal_and_a_bounce_fails_its_notice(
         with Session(engine) as s:
             row = s.get(OutboxItem, row_id)
             assert row is not None
-            assert (row.state, row.last_error_code) == ("failed", "email.5.1.1")
-            assert "User unknown" in (row.last_error_detail or "")
+            assert (row.state, row.last_error_code) == ("failed", "email.bounced")
+            assert (row.last_error_detail or "").startswith("5.1.1 nobody@example.kz: 550")
             failed = s.exec(
                 select(AppealEvent).where(
                     AppealEvent.appeal_id == first.id, AppealEvent.kind == "delivery_failed"
                 )
             ).all()
-        assert len(failed) == 1 and failed[0].detail["code"] == "email.5.1.1"
+        assert len(failed) == 1 and failed[0].detail["code"] == "email.bounced"
         assert _count(engine, Appeal) == 3  # neither the bounce nor the auto-reply is an appeal
 
 

@@ -108,9 +108,9 @@ def test_a_bounce_is_a_failed_receipt_for_our_message_id() -> None:
     assert isinstance(receipt, DeliveryReceipt)
     assert receipt.platform_message_ids == ("ADL-2026-000001.3f9a2c@ecogeo.gov.kz",)
     assert (receipt.channel, receipt.account, receipt.state) == ("email", MAILBOX_USER, "failed")
-    assert receipt.code == "email.5.1.1"
+    assert receipt.code == "email.bounced"
     assert receipt.detail == (
-        "nobody@example.kz: 550 5.1.1 <nobody@example.kz>: Recipient address rejected: User unknown"
+        "5.1.1 nobody@example.kz: 550 5.1.1 <nobody@example.kz>: Recipient address rejected: User unknown"
     )
 
 
