@@ -202,7 +202,8 @@ class MailboxPoller:
         """The first of `uids` whose sizes add up to at most `batch_bytes` (always at least one): a batch
         is held in memory and written in one transaction, and a mail may carry tens of megabytes."""
         sizes = client.fetch(uids, ["RFC822.SIZE"])
-        chosen, total = [], 0
+        chosen: list[int] = []
+        total = 0
         for uid in uids:
             size = int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0))
             if chosen and total + size > self.batch_bytes:
