@@ -111,6 +111,8 @@ def test_a_refused_login_shows_broken_and_the_rest_runs(make_settings: Any, dove
 def test_the_server_going_away_and_back_loses_nothing(
     make_settings: Any, dovecot: PrivateDovecot, mailbox: Mailbox
 ) -> None:
+    # The server stops with its connections (PrivateDovecot.stop): the poller in IDLE sees the socket
+    # close at once, shows degraded, and reconnects with the supervisor's backoff once it is back.
     with ServiceThread(make_settings(port=free_port(), **email_settings(dovecot))) as svc:
         engine = svc.runtime.engine
         wait_until(lambda: _email_health(svc)["state"] == "ok", timeout=30, what="connected")
