@@ -151,10 +151,13 @@ def test_two_workers_read_the_mailbox_one_at_a_time(
         pytest.skip("not applicable to SQLite: two workers share a database only on PostgreSQL")
     first = ServiceThread(make_settings(port=free_port(), **email_settings(dovecot)), web=False)
     second = ServiceThread(make_settings(port=free_port(), **email_settings(dovecot)), web=False)
-    with first, second:
-        states = lambda: sorted(  # noqa: E731
+
+    def states() -> list[bool]:
+        return sorted(
             svc.runtime.connectors["email"].health.detail.startswith("standby") for svc in (first, second)
         )
+
+    with first, second:
         wait_until(lambda: states() == [False, True], timeout=30, what="one reader and one standby")
         for name in ["utf8_kazakh.eml", "koi8r.eml", "windows1251.eml", "html_only.eml"]:
             mailbox.deliver(fixture(name))
