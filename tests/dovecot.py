@@ -40,14 +40,15 @@ def _mail_user() -> pwd.struct_passwd:
 class PrivateDovecot:
     """`start()` it, `stop()` it; users are added before start (passwd-file)."""
 
-    def __init__(self, users: dict[str, str], *, capability: str | None = None) -> None:
+    def __init__(self, users: dict[str, str], *, capability: str | None = None, tls: bool = True) -> None:
         """`capability`: what the server advertises instead of its default (e.g. without IDLE and MOVE,
-        to test a client's fallbacks)."""
+        to test a client's fallbacks); `tls=False`: a server without TLS (plain IMAP, imap://)."""
         self.root = Path(tempfile.mkdtemp(prefix="adaldyk-dovecot-"))
         self.root.chmod(0o755)
         self.port = free_port()
         self.users = dict(users)
         self.capability = capability
+        self.tls = tls
         self.cert = self.root / "cert.pem"
         self.key = self.root / "key.pem"
         self.log = self.root / "dovecot.log"
@@ -90,11 +91,7 @@ instance_name = adaldyk-test-{self.port}
 log_path = {self.log}
 protocols = imap
 listen = 127.0.0.1
-ssl = required
-ssl_cert = <{self.cert}
-ssl_key = <{self.key}
-ssl_min_protocol = TLSv1.2
-disable_plaintext_auth = yes
+{self._tls_settings()}
 auth_mechanisms = plain login
 auth_verbose = yes
 mail_location = maildir:~/Maildir
@@ -119,10 +116,10 @@ namespace inbox {{
 }}
 service imap-login {{
   inet_listener imap {{
-    port = 0
+    port = {0 if self.tls else self.port}
   }}
   inet_listener imaps {{
-    port = {self.port}
+    port = {self.port if self.tls else 0}
     ssl = yes
   }}
 }}
@@ -135,6 +132,14 @@ service pop3-login {{
   }}
 }}
 """
+        )
+
+    def _tls_settings(self) -> str:
+        if not self.tls:
+            return "ssl = no\ndisable_plaintext_auth = no"
+        return (
+            f"ssl = required\nssl_cert = <{self.cert}\nssl_key = <{self.key}\n"
+            "ssl_min_protocol = TLSv1.2\ndisable_plaintext_auth = yes"
         )
 
     def _group(self) -> str:
@@ -191,4 +196,5 @@ service pop3-login {{
         from urllib.parse import quote
 
         secret = quote(self.users[user], safe="")
-        return f"imaps://{quote(user, safe='')}:{secret}@127.0.0.1:{self.port}/{mailbox}"
+        scheme = "imaps" if self.tls else "imap"
+        return f"{scheme}://{quote(user, safe='')}:{secret}@127.0.0.1:{self.port}/{mailbox}"

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from imapclient import IMAPClient
 from sqlmodel import Session, func, select
 
 from adaldyk_bots.storage.models import Appeal, RawEvent
@@ -165,3 +166,26 @@ def test_two_workers_read_the_mailbox_one_at_a_time(
         wait_processed(first.runtime.engine)
         assert _count(first.runtime.engine, RawEvent) == 4
         assert states() == [False, True]
+
+
+def test_imap_without_tls_on_loopback(make_settings: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """imap:// is for a server without TLS; on loopback it is used without the start-up warning."""
+    if not dovecot_available():
+        if REQUIRE:
+            pytest.fail("Dovecot is not installed; ADALDYK_TEST_REQUIRE_DOVECOT=1 requires it")
+        pytest.skip("Dovecot is not installed")
+    server = PrivateDovecot({MAILBOX_USER: MAILBOX_PASSWORD}, tls=False)
+    try:
+        server.start()
+        values = email_settings(server)
+        assert values["imap_url"].startswith("imap://")
+        client = IMAPClient("127.0.0.1", port=server.port, ssl=False, timeout=10)
+        client.login(MAILBOX_USER, MAILBOX_PASSWORD)
+        client.append("INBOX", fixture("koi8r.eml"))
+        client.logout()
+        with caplog.at_level(logging.WARNING, logger="connectors.email.connector"):
+            with ServiceThread(make_settings(port=free_port(), **values)) as svc:
+                wait_until(lambda: _count(svc.runtime.engine, Appeal) == 1, timeout=30, what="the mail")
+        assert "unencrypted" not in caplog.text
+    finally:
+        server.destroy()
