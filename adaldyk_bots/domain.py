@@ -101,6 +101,10 @@ class InboundMessage:
     # The id of an answer the citizen picked (a button, a quick reply: Choice.id, e.g.
     # "feedback:<appeal>:no"); None for typed text, which the workflow may still read as an answer.
     choice: str | None = None
+    # The public number of the appeal this message says it continues (an e-mail answering one of ours:
+    # In-Reply-To / References, or "[ADL-2026-000123]" in the subject). The workflow joins that appeal
+    # only when it is the sender's own and still open; otherwise the usual rule applies.
+    appeal_number: str | None = None
 
     @property
     def is_edit(self) -> bool:
