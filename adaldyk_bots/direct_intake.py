@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from adaldyk_bots import audit, notices
+from adaldyk_bots import audit, notice_texts, notices
 from adaldyk_bots.domain import AppealStatus, Category, Language
 from adaldyk_bots.language import detect_language
 from adaldyk_bots.ports import Connector
@@ -137,7 +137,11 @@ def register_direct(
         s, actor=actor, action="appeal.register", subject=appeal.number, detail={"channel": appeal_in.channel}
     )
     search_index.refresh(s.connection(), [appeal_id])
-    notices.notify_citizen(s, workflow, appeal, "registration", text=workflow.ack_text(appeal), now=now)
+    # R2: the receipt's data (number, date and time, who accepted it, the due date, how to ask).
+    text = notice_texts.registration(
+        s, workflow.texts, appeal, accepted_by_id=taken_by_id, status_url=workflow.status_url
+    )
+    notices.notify_citizen(s, workflow, appeal, "registration", text=text, now=now)
     return appeal
 
 

@@ -14,7 +14,7 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
-from adaldyk_bots import audit, lifecycle, notices
+from adaldyk_bots import audit, lifecycle, notice_texts, notices
 from adaldyk_bots.applicant import Applicant
 from adaldyk_bots.domain import AppealStatus
 from adaldyk_bots.errors import Conflict
@@ -49,7 +49,7 @@ def register_formal(
     if formal_appeal_of(s, signal) is not None:  # the UNIQUE index on signal_id would refuse it too
         raise Conflict(f"signal {signal.number} already has a formal appeal")
     registered_at = workflow.calendar.registration_time(now)
-    due_at = workflow.due_for(registered_at)
+    due_at = workflow.due_for(registered_at, signal.category)
     appeal = Appeal(
         number=workflow.next_number(s.connection(), registered_at),
         contact_id=signal.contact_id,
@@ -64,6 +64,7 @@ def register_formal(
         registered_at=registered_at,
         due_at=due_at,
         original_due_at=due_at,
+        forward_due_at=workflow.forward_due_for(registered_at),
         created_at=now,
         updated_at=now,
         last_activity_at=now,
@@ -95,5 +96,8 @@ def register_formal(
     s.add(signal)
     audit.record(s, actor=actor, action="appeal.register", subject=appeal.number, detail=facts)
     search_index.refresh(s.connection(), [appeal_id])
-    notices.notify_citizen(s, workflow, appeal, "registration", text=workflow.ack_text(appeal), now=now)
+    text = notice_texts.registration(
+        s, workflow.texts, appeal, accepted_by_id=None, status_url=workflow.status_url
+    )
+    notices.notify_citizen(s, workflow, appeal, "registration", text=text, now=now)
     return appeal

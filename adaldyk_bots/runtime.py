@@ -90,6 +90,7 @@ class Runtime:
             hooks=StepNotices(),
             terms=Terms.load(settings.config_dir / TERMS_FILE, default_term=_explicit_term(settings)),
             dialogue=data_collection.answer,  # the R12 dialogue (triage.py's formal decision)
+            status_url=f"{(settings.public_url or '').rstrip('/')}/public/status",
         )
         connectors: dict[str, Connector] = {}
         unavailable: dict[str, str] = {}

@@ -82,7 +82,9 @@ def notice_text(
     the preliminary decision of a hearing, the text of an answer."""
     texts = workflow.texts
     if kind == "registration":
-        return notice_texts.registration(s, texts, appeal, accepted_by_id=actor_id or appeal.taken_by_id)
+        return notice_texts.registration(
+            s, texts, appeal, accepted_by_id=actor_id or appeal.taken_by_id, status_url=workflow.status_url
+        )
     if kind == "forwarding":
         return notice_texts.forwarding(texts, appeal, body=appeal.forwarded_to or "", reason=note or "")
     if kind == "extension":

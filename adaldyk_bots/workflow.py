@@ -154,9 +154,11 @@ class Workflow:
         terms: Terms | None = None,
         alerts: Alerts | None = None,
         dialogue: DialogueHook | None = None,
+        status_url: str = "/public/status",
     ) -> None:
         self.calendar = calendar
         self.dialogue = dialogue
+        self.status_url = status_url  # where a citizen looks an appeal up by number and code (notices)
         # None: every step tells the citizen in the generic status message, and no "was it solved?".
         self.hooks = hooks
         self.approval = approval or ApprovalRules()

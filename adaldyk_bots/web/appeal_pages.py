@@ -477,7 +477,7 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             "staff": assignable_staff(s, appeal),
             "statuses": [st.value for st in appeal_actions.plain_statuses(appeal)],
             "status_labels": STATUSES,
-            "tr": triage_context(s, viewer, appeal),
+            "tr": triage_context(s, viewer, appeal, routing.config.outside_bodies),
             "triage_names": TRIAGE_NAMES,
             "reason_required": sorted(st.value for st in appeal_actions.REASON_REQUIRED),
             "days_left": working_days_left(calendar, now, appeal.due_at),

@@ -7,7 +7,7 @@ with `access.visible_appeal`, and a 303 back to the page with a message code (ne
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -21,6 +21,7 @@ from adaldyk_bots.domain import AppealStatus
 from adaldyk_bots.errors import Conflict, Forbidden, IllegalTransition, Invalid, NotFound, StatusUnchanged
 from adaldyk_bots.formal_appeal import formal_appeal_of
 from adaldyk_bots.i18n import N_
+from adaldyk_bots.org_config import OutsideBody as OrgOutsideBody
 from adaldyk_bots.storage.db import unit_of_work, utcnow
 from adaldyk_bots.storage.models import Appeal, Conversation, DataRequest
 from adaldyk_bots.web.deps import PageWriter
@@ -112,7 +113,9 @@ class TriageView:
     step_names: dict[str, str] = field(default_factory=lambda: dict(STEP_NAMES))
 
 
-def triage_context(s: Session, viewer: Viewer, appeal: Appeal) -> TriageView:
+def triage_context(
+    s: Session, viewer: Viewer, appeal: Appeal, bodies: Sequence[OrgOutsideBody] = ()
+) -> TriageView:
     conversation = s.get(Conversation, appeal.conversation_id)
     return TriageView(
         is_signal=triage.is_signal(appeal),
@@ -125,6 +128,10 @@ def triage_context(s: Session, viewer: Viewer, appeal: Appeal) -> TriageView:
         merged_here=merging.merged_into(s, appeal),
         forwarded_to=appeal.forwarded_to,
         can_merge=AppealStatus.MERGED in lifecycle.next_statuses(appeal.status),
+        # config/org.toml's outside bodies, named in the appeal's language: the notice quotes the name.
+        outside_bodies=[
+            triage.OutsideBody(b.code, b.name_kk if appeal.language == "kk" else b.name_ru) for b in bodies
+        ],
     )
 
 
