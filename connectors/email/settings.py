@@ -128,6 +128,12 @@ class EmailSettings(ChannelSettings):
     imap_idle_seconds: float = Field(default=300.0, ge=0.1, le=1740)
     imap_batch: int = Field(default=50, ge=1, le=1000)  # mails fetched and stored per transaction
     imap_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    # One budget for the whole account: Mail.Ru (like most providers) limits how much one mailbox sends
+    # and treats bursts as spam; 20 a minute is well under what a person's mailbox may send.
+    smtp_per_minute: int = Field(default=20, ge=1, le=600)
+    # Each SMTP step (connect, TLS, AUTH, each command) gives up after this long; below the dispatcher's
+    # send timeout (15 s), so a dead server is a classified retry, not the dispatcher's cut-off.
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
     @field_validator("imap_url", "smtp_url")
     @classmethod
