@@ -130,8 +130,9 @@ class MailSender:
             return RetryLater("email.timeout", f"{self.server.host}:{self.server.port}: no answer ({exc})")
         except smtplib.SMTPServerDisconnected as exc:
             # smtplib reports a read that timed out as a disconnection; the timeout is its context.
-            code = "email.timeout" if isinstance(exc.__context__, TimeoutError) else "email.network"
-            return RetryLater(code, f"{self.server.host}:{self.server.port}: {exc}")
+            timed_out = isinstance(exc.__context__, TimeoutError)
+            kind = "email.timeout" if timed_out else "email.network"
+            return RetryLater(kind, f"{self.server.host}:{self.server.port}: {exc}")
         except (smtplib.SMTPException, OSError) as exc:  # refused, reset, name not found, TLS cut
             return RetryLater("email.network", f"{self.server.host}:{self.server.port}: {exc}")
         return Delivered(our_id)
