@@ -5,7 +5,9 @@ unless the server is on loopback and offers none), log in, `MAIL FROM` our addre
 to our mailbox), `RCPT TO` the one citizen, `DATA`, `QUIT`. The server's answer becomes a SendResult:
 
     Delivered(the Message-ID, no <>)        250 after DATA
-    RetryLater  email.4xx                   any 4xx (greylisting, mailbox busy, too many connections)
+    RetryLater  email.4xx                   any other 4xx (greylisting, mailbox busy)
+                email.rate_limited          a 4xx that says we send too fast: the account pauses a
+                                            minute, no attempt used (waiting is not failing)
                 email.timeout               no answer within ADALDYK_SMTP_TIMEOUT_SECONDS
                 email.network               refused, reset, name not found, a TLS handshake cut
     Failed      email.<status>              5xx for the recipient or the message (email.550: no such
@@ -22,8 +24,11 @@ to our mailbox), `RCPT TO` the one citizen, `DATA`, `QUIT`. The server's answer 
 from __future__ import annotations
 
 import asyncio
+import re
 import smtplib
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 
 from adaldyk_bots.domain import Delivered, Failed, Held, ReplyTarget, RetryLater, SendContext, SendResult
@@ -39,6 +44,12 @@ __all__ = ["MailSender", "TEXT_LIMIT"]
 TEXT_LIMIT = 10_000_000
 
 _AUTH_REFUSED = {530, 534, 535}
+# A 4xx that says we send too fast (Mail.Ru: "451 Ratelimit exceeded …", others "421 Too many messages"):
+# waiting, not failing — the whole account's budget pauses and no attempt is used up.
+_TOO_FAST = re.compile(
+    r"rate.?limit|too many (messages|mails|connections|recipients)|too fast", re.IGNORECASE
+)
+RATE_LIMIT_PAUSE_SECONDS = 60.0
 
 
 class _Stop(Exception):
@@ -94,48 +105,73 @@ class MailSender:
             return Failed("email.bad_address", str(exc))
         return await asyncio.to_thread(self._deliver, message, recipient)
 
+    async def check(self) -> SendResult | None:
+        """Connect, secure and log in without sending (for the connector's start and health): None when
+        the account can send, else what a send would get now (Held: a refused password or certificate;
+        RetryLater: the server cannot be reached at the moment)."""
+        return await asyncio.to_thread(self._check)
+
     # --- one SMTP session, in a thread -----------------------------------------------------------------
+
+    def _check(self) -> SendResult | None:
+        try:
+            with self._session():
+                pass
+        except (_Stop, smtplib.SMTPException, OSError) as exc:
+            return self._result_of(exc)
+        return None
 
     def _deliver(self, message: EmailMessage, recipient: str) -> SendResult:
         our_id = str(message["Message-ID"]).strip("<>")
         try:
-            with self._connect() as smtp:
-                self._secure(smtp)
-                try:
-                    smtp.login(self.server.user, self.server.password)
-                except smtplib.SMTPNotSupportedError:
-                    return Held("email.auth_unsupported", "the server offers no AUTH method we can use")
+            with self._session() as smtp:
                 try:
                     smtp.send_message(message, from_addr=self.envelope_from, to_addrs=[recipient])
                 except smtplib.SMTPNotSupportedError as exc:
                     return Failed("email.address_unsupported", f"{recipient}: {exc}")
-        except _Stop as stop:
-            return stop.result
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, reason = next(iter(exc.recipients.values()))
-            return _classified(code, reason, permanent=Failed)
-        except smtplib.SMTPSenderRefused as exc:
+        except (_Stop, smtplib.SMTPException, OSError) as exc:
+            return self._result_of(exc)
+        return Delivered(our_id)
+
+    @contextmanager
+    def _session(self) -> Iterator[smtplib.SMTP]:
+        """Connected, secured and logged in; QUIT on the way out."""
+        with self._connect() as smtp:
+            self._secure(smtp)
+            try:
+                smtp.login(self.server.user, self.server.password)
+            except smtplib.SMTPNotSupportedError:
+                raise _Stop(
+                    Held("email.auth_unsupported", "the server offers no AUTH method we can use")
+                ) from None
+            yield smtp
+
+    def _result_of(self, exc: Exception) -> SendResult:
+        """The table in the module's docstring. SMTPResponseException's subclasses first: each names the
+        step that was refused."""
+        where = f"{self.server.host}:{self.server.port}"
+        if isinstance(exc, _Stop):
+            return exc.result
+        if isinstance(exc, smtplib.SMTPRecipientsRefused):
+            status, reason = next(iter(exc.recipients.values()))  # one recipient, always
+            return _classified(status, reason, permanent=Failed)
+        if isinstance(exc, smtplib.SMTPSenderRefused):
             return _classified(exc.smtp_code, exc.smtp_error, permanent=Held, code="email.sender_refused")
-        except smtplib.SMTPAuthenticationError as exc:
+        if isinstance(exc, smtplib.SMTPAuthenticationError):
             if exc.smtp_code in _AUTH_REFUSED:
                 return Held("email.auth_failed", _said(exc.smtp_code, exc.smtp_error))
             return _classified(exc.smtp_code, exc.smtp_error, permanent=Held, code="email.auth_failed")
-        except smtplib.SMTPConnectError as exc:
+        if isinstance(exc, smtplib.SMTPConnectError):
             return _classified(exc.smtp_code, exc.smtp_error, permanent=Held, code="email.refused")
-        except smtplib.SMTPResponseException as exc:  # DATA refused (spam, size), EHLO, STARTTLS …
+        if isinstance(exc, smtplib.SMTPResponseException):  # DATA refused (spam, size), EHLO, STARTTLS …
             return _classified(exc.smtp_code, exc.smtp_error, permanent=Failed)
-        except ssl.SSLCertVerificationError as exc:
+        if isinstance(exc, ssl.SSLCertVerificationError):
             return Held("email.tls_failed", f"{self.server.host}: {exc.verify_message or exc}")
-        except TimeoutError as exc:
-            return RetryLater("email.timeout", f"{self.server.host}:{self.server.port}: no answer ({exc})")
-        except smtplib.SMTPServerDisconnected as exc:
-            # smtplib reports a read that timed out as a disconnection; the timeout is its context.
-            timed_out = isinstance(exc.__context__, TimeoutError)
-            kind = "email.timeout" if timed_out else "email.network"
-            return RetryLater(kind, f"{self.server.host}:{self.server.port}: {exc}")
-        except (smtplib.SMTPException, OSError) as exc:  # refused, reset, name not found, TLS cut
-            return RetryLater("email.network", f"{self.server.host}:{self.server.port}: {exc}")
-        return Delivered(our_id)
+        if isinstance(exc, TimeoutError):
+            return RetryLater("email.timeout", f"{where}: no answer ({exc})")
+        if isinstance(exc, smtplib.SMTPServerDisconnected) and isinstance(exc.__context__, TimeoutError):
+            return RetryLater("email.timeout", f"{where}: {exc}")  # smtplib's name for a read timed out
+        return RetryLater("email.network", f"{where}: {exc}")  # refused, reset, name not found, TLS cut
 
     def _connect(self) -> smtplib.SMTP:
         # local_hostname: our domain for EHLO, so smtplib does not ask DNS for this machine's name.
@@ -179,6 +215,14 @@ def _classified(
     """4xx: try again later; 5xx: `permanent` (Failed for this message, Held for the whole account),
     coded email.<status> unless `code` names it; anything else is a broken conversation."""
     detail = _said(status, reason)
+    if 400 <= status < 500 and _TOO_FAST.search(detail):
+        return RetryLater(
+            "email.rate_limited",
+            detail,
+            after_seconds=RATE_LIMIT_PAUSE_SECONDS,
+            rate_limited=True,
+            scope="account",
+        )
     if 400 <= status < 500:
         return RetryLater("email.4xx", detail)
     if 500 <= status < 600:

@@ -217,3 +217,23 @@ def test_one_budget_for_the_account() -> None:
     )
     [scope] = MailSender(settings).rate_scopes(ReplyTarget("email", FROM, CITIZEN))
     assert (scope.key, scope.limit, scope.per_seconds) == (f"email:{FROM}", 12, 60)
+
+
+def test_a_4xx_that_says_too_fast_pauses_the_account_without_using_an_attempt(servers: MailServers) -> None:
+    servers.handler.refuse(CITIZEN, "451 4.7.1 Ratelimit exceeded for mailbox appeals@ecogeo.gov.kz")
+    result = _send(_sender(servers))
+    assert result == RetryLater(
+        "email.rate_limited",
+        "451 4.7.1 Ratelimit exceeded for mailbox appeals@ecogeo.gov.kz",
+        after_seconds=60.0,
+        rate_limited=True,
+        scope="account",
+    )
+
+
+def test_check_logs_in_without_sending(servers: MailServers) -> None:
+    assert asyncio.run(_sender(servers).check()) is None
+    assert asyncio.run(_sender(servers, "starttls").check()) is None
+    refused = asyncio.run(_sender(servers, smtp_url=servers.url("smtps", password="wrong")).check())
+    assert isinstance(refused, Held) and refused.code == "email.auth_failed"
+    assert servers.handler.received == []
