@@ -79,6 +79,10 @@ class InboundMessage:
     # The citizen deleted (unsent, removed) it; `edited_at` is when. The words already stored are kept:
     # the message is marked, never erased.
     deleted: bool = False
+    # The public number of the appeal this message says it continues (an e-mail answering one of ours:
+    # In-Reply-To / References, or "[ADL-2026-000123]" in the subject). The workflow joins that appeal
+    # only when it is the sender's own and still open; otherwise the usual rule applies.
+    appeal_number: str | None = None
 
     @property
     def is_edit(self) -> bool:

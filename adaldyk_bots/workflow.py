@@ -184,16 +184,20 @@ class Workflow:
         ):
             return done
 
-        found = (
-            None  # a conversation created in this transaction has no appeal yet
+        # A conversation created in this transaction has no appeal yet.
+        found, continues = (
+            (None, None)
             if new_conversation
-            else conn.execute(sql.open_appeal_for_update, {"conversation_id": conversation_id}).first()
+            else self._appeal_to_join(conn, sql, msg, contact_id, conversation_id)
         )
         if found is None:
             appeal = opened or self._open_appeal(
                 conn, sql, msg, contact_id, contact_language, conversation_id, now
             )
-            self._add_event(conn, sql, appeal.id, "created", {"message_id": message_id}, now)
+            created: dict[str, object] = {"message_id": message_id}
+            if continues is not None:
+                created["continues"] = continues
+            self._add_event(conn, sql, appeal.id, "created", created, now)
             self._enqueue(
                 conn,
                 sql,
@@ -207,12 +211,36 @@ class Workflow:
             if opened is not None:
                 return done  # the message was inserted into it
         else:
-            appeal = _AppealRef(*found)
+            appeal = found
             self._add_event(conn, sql, appeal.id, "message", {"message_id": message_id}, now)
             conn.execute(sql.touch_appeal, {"b_id": appeal.id, "b_at": now})
             self._acknowledge_again_if_undelivered(conn, sql, appeal, target, now)
         conn.execute(sql.set_message_appeal, {"b_id": message_id, "b_appeal_id": appeal.id})
         return done
+
+    @staticmethod
+    def _appeal_to_join(
+        conn: Connection, sql: InboundStatements, msg: InboundMessage, contact_id: int, conversation_id: int
+    ) -> tuple[_AppealRef | None, str | None]:
+        """(the open appeal the message joins, or None; the number of a finished appeal it continues).
+
+        A message that names its appeal (`msg.appeal_number`: an e-mail answering one of ours, or with
+        the number in its subject) joins that appeal when it is the sender's own and still open, even
+        when a newer appeal of theirs is open. A finished one (answered, closed, rejected) is not
+        reopened: as on every channel, the next message after an answer is a new appeal, whose history
+        names the one it continues. A number that is not the sender's is ignored (anyone can type one)."""
+        continues = None
+        if msg.appeal_number:
+            named = conn.execute(
+                sql.named_appeal_for_update,
+                {"number": msg.appeal_number.upper(), "contact_id": contact_id},
+            ).first()
+            if named is not None and named.status in OPEN_STATUSES:
+                return _AppealRef(*named[:5]), None
+            if named is not None:
+                continues = str(named.number)
+        found = conn.execute(sql.open_appeal_for_update, {"conversation_id": conversation_id}).first()
+        return (_AppealRef(*found) if found is not None else None), continues
 
     def _mark_deleted(
         self, conn: Connection, sql: InboundStatements, msg: InboundMessage, now: datetime

@@ -67,6 +67,7 @@ class InboundStatements:
     message_appeal: Select[Any]
     insert_version: Insert  # ON CONFLICT DO NOTHING RETURNING id
     open_appeal_for_update: Select[Any]
+    named_appeal_for_update: Select[Any]  # the sender's own appeal by number, with its status
     latest_appeal_language: Select[Any]
     set_open_appeals_language: Update
     appeal_by_id: Select[Any]
@@ -162,6 +163,9 @@ def statements(dialect: str) -> InboundStatements:
         .where(appeal.c.conversation_id == bindparam("conversation_id"), appeal.c.status.in_(OPEN_STATUSES))
         .order_by(appeal.c.id.desc())
         .limit(1)
+        .with_for_update(),
+        named_appeal_for_update=select(*appeal_fields, appeal.c.status)
+        .where(appeal.c.number == bindparam("number"), appeal.c.contact_id == bindparam("contact_id"))
         .with_for_update(),
         latest_appeal_language=select(appeal.c.language)
         .where(appeal.c.conversation_id == bindparam("conversation_id"))
