@@ -216,7 +216,9 @@ def test_reply_joins_its_appeal_and_a_bounce_fails_its_notice(
             assert (row.state, row.last_error_code) == ("failed", "email.5.1.1")
             assert "User unknown" in (row.last_error_detail or "")
             failed = s.exec(
-                select(AppealEvent).where(AppealEvent.appeal_id == first.id, AppealEvent.kind == "delivery_failed")
+                select(AppealEvent).where(
+                    AppealEvent.appeal_id == first.id, AppealEvent.kind == "delivery_failed"
+                )
             ).all()
         assert len(failed) == 1 and failed[0].detail["code"] == "email.5.1.1"
         assert _count(engine, Appeal) == 3  # neither the bounce nor the auto-reply is an appeal
@@ -254,12 +256,16 @@ def test_a_new_uidvalidity_loses_and_duplicates_nothing(
     with ServiceThread(settings) as svc:
         engine = svc.runtime.engine
         wait_until(
-            lambda: (_cursor(engine) or "").startswith(f"{mailbox.uidvalidity(folder)}:")
-            and _count(engine, RawEvent) == 5,
+            lambda: (
+                (_cursor(engine) or "").startswith(f"{mailbox.uidvalidity(folder)}:")
+                and _count(engine, RawEvent) == 5
+            ),
             timeout=30,
             what="the mailbox read again under its new UIDVALIDITY",
         )
-        wait_until(lambda: _cursor(engine) == f"{mailbox.uidvalidity(folder)}:5", what="the cursor at the end")
+        wait_until(
+            lambda: _cursor(engine) == f"{mailbox.uidvalidity(folder)}:5", what="the cursor at the end"
+        )
         wait_processed(engine)
         assert _count(engine, Appeal) == 5
         assert _count(engine, Message, Message.direction == "in") == 5
