@@ -84,18 +84,28 @@ class MailHandler:
         return "250 2.0.0 Ok: queued"
 
 
-def _authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
-    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
-        USER.encode(),
-        PASSWORD.encode(),
-    )
-    # handled=False: aiosmtpd answers 235 or 535 5.7.8 itself, and keeps auth_data on the session.
-    return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
+class Authenticator:
+    """Accepts USER / PASSWORD; `refuse_all` makes it refuse even those (a password revoked meanwhile)."""
+
+    def __init__(self) -> None:
+        self.refuse_all = False
+
+    def __call__(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        ok = (
+            not self.refuse_all
+            and isinstance(auth_data, LoginPassword)
+            and (auth_data.login, auth_data.password) == (USER.encode(), PASSWORD.encode())
+        )
+        # handled=False: aiosmtpd answers 235 or 535 5.7.8 itself, and keeps auth_data on the session.
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
 
 class MailServers:
     def __init__(self, directory: Path) -> None:
         self.handler = MailHandler()
+        self.auth = Authenticator()
         ca = trustme.CA()
         self.ca_file = directory / "test-ca.pem"
         ca.cert_pem.write_to_path(str(self.ca_file))
@@ -106,7 +116,7 @@ class MailServers:
         self.smtps_port, self.starttls_port, self.plain_port = free_port(), free_port(), free_port()
         common: dict[str, Any] = {
             "hostname": "127.0.0.1",
-            "authenticator": _authenticator,
+            "authenticator": self.auth,
             "auth_required": True,
             "server_hostname": "mx.test",
         }
