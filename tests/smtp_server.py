@@ -45,6 +45,7 @@ class MailHandler:
         self.received: list[Received] = []
         self._refusals: dict[str, list[str]] = {}
         self._data_refusals: list[str] = []
+        self.quit_reply: str | None = None  # e.g. "451 4.3.0 Bye after all": QUIT answered wrongly
         self._lock = threading.Lock()
 
     def refuse(self, address: str, *replies: str) -> None:
@@ -82,6 +83,9 @@ class MailHandler:
                 )
             )
         return "250 2.0.0 Ok: queued"
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        return self.quit_reply or "221 2.0.0 Bye"
 
 
 class Authenticator:

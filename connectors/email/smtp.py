@@ -37,14 +37,10 @@ from adaldyk_bots.storage.db import utcnow
 from connectors.email.compose import AddressError, Notice, compose, one_address, sender_address
 from connectors.email.settings import EmailSettings, MailServer
 
-__all__ = ["MailSender", "TEXT_LIMIT"]
-
-# E-mail has no length limit worth splitting at: one notice is one mail, whatever its length (the
-# connector's text_limit; its measure_text may be `len`).
-TEXT_LIMIT = 10_000_000
+__all__ = ["MailSender"]
 
 _AUTH_REFUSED = {530, 534, 535}
-# A 4xx that says we send too fast (Mail.Ru: "451 Ratelimit exceeded …", others "421 Too many messages"):
+# A 4xx that says we send too fast (e.g. "451 4.7.1 Ratelimit exceeded", "421 4.7.0 Too many messages"):
 # waiting, not failing — the whole account's budget pauses and no attempt is used up.
 _TOO_FAST = re.compile(
     r"rate.?limit|too many (messages|mails|connections|recipients)|too fast", re.IGNORECASE
@@ -123,13 +119,17 @@ class MailSender:
 
     def _deliver(self, message: EmailMessage, recipient: str) -> SendResult:
         our_id = str(message["Message-ID"]).strip("<>")
+        accepted = False
         try:
             with self._session() as smtp:
                 try:
                     smtp.send_message(message, from_addr=self.envelope_from, to_addrs=[recipient])
                 except smtplib.SMTPNotSupportedError as exc:
                     return Failed("email.address_unsupported", f"{recipient}: {exc}")
+                accepted = True
         except (_Stop, smtplib.SMTPException, OSError) as exc:
+            if accepted:  # the server took the mail (250 after DATA); only its QUIT went wrong
+                return Delivered(our_id)
             return self._result_of(exc)
         return Delivered(our_id)
 

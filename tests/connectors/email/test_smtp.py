@@ -237,3 +237,10 @@ def test_check_logs_in_without_sending(servers: MailServers) -> None:
     refused = asyncio.run(_sender(servers, smtp_url=servers.url("smtps", password="wrong")).check())
     assert isinstance(refused, Held) and refused.code == "email.auth_failed"
     assert servers.handler.received == []
+
+
+def test_a_mail_the_server_took_is_sent_even_if_its_goodbye_goes_wrong(servers: MailServers) -> None:
+    servers.handler.quit_reply = "451 4.3.0 Local error in processing"
+    result = _send(_sender(servers))
+    assert isinstance(result, Delivered)  # 250 after DATA: it is the server's now; never resend it
+    assert len(servers.handler.received) == 1
