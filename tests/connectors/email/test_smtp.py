@@ -244,3 +244,11 @@ def test_a_mail_the_server_took_is_sent_even_if_its_goodbye_goes_wrong(servers: 
     result = _send(_sender(servers))
     assert isinstance(result, Delivered)  # 250 after DATA: it is the server's now; never resend it
     assert len(servers.handler.received) == 1
+
+
+def test_an_address_in_kazakh_letters_goes_by_smtputf8(servers: MailServers) -> None:
+    result = _send(_sender(servers), to="әйгерім@пошта.қаз")
+    assert isinstance(result, Delivered), result
+    [got] = servers.handler.received
+    assert got.rcpt_tos == ["әйгерім@пошта.қаз"]
+    assert _parsed(got.data)["To"] == "әйгерім@пошта.қаз"
