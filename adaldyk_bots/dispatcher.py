@@ -443,7 +443,12 @@ class Dispatcher:
         return True
 
     async def _send(
-        self, connector: Connector, target: ReplyTarget, text: str, key: str, context: SendContext | None
+        self,
+        connector: Connector,
+        target: ReplyTarget,
+        text: str,
+        key: str,
+        context: SendContext | None = None,
     ) -> SendResult:
         try:
             if isinstance(connector, ContextualSend):
