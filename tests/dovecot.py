@@ -38,11 +38,14 @@ def _mail_user() -> pwd.struct_passwd:
 class PrivateDovecot:
     """`start()` it, `stop()` it; users are added before start (passwd-file)."""
 
-    def __init__(self, users: dict[str, str]) -> None:
+    def __init__(self, users: dict[str, str], *, capability: str | None = None) -> None:
+        """`capability`: what the server advertises instead of its default (e.g. without IDLE and MOVE,
+        to test a client's fallbacks)."""
         self.root = Path(tempfile.mkdtemp(prefix="adaldyk-dovecot-"))
         self.root.chmod(0o755)
         self.port = free_port()
         self.users = dict(users)
+        self.capability = capability
         self.cert = self.root / "cert.pem"
         self.key = self.root / "key.pem"
         self.log = self.root / "dovecot.log"
@@ -93,6 +96,7 @@ disable_plaintext_auth = yes
 auth_mechanisms = plain login
 auth_verbose = yes
 mail_location = maildir:~/Maildir
+{f"imap_capability = {self.capability}" if self.capability else ""}
 first_valid_uid = {self._uid}
 last_valid_uid = {self._uid}
 first_valid_gid = 0

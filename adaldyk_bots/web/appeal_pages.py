@@ -125,6 +125,10 @@ CODE_EXPLANATIONS = {
     "network": N_("The platform could not be reached: it will be tried again."),
     "error": N_("The platform answered with an unexpected error."),
     "window_closed": N_("The platform's reply window is closed: the citizen must write again first."),
+    "bounced": N_(
+        "The citizen's mail server returned the message as undeliverable: check the address, or reach "
+        "the citizen another way."
+    ),
     "5": N_("The platform refuses our access token: an administrator must renew it."),
     "14": N_("The platform asked for a captcha: the message was not sent."),
     "29": N_("The platform's daily quota is used up: it goes out by itself later."),

@@ -415,12 +415,15 @@ def _bounce(msg: EmailMessage, rules: MailRules) -> ParseOutcome:
         return DeliveryReceipt(CHANNEL, rules.account, (original,), "delivered", at)
     status_text = next((f["status"] for f in status_fields if f.get("status")), "")
     status = re.match(r"\d\.\d{1,3}\.\d{1,3}", status_text.strip())
-    code = f"email.{status.group(0)}" if status else "email.bounced"
+    # One stable code (the appeal page explains codes by their last part); the DSN status leads the detail.
+    code = "email.bounced"
     diagnostic = next((f["diagnostic-code"] for f in status_fields if f.get("diagnostic-code")), "")
     recipient = next((f.get("final-recipient", "") for f in status_fields if f.get("final-recipient")), "")
     detail = diagnostic.partition(";")[2].strip() or diagnostic or _report_text(msg)
     if recipient:
         detail = f"{recipient.partition(';')[2].strip() or recipient}: {detail}"
+    if status:
+        detail = f"{status.group(0)} {detail}"
     return DeliveryReceipt(
         CHANNEL,
         rules.account,

@@ -94,6 +94,7 @@ def test_a_mail_is_acknowledged_by_mail_and_the_loop_closes(
                 what="the acknowledgement failed by the bounce",
             )
             [bounced] = _rows(engine, OutboxItem.id == ack.id)
-            assert bounced.last_error_code == "email.5.1.1"
+            assert bounced.last_error_code == "email.bounced"
+            assert (bounced.last_error_detail or "").startswith("5.1.1")
             assert "User unknown" in (bounced.last_error_detail or "")
             assert _count(engine, Appeal) == 1
