@@ -76,6 +76,7 @@ class EmailConnector:
             account=self._account,
             processed_folder=settings.imap_processed_folder,
             batch=settings.imap_batch,
+            batch_bytes=settings.imap_batch_bytes,
             poll_seconds=settings.imap_poll_seconds,
             idle_seconds=settings.imap_idle_seconds,
             timeout=settings.imap_timeout_seconds,

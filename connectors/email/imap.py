@@ -80,6 +80,7 @@ class MailboxPoller:
         account: str,
         processed_folder: str | None,
         batch: int,
+        batch_bytes: int,
         poll_seconds: float,
         idle_seconds: float,
         timeout: float,
@@ -93,6 +94,7 @@ class MailboxPoller:
         self.account = account
         self.processed_folder = processed_folder
         self.batch = batch
+        self.batch_bytes = batch_bytes
         self.poll_seconds = poll_seconds
         self.idle_seconds = idle_seconds
         self.timeout = timeout
@@ -173,7 +175,7 @@ class MailboxPoller:
         self.on_state("ok", f"{self.server.mailbox} on {self.server.host} ({state})")
         if not uids:
             return 0
-        uids = uids[: self.batch]
+        uids = self._within_budget(client, uids[: self.batch])
         fetched = client.fetch(uids, ["BODY.PEEK[]"])
         events, present = [], []
         for uid in uids:
@@ -195,6 +197,20 @@ class MailboxPoller:
         self.on_events(len(events))
         self._file(client, present)
         return len(uids)
+
+    def _within_budget(self, client: IMAPClient, uids: list[int]) -> list[int]:
+        """The first of `uids` whose sizes add up to at most `batch_bytes` (always at least one): a batch
+        is held in memory and written in one transaction, and a mail may carry tens of megabytes."""
+        sizes = client.fetch(uids, ["RFC822.SIZE"])
+        chosen: list[int] = []
+        total = 0
+        for uid in uids:
+            size = int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0))
+            if chosen and total + size > self.batch_bytes:
+                break
+            chosen.append(uid)
+            total += size
+        return chosen
 
     def _first_cursor(self, client: IMAPClient, validity: int, uidnext: int) -> Cursor:
         unseen = client.search(["UNSEEN"])

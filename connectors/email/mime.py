@@ -118,7 +118,7 @@ def _outcome(
         chat_id=address[:_KEY_LIMIT],
         message_key=message_key(ref),
         sender_id=address[:_KEY_LIMIT],
-        sender_name=name or None,
+        sender_name=name[:200] or None,  # contact.display_name is 200 characters
         sent_at=sent_at,
         text=_with_subject(subject, trim_quoted(body), rules.number_prefix),
         attachments=tuple(attachments),

@@ -127,6 +127,8 @@ class EmailSettings(ChannelSettings):
     imap_poll_seconds: float = Field(default=60.0, ge=0.1, le=3600)
     imap_idle_seconds: float = Field(default=300.0, ge=0.1, le=1740)
     imap_batch: int = Field(default=50, ge=1, le=1000)  # mails fetched and stored per transaction
+    # …and at most this many bytes of them (one larger mail still goes alone): a batch is held in memory.
+    imap_batch_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=2 * 1024**3)
     imap_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     # One budget for the whole account: Mail.Ru (like most providers) limits how much one mailbox sends
     # and treats bursts as spam; 20 a minute is well under what a person's mailbox may send.

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -124,3 +125,18 @@ def test_the_server_going_away_and_back_loses_nothing(
             wait_until(lambda: _email_health(svc)["state"] == "ok", timeout=30, what="ok again")
         finally:
             back.close()
+
+
+def test_a_batch_stays_within_its_byte_budget(
+    make_settings: Any, dovecot: PrivateDovecot, mailbox: Mailbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    names = ["attachments.eml", "utf8_kazakh.eml", "html_only.eml"]
+    for name in names:
+        mailbox.deliver(fixture(name))
+    assert all(len(fixture(name)) > 512 for name in names)  # any two are over the budget
+    settings = make_settings(port=free_port(), **email_settings(dovecot, imap_batch_bytes=1024))
+    with caplog.at_level(logging.INFO, logger="connectors.email.imap"):
+        with ServiceThread(settings) as svc:
+            wait_until(lambda: _count(svc.runtime.engine, Appeal) == 3, timeout=30, what="all three")
+    batches = [r.getMessage() for r in caplog.records if "stored (" in r.getMessage()]
+    assert len(batches) == 3 and all(": 1 mail(s) up to UID" in line for line in batches), batches
