@@ -26,7 +26,9 @@ DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 
 
 def dovecot_available() -> bool:
-    return Path(DOVECOT).exists() and shutil.which("openssl") is not None
+    """dovecot-core (the master) and dovecot-imapd (the imap processes), and openssl for the certificate."""
+    imap = Path("/usr/lib/dovecot/imap")
+    return Path(DOVECOT).exists() and imap.exists() and shutil.which("openssl") is not None
 
 
 def _mail_user() -> pwd.struct_passwd:

@@ -224,8 +224,9 @@ class EmailSettings(ChannelSettings):
         return ssl.create_default_context(cafile=str(self.mail_ca_file) if self.mail_ca_file else None)
 
     def secret_values(self) -> list[str]:
-        values = super().secret_values()
-        for server in (self.imap, self.smtp):
-            if server is not None:
-                values.append(server.password)
+        values = super().secret_values()  # the whole URLs
+        for url in (self.imap_url, self.smtp_url):
+            if url is not None:
+                raw = urlsplit(url.get_secret_value().strip()).password  # as written, percent-encoded
+                values += [raw, unquote(raw)] if raw else []
         return values

@@ -140,3 +140,23 @@ def test_a_batch_stays_within_its_byte_budget(
             wait_until(lambda: _count(svc.runtime.engine, Appeal) == 3, timeout=30, what="all three")
     batches = [r.getMessage() for r in caplog.records if "stored (" in r.getMessage()]
     assert len(batches) == 3 and all(": 1 mail(s) up to UID" in line for line in batches), batches
+
+
+def test_two_workers_read_the_mailbox_one_at_a_time(
+    make_settings: Any, database_url: str, dovecot: PrivateDovecot, mailbox: Mailbox
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("not applicable to SQLite: two workers share a database only on PostgreSQL")
+    first = ServiceThread(make_settings(port=free_port(), **email_settings(dovecot)), web=False)
+    second = ServiceThread(make_settings(port=free_port(), **email_settings(dovecot)), web=False)
+    with first, second:
+        states = lambda: sorted(  # noqa: E731
+            svc.runtime.connectors["email"].health.detail.startswith("standby") for svc in (first, second)
+        )
+        wait_until(lambda: states() == [False, True], timeout=30, what="one reader and one standby")
+        for name in ["utf8_kazakh.eml", "koi8r.eml", "windows1251.eml", "html_only.eml"]:
+            mailbox.deliver(fixture(name))
+        wait_until(lambda: _count(first.runtime.engine, Appeal) == 4, timeout=30, what="every mail")
+        wait_processed(first.runtime.engine)
+        assert _count(first.runtime.engine, RawEvent) == 4
+        assert states() == [False, True]
