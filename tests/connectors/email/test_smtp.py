@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from adaldyk_bots.domain import Delivered, Failed, Held, ReplyTarget, RetryLater, SendContext, SendResult
+from adaldyk_bots.i18n import gettext
+from adaldyk_bots.web.appeal_pages import UNKNOWN_CODE, explain_code
 from connectors.email.settings import EmailSettings
 from connectors.email.smtp import MailSender
 from tests.smtp_server import USER, MailServers, mail_servers
@@ -252,3 +254,12 @@ def test_an_address_in_kazakh_letters_goes_by_smtputf8(servers: MailServers) -> 
     [got] = servers.handler.received
     assert got.rcpt_tos == ["әйгерім@пошта.қаз"]
     assert _parsed(got.data)["To"] == "әйгерім@пошта.қаз"
+
+
+@pytest.mark.parametrize(
+    "code", ["email.4xx", "email.auth_failed", "email.tls_failed", "email.bad_address", "email.rate_limited"]
+)
+def test_each_sending_code_is_explained_to_a_moderator_in_every_language(code: str) -> None:
+    msgid = explain_code(code)
+    assert msgid is not None and msgid != UNKNOWN_CODE
+    assert gettext("ru", msgid) != msgid and gettext("kk", msgid) != msgid
