@@ -143,8 +143,13 @@ service pop3-login {{
         return grp.getgrgid(self._gid).gr_name
 
     def start(self) -> None:
+        # Its own session: stop() can end the connection processes too, which outlive a stopped master
+        # for a while and keep serving the connections they have.
         self._process = subprocess.Popen(
-            [DOVECOT, "-F", "-c", str(self.config)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+            [DOVECOT, "-F", "-c", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -161,14 +166,22 @@ service pop3-login {{
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else "(no log)"
 
     def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
+        """The server is gone: the master stopped and every connection with it (as a machine's restart
+        would leave it), so a client notices at once instead of talking to a lingering process."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
             try:
-                self._process.wait(timeout=10)
+                process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        self._process = None
+                process.kill()
+                process.wait()
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass  # nothing left of it
 
     def destroy(self) -> None:
         self.stop()

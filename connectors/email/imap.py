@@ -263,21 +263,32 @@ class MailboxPoller:
     # --- waiting -------------------------------------------------------------------------------------
 
     def _idle_wait(self) -> None:
-        """IDLE until the server reports a new mail, `idle_seconds` pass, or stop() is called."""
+        """IDLE until the server reports a new mail, `idle_seconds` pass, or stop() is called. A server
+        that goes away says BYE (Dovecot: seconds after its master stopped), or just closes the socket,
+        which imapclient's idle_check reports as an empty answer at once: either ends the round with an
+        error, so the connection is made again (and the channel shows degraded until it is)."""
         client = self._client
         if client is None:
             return
         client.idle()
-        try:
-            deadline = time.monotonic() + self.idle_seconds
-            while not self._stopping.is_set() and time.monotonic() < deadline:
-                answers = client.idle_check(timeout=min(1.0, max(0.05, deadline - time.monotonic())))
-                if any(
-                    isinstance(a, tuple) and len(a) > 1 and a[1] in (b"EXISTS", b"RECENT") for a in answers
-                ):
-                    return
-        finally:
-            client.idle_done()
+        deadline = time.monotonic() + self.idle_seconds
+        instant_empty = 0
+        while not self._stopping.is_set() and time.monotonic() < deadline:
+            wait = min(1.0, max(0.05, deadline - time.monotonic()))
+            asked = time.monotonic()
+            answers = client.idle_check(timeout=wait)
+            bye = [a for a in answers if isinstance(a, tuple) and a[:1] == (b"BYE",)]
+            if bye:
+                raise ConnectionError(f"the server closed the connection: {_words(bye[0][1:])}")
+            if not answers and time.monotonic() - asked < wait / 10:
+                instant_empty += 1
+                if instant_empty >= 3:
+                    raise ConnectionError("the server closed the connection during IDLE")
+                continue
+            instant_empty = 0
+            if any(isinstance(a, tuple) and a[1:2] in ((b"EXISTS",), (b"RECENT",)) for a in answers):
+                break
+        client.idle_done()
 
     # --- the connection ------------------------------------------------------------------------------
 
@@ -329,6 +340,10 @@ def quietly(call: Callable[[], object]) -> None:
         call()
     except Exception as exc:  # noqa: BLE001 - closing a connection that is already broken
         log.debug("email: closing the IMAP connection: %s", exc)
+
+
+def _words(parts: tuple[object, ...]) -> str:
+    return " ".join(p.decode("utf-8", "replace") if isinstance(p, bytes) else str(p) for p in parts)[:200]
 
 
 def _text(exc: BaseException) -> str:

@@ -97,6 +97,8 @@ def _outcome(
 ) -> ParseOutcome:
     if _is_delivery_report(msg):
         return _bounce(msg, rules)
+    if msg.get_content_type() == "multipart/report":
+        return _other_report(msg, rules)
     robot = _robot_reason(msg)
     if robot is not None:
         return Ignored(robot)
@@ -433,6 +435,28 @@ def _bounce(msg: EmailMessage, rules: MailRules) -> ParseOutcome:
         code=code,
         detail=(detail or "the mail server returned the mail as undeliverable")[:1000],
     )
+
+
+def _other_report(msg: EmailMessage, rules: MailRules) -> ParseOutcome:
+    """A read receipt (RFC 8098 `disposition-notification`) says our mail was shown: a `read` receipt for
+    its Original-Message-ID; any other machine report is not a citizen's words."""
+    kind = str(msg.get_param("report-type", "")).lower()
+    if kind == "disposition-notification":
+        for part in msg.walk():
+            if part.get_content_type() != "message/disposition-notification":
+                continue
+            raw = part.get_payload(decode=True)
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
+            if not text:
+                payload = part.get_payload()
+                text = "\n".join(str(b) for b in payload) if isinstance(payload, list) else str(payload)
+            found = _MSGID.findall(
+                " ".join(line for line in text.splitlines() if line.lower().startswith("original-message-id"))
+            )
+            if found:
+                at = _sent_at(msg) or _NO_DATE
+                return DeliveryReceipt(CHANNEL, rules.account, (found[0],), "read", at)
+    return Ignored(f"email.report: a machine report ({kind or 'no report-type'}), not an appeal")
 
 
 def _delivery_status_fields(msg: Message) -> list[dict[str, str]]:

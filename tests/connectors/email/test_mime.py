@@ -188,3 +188,27 @@ def test_hostile_headers_and_bodies_never_raise(text: str, eol: bytes) -> None:
     )
     event = parse_mail(raw, RULES)
     assert len(event.outcomes) == 1
+
+
+def test_a_read_receipt_is_a_read_receipt_and_other_reports_are_ignored() -> None:
+    # RFC 8098 §9 example shape: human part, message/disposition-notification with Original-Message-ID.
+    mdn = (
+        b"From: aigerim.s@mail.ru\r\nTo: appeals@ecogeo.gov.kz\r\nSubject: Read: [ADL-2026-000001]\r\n"
+        b"Date: Tue, 01 Dec 2026 09:30:00 +0500\r\nMessage-ID: <mdn-1@mail.ru>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/report; report-type=disposition-notification; boundary="M"\r\n\r\n'
+        b"--M\r\nContent-Type: text/plain\r\n\r\nThe message was displayed.\r\n"
+        b"--M\r\nContent-Type: message/disposition-notification\r\n\r\n"
+        b"Reporting-UA: mail.ru; Mail.Ru\r\nOriginal-Recipient: rfc822;aigerim.s@mail.ru\r\n"
+        b"Final-Recipient: rfc822;aigerim.s@mail.ru\r\n"
+        b"Original-Message-ID: <ADL-2026-000001.3f9a2c@ecogeo.gov.kz>\r\n"
+        b"Disposition: manual-action/MDN-sent-manually; displayed\r\n\r\n--M--\r\n"
+    )
+    (receipt,) = parse_mail(mdn, RULES).outcomes
+    assert isinstance(receipt, DeliveryReceipt)
+    assert (receipt.state, receipt.platform_message_ids) == (
+        "read",
+        ("ADL-2026-000001.3f9a2c@ecogeo.gov.kz",),
+    )
+    other = mdn.replace(b"report-type=disposition-notification", b"report-type=feedback-report")
+    (outcome,) = parse_mail(other, RULES).outcomes
+    assert isinstance(outcome, Ignored) and outcome.reason.startswith("email.report")

@@ -111,6 +111,8 @@ def test_a_refused_login_shows_broken_and_the_rest_runs(make_settings: Any, dove
 def test_the_server_going_away_and_back_loses_nothing(
     make_settings: Any, dovecot: PrivateDovecot, mailbox: Mailbox
 ) -> None:
+    # The server stops with its connections (PrivateDovecot.stop): the poller in IDLE sees the socket
+    # close at once, shows degraded, and reconnects with the supervisor's backoff once it is back.
     with ServiceThread(make_settings(port=free_port(), **email_settings(dovecot))) as svc:
         engine = svc.runtime.engine
         wait_until(lambda: _email_health(svc)["state"] == "ok", timeout=30, what="connected")
@@ -149,10 +151,13 @@ def test_two_workers_read_the_mailbox_one_at_a_time(
         pytest.skip("not applicable to SQLite: two workers share a database only on PostgreSQL")
     first = ServiceThread(make_settings(port=free_port(), **email_settings(dovecot)), web=False)
     second = ServiceThread(make_settings(port=free_port(), **email_settings(dovecot)), web=False)
-    with first, second:
-        states = lambda: sorted(  # noqa: E731
+
+    def states() -> list[bool]:
+        return sorted(
             svc.runtime.connectors["email"].health.detail.startswith("standby") for svc in (first, second)
         )
+
+    with first, second:
         wait_until(lambda: states() == [False, True], timeout=30, what="one reader and one standby")
         for name in ["utf8_kazakh.eml", "koi8r.eml", "windows1251.eml", "html_only.eml"]:
             mailbox.deliver(fixture(name))
