@@ -52,11 +52,18 @@ from adaldyk_bots.domain import (
     SendResult,
     WindowDecision,
 )
-from adaldyk_bots.ports import Connector, RateScope, ReplyWindows
+from adaldyk_bots.ports import Connector, ContextualSend, RateScope, ReplyWindows
 from adaldyk_bots.ratelimit import DEFAULT_RATE_LIMIT_PAUSE_SECONDS, BudgetUnavailable, ScopeLimiter
 from adaldyk_bots.receipts import link_sent, sends_receipts
 from adaldyk_bots.storage.db import insert_ignoring_conflict, read_session, unit_of_work, utcnow
-from adaldyk_bots.storage.models import Appeal, AppealEvent, Conversation, DispatcherLease, OutboxItem
+from adaldyk_bots.storage.models import (
+    Appeal,
+    AppealEvent,
+    Conversation,
+    DispatcherLease,
+    Message,
+    OutboxItem,
+)
 from adaldyk_bots.textsplit import split_text
 
 log = logging.getLogger(__name__)
@@ -359,9 +366,12 @@ class Dispatcher:
         connector = self.connectors[row.channel]
         target = ReplyTarget(row.channel, row.account, row.chat_id, row.reply_to_key, row.target_kind)
         parts = split_text(row.text, connector.text_limit, connector.measure_text)
+        context: SendContext | None = None
+        if isinstance(connector, ReplyWindows | ContextualSend):
+            context = await asyncio.to_thread(self._send_context, row)
         if isinstance(connector, ReplyWindows):
             # Reply windows are decided now, at send time, from the citizen's last message.
-            context = await asyncio.to_thread(self._send_context, row)
+            assert context is not None
             decision = connector.reply_window(target, context)
             if decision.kind in ("closed", "wait"):
                 done = await asyncio.to_thread(self._record_window, row.id, owner, decision)
@@ -388,7 +398,7 @@ class Dispatcher:
                     last = row.parts_sent == len(parts) - 1
                     # The choices (buttons) go with the last part, under the words they answer.
                     part_target = replace(target, choices=_choices(row.choices)) if last else target
-                    result = await self._send(connector, part_target, parts[row.parts_sent], key)
+                    result = await self._send(connector, part_target, parts[row.parts_sent], key, context)
                     if isinstance(result, RetryLater):
                         await self._obey(result, scopes)
                     if isinstance(result, Held):
@@ -447,11 +457,20 @@ class Dispatcher:
             row.lease_until = renewed
         return True
 
-    async def _send(self, connector: Connector, target: ReplyTarget, text: str, key: str) -> SendResult:
+    async def _send(
+        self,
+        connector: Connector,
+        target: ReplyTarget,
+        text: str,
+        key: str,
+        context: SendContext | None = None,
+    ) -> SendResult:
         try:
-            return await asyncio.wait_for(
-                connector.send(target, text, idempotency_key=key), timeout=self.send_timeout
-            )
+            if isinstance(connector, ContextualSend):
+                sending = connector.send(target, text, idempotency_key=key, context=context)
+            else:
+                sending = connector.send(target, text, idempotency_key=key)
+            return await asyncio.wait_for(sending, timeout=self.send_timeout)
         except TimeoutError:
             return RetryLater(f"{connector.name}.timeout", "no answer from the platform in time")
         except Exception as exc:  # a connector bug must not stop the other chats
@@ -595,7 +614,8 @@ class Dispatcher:
 
     def _send_context(self, row: OutboxItem) -> SendContext:
         """What the connector's reply_window needs: the citizen's last message time (the platform's), how
-        many of our messages reached this target since, and the appeal's fields for a template."""
+        many of our messages reached this target since, and the appeal's fields for a template; and for a
+        ContextualSend connector the id of the citizen's last message (e-mail's In-Reply-To)."""
         now = self.now()
         with read_session(self.engine) as s:  # on SQLite: beside the writer, never taking its lock
             last_inbound = s.exec(
@@ -615,6 +635,18 @@ class Dispatcher:
                 sent = sent.where(col(OutboxItem.sent_at) >= last_inbound)
             sent_since = int(s.exec(sent).one())
             language, fields = self.notice_fields(s, row) if self.notice_fields else (None, {})
+            last_inbound_key = s.exec(
+                select(Message.external_key)
+                .join(Conversation, col(Conversation.id) == Message.conversation_id)
+                .where(
+                    Conversation.channel == row.channel,
+                    Conversation.account == row.account,
+                    Conversation.chat_id == row.chat_id,
+                    Message.direction == "in",
+                )
+                .order_by(col(Message.sent_at).desc(), col(Message.id).desc())
+                .limit(1)
+            ).first()
         return SendContext(
             purpose=row.purpose,
             # A moderator typed it: a reply, or the four-eyes answer (answers.py) a head approved.
@@ -624,6 +656,7 @@ class Dispatcher:
             sent_since_inbound=sent_since,
             language=language,
             fields=dict(fields),
+            last_inbound_key=last_inbound_key,
         )
 
     def _record_window(self, row_id: int | None, owner: str, decision: WindowDecision) -> bool:

@@ -168,7 +168,8 @@ class ReplyTarget:
 
 @dataclass(frozen=True)
 class SendContext:
-    """What a connector's reply_window needs to decide, read by the dispatcher just before the send."""
+    """What a connector's reply_window needs to decide (and a ContextualSend connector's message needs to
+    say), read by the dispatcher just before the send."""
 
     purpose: str  # the outbox purpose: ack, status, reply, info, invite, answer_ready, ...
     written_by_person: bool  # a moderator typed it (purpose "reply"); never true for automated notices
@@ -178,6 +179,9 @@ class SendContext:
     language: str | None = None  # the appeal's language (kk, ru, en)
     # Values a template may show (number, status name, due date), rendered in `language` by the workflow.
     fields: Mapping[str, str] = field(default_factory=dict)
+    # The platform's id of the citizen's last message in this conversation (e-mail: its Message-ID, for
+    # In-Reply-To), when one is stored.
+    last_inbound_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ __all__ = [
     "ChannelHealth",
     "Connector",
     "ConnectorFactory",
+    "ContextualSend",
     "Delivery",
     "IntakeResult",
     "IntakeSink",
@@ -243,6 +244,20 @@ class ReplyWindows(Protocol):
     always open (Telegram, VK)."""
 
     def reply_window(self, target: ReplyTarget, context: SendContext) -> WindowDecision: ...
+
+
+@runtime_checkable
+class ContextualSend(Protocol):
+    """Optional part of a connector whose message itself depends on what it is about (e-mail: the appeal
+    number in the subject and the Message-ID, the subject's language, Auto-Submitted on automated notices
+    only, In-Reply-To the citizen's last message). The dispatcher reads the SendContext before each send
+    and passes it; the flag's presence is what counts."""
+
+    send_takes_context: ClassVar[bool]
+
+    async def send(
+        self, target: ReplyTarget, text: str, *, idempotency_key: str, context: SendContext | None = None
+    ) -> SendResult: ...
 
 
 def reply_window(connector: object, target: ReplyTarget, context: SendContext) -> WindowDecision:

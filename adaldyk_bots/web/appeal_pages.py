@@ -152,6 +152,26 @@ CODE_EXPLANATIONS = {
         "The citizen's mail server returned the message as undeliverable: check the address, or reach "
         "the citizen another way."
     ),
+    # E-mail (connectors/email/smtp.py); a 5xx for the message shows the server's own words.
+    "4xx": N_("The mail server asked us to try again later: it will be tried again."),
+    "auth_failed": N_(
+        "The mail server refuses our login: an administrator must set the right (application) password "
+        "in ADALDYK_SMTP_URL. The messages wait meanwhile."
+    ),
+    "sender_refused": N_(
+        "The mail server refuses our sender address (ADALDYK_MAIL_FROM): an administrator must fix it. "
+        "The messages wait meanwhile."
+    ),
+    "tls_failed": N_(
+        "The mail server's certificate could not be verified: an administrator must check the server or "
+        "ADALDYK_MAIL_CA_FILE. The messages wait meanwhile."
+    ),
+    "starttls_unavailable": N_(
+        "The mail server offers no encryption: an administrator must use smtps:// or another server. "
+        "The messages wait meanwhile."
+    ),
+    "bad_address": N_("The citizen's e-mail address is not one valid address: reach them another way."),
+    "address_unsupported": N_("The mail server cannot send to an address written in non-Latin letters."),
     "5": N_("The platform refuses our access token: an administrator must renew it."),
     "14": N_("The platform asked for a captcha: the message was not sent."),
     "29": N_("The platform's daily quota is used up: it goes out by itself later."),

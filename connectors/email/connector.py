@@ -20,11 +20,11 @@ import asyncio
 import hashlib
 import logging
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from imapclient import IMAPClient
 
-from adaldyk_bots.domain import ReplyTarget, RetryLater, SendContext, SendResult
+from adaldyk_bots.domain import ReplyTarget, SendContext, SendResult
 from adaldyk_bots.ports import (
     ChannelHealth,
     ConnectorFactory,
@@ -40,14 +40,12 @@ from adaldyk_bots.storage.db import utcnow
 from connectors.email.imap import MailboxPoller, quietly
 from connectors.email.mime import CHANNEL, MailRules, mail_files, parse_mail
 from connectors.email.settings import EmailSettings
+from connectors.email.smtp import MailSender
 
 log = logging.getLogger(__name__)
 
 # Mail has no message length limit worth splitting at; this only keeps one notice one mail.
 EMAIL_TEXT_LIMIT = 100_000
-# Below what mail providers allow a mailbox (Mail.Ru does not publish its limits; ~1 a second per
-# recipient and a few a second per account keeps clear of anti-spam rate rules).
-ACCOUNT_MAILS_PER_SECOND = 5
 
 
 class EmailConnector:
@@ -56,6 +54,8 @@ class EmailConnector:
     settings_model: ClassVar[type[EmailSettings]] = EmailSettings
     # Bounces name the Message-ID of the mail they return (receipts.py indexes our sent ids).
     delivery_receipts: ClassVar[bool] = True
+    # The mail itself needs the SendContext (number, language, purpose, the citizen's last Message-ID).
+    send_takes_context: ClassVar[bool] = True
 
     def __init__(self, settings: EmailSettings, *, number_prefix: str = "ADL", files_dir: Path) -> None:
         server = settings.imap
@@ -85,7 +85,7 @@ class EmailConnector:
             on_events=self._note_events,
             on_resync=self._note_resync,
         )
-        self._sender: Any = None
+        self.sender = MailSender(settings)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EmailConnector | None:
@@ -106,10 +106,7 @@ class EmailConnector:
         return len(text)
 
     def rate_scopes(self, target: ReplyTarget) -> list[RateScope]:
-        return [
-            RateScope(f"email:{self._account}", ACCOUNT_MAILS_PER_SECOND),
-            RateScope(f"email:{self._account}:{target.chat_id}", 1),
-        ]
+        return self.sender.rate_scopes(target)  # one budget for the sending account
 
     def parse_payload(self, payload: bytes) -> RawEvent:
         return parse_mail(payload, self.rules)
@@ -149,11 +146,6 @@ class EmailConnector:
 
     async def stop(self) -> None:
         await asyncio.to_thread(self.poller.close)
-        closer = getattr(self._sender, "close", None)
-        if closer is not None:
-            result = closer()
-            if asyncio.iscoroutine(result):
-                await result
 
     def _set_health(self, state: str, detail: str) -> None:
         if (self._health.state, self._health.detail) != (state, detail):
@@ -225,16 +217,7 @@ class EmailConnector:
         idempotency_key: str,
         context: SendContext | None = None,
     ) -> SendResult:
-        if self._sender is None:
-            try:
-                from connectors.email.smtp import MailSender  # type: ignore[import-not-found,unused-ignore]
-            except ImportError:
-                return RetryLater("email.no_sender", "SMTP sending is not installed in this build")
-            self._sender = MailSender(self.settings)
-        result: SendResult = await self._sender.send(
-            target, text, idempotency_key=idempotency_key, context=context
-        )
-        return result
+        return await self.sender.send(target, text, idempotency_key=idempotency_key, context=context)
 
 
 def _part(raw: bytes, index: int) -> bytes | None:

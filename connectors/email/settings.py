@@ -130,6 +130,12 @@ class EmailSettings(ChannelSettings):
     # …and at most this many bytes of them (one larger mail still goes alone): a batch is held in memory.
     imap_batch_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, le=2 * 1024**3)
     imap_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    # One budget for the whole account: Mail.Ru (like most providers) limits how much one mailbox sends
+    # and treats bursts as spam; 20 a minute is well under what a person's mailbox may send.
+    smtp_per_minute: int = Field(default=20, ge=1, le=600)
+    # Each SMTP step (connect, TLS, AUTH, each command) gives up after this long; below the dispatcher's
+    # send timeout (15 s), so a dead server is a classified retry, not the dispatcher's cut-off.
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
     @field_validator("imap_url", "smtp_url")
     @classmethod

@@ -22,6 +22,9 @@ from tests.support import adaldyk_process, free_port, wait_until
 
 MAILS = 45
 KILLS = 4
+# Each worker's round gets its own share of the mail, delivered while it runs: a round never finds every
+# mail already stored by an earlier one (how fast a worker starts and stores varies from run to run).
+SHARE = MAILS // (KILLS + 1)
 
 
 def _count(engine: Any, model: Any, *where: Any) -> int:
@@ -44,14 +47,19 @@ def _mail(n: int) -> bytes:
     ).encode()
 
 
-def _deliver_all(dovecot: PrivateDovecot) -> None:
-    box = Mailbox(dovecot)  # its own IMAP session: the test's is not shared across threads
-    try:
-        for n in range(MAILS):
-            box.deliver(_mail(n))
-            time.sleep(0.25)  # ~11 s in all: the kills fall while mail still arrives
-    finally:
-        box.close()
+def _deliver(dovecot: PrivateDovecot, numbers: range) -> threading.Thread:
+    def run() -> None:
+        box = Mailbox(dovecot)  # its own IMAP session: the test's is not shared across threads
+        try:
+            for n in numbers:
+                box.deliver(_mail(n))
+                time.sleep(0.25)  # the kills fall while mail still arrives
+        finally:
+            box.close()
+
+    feeder = threading.Thread(target=run, daemon=True)
+    feeder.start()
+    return feeder
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
@@ -73,14 +81,13 @@ def test_sigkill_mid_batch_stores_and_acknowledges_every_mail_once(
         ADALDYK_PORT=str(free_port()),
         ADALDYK_DISPATCH_INTERVAL_SECONDS="0.2",
     )
-    feeder = threading.Thread(target=_deliver_all, args=(dovecot,), daemon=True)
+    feeders: list[threading.Thread] = []
     rng = random.Random(20261201)
     stored_at_kill = []
     for round_no in range(KILLS):
         process = adaldyk_process(["worker"], env)
         try:
-            if round_no == 0:
-                feeder.start()
+            feeders.append(_deliver(dovecot, range(round_no * SHARE, (round_no + 1) * SHARE)))
             before = _count(engine, RawEvent)
             wait_until(
                 lambda: _count(engine, RawEvent) > before or process.poll() is not None,
@@ -96,7 +103,9 @@ def test_sigkill_mid_batch_stores_and_acknowledges_every_mail_once(
 
     process = adaldyk_process(["worker"], env)
     try:
-        feeder.join(timeout=60)
+        feeders.append(_deliver(dovecot, range(KILLS * SHARE, MAILS)))
+        for feeder in feeders:
+            feeder.join(timeout=60)
         wait_until(
             lambda: _count(engine, Message, Message.direction == "in") == MAILS,
             timeout=60,
