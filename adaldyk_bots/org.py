@@ -25,7 +25,6 @@ __all__ = [
     "link_accounts",
     "link_new_account",
     "outside_bodies",
-    "subtree",
     "superior",
     "sync_units",
     "unit_by_code",
@@ -177,22 +176,6 @@ def chain(s: Session, unit_id: int) -> list[int]:
         out.append(current)
         current = parents.get(current)
     return out
-
-
-def subtree(s: Session, unit_id: int) -> set[int]:
-    """`unit_id` and every unit below it, however deep."""
-    children: dict[int, list[int]] = {}
-    for child, parent in s.exec(select(Unit.id, Unit.parent_id)).all():
-        if child is not None and parent is not None:
-            children.setdefault(parent, []).append(child)
-    seen = {unit_id}
-    todo = [unit_id]
-    while todo:
-        for child in children.get(todo.pop(), ()):
-            if child not in seen:
-                seen.add(child)
-                todo.append(child)
-    return seen
 
 
 def superior(s: Session, unit_id: int) -> int | None:

@@ -12,8 +12,9 @@ from itertools import count
 import pytest
 from sqlmodel import Session, col, select
 
-from adaldyk_bots import answers, deadlines, feedback, notices
+from adaldyk_bots import answers, feedback, notices
 from adaldyk_bots.errors import ApprovalRequired, Conflict, Forbidden, Invalid
+from adaldyk_bots.extension import extend
 from adaldyk_bots.runtime import Runtime
 from adaldyk_bots.storage.db import make_engine, unit_of_work, utcnow
 from adaldyk_bots.storage.models import (
@@ -187,9 +188,7 @@ def test_extension_and_hearing_notices_say_what_the_law_asks(rt):
     with unit_of_work(rt.engine) as s:
         a = s.get(Appeal, appeal.id)
         # R4 through the deadlines module's extension (the head's reasoned decision; its own notice).
-        deadlines.extend(
-            s, rt.workflow, a, viewer=head, reason="нужна экспертиза", working_days=5, now=utcnow()
-        )
+        extend(s, rt.workflow, a, viewer=head, reason="нужна экспертиза", working_days=5, now=utcnow())
         rt.workflow.change_status(s, a, "hearing", actor=head.actor, note="в удовлетворении отказать")
         rt.workflow.change_status(s, a, "in_progress", actor=head.actor)
         rt.workflow.change_status(s, a, "hearing", actor=head.actor, note="отказать повторно")

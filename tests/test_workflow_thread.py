@@ -58,7 +58,7 @@ def test_a_message_joins_the_open_appeal_it_names_even_when_a_newer_one_is_open(
     _set_status(runtime, first, "answered")
     second = _write(runtime, "a@example.kz", "Вырубка деревьев в парке")
     assert second.id != first.id
-    _set_status(runtime, first, "in_progress")  # taken back into work: both are open now
+    _set_status(runtime, first, "reopened")  # taken back into work (lifecycle.py): both are open now
     joined = _write(runtime, "a@example.kz", "По свалке: фото", appeal_number=first.number.lower())
     assert joined.id == first.id
     plain = _write(runtime, "a@example.kz", "Ещё о деревьях")

@@ -180,9 +180,12 @@ _STRICT = ConfigDict(extra="forbid")
 
 
 # The legal table's statuses as the API takes them (lifecycle.py; tests/test_lifecycle.py keeps these in
-# step with it): a reasoned one needs its note, in the schema itself; `merged` is POST …/merge.
+# step with it): a reasoned one needs its note, in the schema itself. Two steps have actions of their own,
+# because they carry more than a note: `merged` is POST …/merge (the surviving appeal), `extended` is
+# POST …/extend (the head's decision and the working days added, extension.py).
+OWN_ACTIONS = {"merged": "merge", "extended": "extend"}
 PlainStatus = Literal["received", "registered", "assigned", "in_progress", "answered", "closed"]
-ReasonedStatus = Literal["rejected", "extended", "forwarded", "hearing", "reopened"]
+ReasonedStatus = Literal["rejected", "forwarded", "hearing", "reopened"]
 
 
 def _reason(description: str = "") -> Any:
@@ -200,7 +203,7 @@ class ReasonedStatusChange(BaseModel):
     """A reasoned decision (R4, R5, R6, a refusal, a reopening): the citizen is told the reason."""
 
     model_config = _STRICT
-    status: ReasonedStatus = Field(examples=["extended"])
+    status: ReasonedStatus = Field(examples=["forwarded"])
     note: str = _reason("the reason, shown to the citizen")
 
 

@@ -178,7 +178,7 @@ def test_reply_joins_its_appeal_and_a_bounce_fails_its_notice(
         with unit_of_work(engine) as s:
             appeal = s.get(Appeal, first.id)
             assert appeal is not None
-            svc.runtime.workflow.change_status(s, appeal, "in_progress", actor="user:test")
+            svc.runtime.workflow.change_status(s, appeal, "reopened", actor="user:test")
         reply = make_fixtures.reply(number=first.number, our_id=ours).replace(
             b"1764561600.987654321@f123", b"1764561601.000000001@f123"
         )
