@@ -118,7 +118,7 @@ def start(s: Session, workflow: Workflow, signal: Appeal, *, actor: str, now: da
     workflow.enqueue(
         s,
         key=f"collect:{request.id}:start",
-        target=Target(conversation.channel, conversation.account, conversation.chat_id, conversation.kind),
+        target=Target.of(conversation),
         purpose="collect",
         appeal_id=signal.id,
         text=f"{intro}\n\n{texts.render(signal.language, 'collect_consent')}",

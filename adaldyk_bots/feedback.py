@@ -43,7 +43,7 @@ YES, NO, PURPOSE = feedback_reading.YES, feedback_reading.NO, feedback_reading.P
 FeedbackAnswer = feedback_reading.FeedbackAnswer
 recognise = feedback_reading.recognise
 awaiting = feedback_reading.awaiting
-UNREACHABLE_CHANNELS = frozenset({"phone", "reception", "web"})  # as notices.UNREACHABLE_CHANNELS
+UNREACHABLE_CHANNELS = staff_work.UNREACHABLE_CHANNELS
 
 
 def choices(workflow: Workflow, appeal: Appeal) -> tuple[Choice, ...]:
@@ -70,7 +70,7 @@ def ask(s: Session, workflow: Workflow, appeal: Appeal, *, now: datetime) -> boo
     return workflow.enqueue(
         s,
         key=key,
-        target=Target(conversation.channel, conversation.account, conversation.chat_id, conversation.kind),
+        target=Target.of(conversation),
         purpose=PURPOSE,
         appeal_id=appeal_id,
         text=workflow.texts.render(appeal.language, "feedback_question", number=appeal.number),

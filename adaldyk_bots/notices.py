@@ -41,9 +41,10 @@ def notify_citizen(
     appeal_id = require_id(appeal)
     key = notice_key(kind, appeal_id, seq)
     conversation = s.get(Conversation, appeal.conversation_id)
-    if conversation is None or conversation.channel in UNREACHABLE_CHANNELS:
+    if conversation is None:
         return staff_work.add_task(
             s, key=f"call:{key}", appeal_id=appeal_id, kind="call_citizen", text=text, now=now
         )
-    target = Target(conversation.channel, conversation.account, conversation.chat_id, conversation.kind)
+    # Workflow.enqueue turns a notice for a phone or reception conversation into the same call task.
+    target = Target.of(conversation)
     return workflow.enqueue(s, key=key, target=target, purpose=kind, appeal_id=appeal_id, text=text, now=now)

@@ -176,7 +176,7 @@ def _informational(
         notices.notify_citizen(s, workflow, signal, "triage", text=body, now=now)
     else:
         # Written by a person, like a reply (purpose "reply": Meta's HUMAN_AGENT tag may carry it).
-        target = Target(conversation.channel, conversation.account, conversation.chat_id, conversation.kind)
+        target = Target.of(conversation)
         workflow.enqueue(s, key=key, target=target, purpose="reply", appeal_id=signal.id, text=body, now=now)
         s.add(
             Message(

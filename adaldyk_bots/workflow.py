@@ -78,6 +78,11 @@ class Target:
     kind: str = "message"
     reply_to_key: str | None = None
 
+    @classmethod
+    def of(cls, conversation: Conversation) -> Target:
+        """Where a message to the citizen in `conversation` goes."""
+        return cls(conversation.channel, conversation.account, conversation.chat_id, conversation.kind)
+
 
 class _Said(NamedTuple):
     """The citizen's yes or no to "was it solved?", recognised on the inbound path (feedback.py)."""
@@ -1039,7 +1044,7 @@ class Workflow:
     def _target(self, s: Session, appeal: Appeal) -> Target:
         conversation = s.get(Conversation, appeal.conversation_id)
         assert conversation is not None
-        return Target(conversation.channel, conversation.account, conversation.chat_id, conversation.kind)
+        return Target.of(conversation)
 
     @staticmethod
     def _event(
