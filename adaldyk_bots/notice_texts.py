@@ -1,7 +1,7 @@
 """The words of the notices the law owes a citizen (config/templates/<lang>.toml, notice_* keys), with
 the data each one must carry: the R2 receipt (number, date and time, who accepted it, the due date, how
-to ask about progress), the forwarding (R5: to whom, why), the extension (R4: the new due date, why), the
-hearing (R6: the preliminary decision and the 2 working days to object) and the answer (R10).
+to ask about progress), the forwarding (R5: to whom, why), the hearing (R6: the preliminary decision and
+the 2 working days to object) and the answer (R10). The extension's (R4) is extension.py's, with the move.
 
 Pure rendering: what to send and when is notices.py (exactly once) and workflow.change_status.
 """
@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 from adaldyk_bots.storage.models import Appeal, Conversation, StaffUser, Unit
 from adaldyk_bots.texts import Texts
 
-__all__ = ["accepted_by", "answer", "extension", "forwarding", "hearing", "registration", "surname_initials"]
+__all__ = ["accepted_by", "answer", "forwarding", "hearing", "registration", "surname_initials"]
 
 # Conversations whose citizen asks about progress on the web page (number and access code), not in a chat.
 _WEB_CHANNELS = frozenset({"web", "phone", "reception", "email"})
@@ -74,13 +74,6 @@ def registration(
 
 def forwarding(texts: Texts, appeal: Appeal, *, body: str, reason: str) -> str:
     return texts.render(appeal.language, "notice_forwarding", number=appeal.number, body=body, reason=reason)
-
-
-def extension(texts: Texts, appeal: Appeal, *, reason: str) -> str:
-    """Rendered after the new due date is set on the appeal (R4)."""
-    return texts.render(
-        appeal.language, "notice_extension", number=appeal.number, due=appeal.due_at, reason=reason
-    )
 
 
 def hearing(texts: Texts, appeal: Appeal, *, decision: str, object_by: datetime) -> str:

@@ -88,7 +88,9 @@ def notice_text(
     if kind == "forwarding":
         return notice_texts.forwarding(texts, appeal, body=appeal.forwarded_to or "", reason=note or "")
     if kind == "extension":
-        return notice_texts.extension(texts, appeal, reason=note or "")
+        # Never a bare status change (Workflow.change_status refuses it): extension.py owes this notice,
+        # with the new due date and the head's reason.
+        raise ValueError("the extension notice is written by extension.extend")
     if kind == "hearing":
         # Counted from now, when the notice is sent (the citizen's receipt of it, as near as we know).
         object_by = workflow.calendar.due_at(now, HEARING_OBJECTION_DAYS)

@@ -43,7 +43,6 @@ REQUIRED_KEYS = (
     "accepted_by_office",
     "position_moderator",
     "notice_forwarding",
-    "notice_extension",
     "notice_hearing",
     "notice_answer",
     "feedback_question",
