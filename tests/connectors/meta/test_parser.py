@@ -163,6 +163,35 @@ def test_whatsapp_text_image_location_interactive() -> None:
     assert button.reply_to_key == "wamid.HBgLMTYzMTU1NTExODEVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA"
 
 
+def test_whatsapp_contacts_are_kept_as_contact_cards() -> None:
+    key, msg = one("whatsapp_contacts")
+    assert isinstance(msg, InboundMessage)
+    assert key == "wamid:wamid.HBgLMTYzMTU1NTExODEVAgASGBQzRUIwQzc3OTVDMzc0NjhGMkNBMgA="
+    assert (msg.chat_id, msg.sender_name) == ("16315551181", "Kerry Fisher")
+    [card] = msg.attachments
+    assert card.kind == "contact"
+    assert card.data["name"]["formatted_name"] == "Айдос Серікұлы"
+    assert card.data["phones"][0]["wa_id"] == "77015550123"
+
+
+@pytest.mark.parametrize("name", ["messenger_reaction", "whatsapp_reaction"])
+def test_reactions_are_never_appeals(name: str) -> None:
+    _key, outcome = one(name)
+    assert isinstance(outcome, Ignored) and "reaction" in outcome.reason
+
+
+def test_a_standby_message_is_read_like_a_messaging_one() -> None:
+    # A thread another app owns (handover protocol): the citizen's words still reach us, once.
+    key, msg = one("messenger_standby")
+    assert isinstance(msg, InboundMessage)
+    assert key == "mid:m_standby_2b7a0d1f9c3e4a5b6c7d8e9f"
+    assert (msg.channel, msg.chat_id, msg.text) == (
+        "facebook",
+        "6789012345678902",
+        "Қоқыс полигоны туралы шағым",
+    )
+
+
 def test_whatsapp_statuses_are_receipts() -> None:
     wamid = "wamid.HBgLMTYzMTU1NTExODEVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA"
     for state in ("sent", "delivered"):
