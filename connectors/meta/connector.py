@@ -172,7 +172,7 @@ class MetaConnector:
         self.set_health("broken", f"a send was refused: the token is expired or revoked ({detail})")
 
     def background_loops(self, intake: IntakeSink) -> list[LoopSpec]:
-        return [self.reconciler.loop(intake)]
+        return [self.reconciler.loop(intake), self.reconciler.token_loop()]
 
     async def stop(self) -> None:
         self.graph.close()

@@ -74,7 +74,7 @@ class Reconciler:
     def __init__(self, connector: MetaConnector) -> None:
         self.connector = connector
         self._last_call = 0.0
-        self._token_checked_at = time.monotonic()  # start() checked it
+        self.token_check_seconds = TOKEN_CHECK_SECONDS
 
     @property
     def interval(self) -> float:
@@ -84,7 +84,6 @@ class Reconciler:
         c = self.connector
 
         async def round_() -> None:
-            await self.maybe_check_token()
             await self.reconcile_once(intake)
             await asyncio.sleep(self.interval)
 
@@ -96,20 +95,17 @@ class Reconciler:
         )
 
     def token_loop(self) -> LoopSpec:
+        """The hourly token check (start() made the first). Its own loop, without a lock: every process
+        keeps its own /healthz state, and reconciliation may run only once a day, or in another worker."""
         c = self.connector
 
         async def round_() -> None:
-            await asyncio.sleep(TOKEN_CHECK_SECONDS)
-            await self.maybe_check_token()
+            await asyncio.sleep(self.token_check_seconds)
+            await c.check_token()
 
         return LoopSpec(
             name=f"{c.name}:token_check:{c.account}", run_round=round_, period=TOKEN_CHECK_SECONDS
         )
-
-    async def maybe_check_token(self) -> None:
-        if time.monotonic() - self._token_checked_at >= TOKEN_CHECK_SECONDS:
-            self._token_checked_at = time.monotonic()
-            await self.connector.check_token()
 
     async def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
         """One Graph call, at most CALLS_PER_SECOND per account."""

@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 
 from adaldyk_bots.storage.models import Message, RawEvent
 from connectors.meta.fake import FakeGraph
+from connectors.meta.reconcile import TOKEN_CHECK_SECONDS
 from tests.connectors.meta.conftest import ACCOUNTS, TOKENS, meta_settings
 from tests.support import ServiceThread, wait_processed, wait_until
 
@@ -70,6 +71,36 @@ def test_an_expired_token_shows_broken_on_healthz_at_start(make_settings: Any, f
         )
         assert "190" in health["channels"]["instagram"]["detail"]
         assert health["channels"]["facebook"]["state"] == "ok"
+
+
+def test_the_token_is_checked_every_hour_whatever_the_reconciliation_period(
+    make_settings: Any, fake_meta: FakeGraph
+) -> None:
+    # Reconciliation may run once a day, and only in the worker holding its lock: the hourly token
+    # check is its own unlocked loop in every process, for all three products.
+    settings = meta_settings(make_settings, fake_meta, meta_reconcile_seconds=86400)
+    with ServiceThread(settings) as svc:
+        health = httpx.get(f"{svc.url}/healthz").json()
+        for channel in ("facebook", "instagram", "whatsapp"):
+            name = f"{channel}:token_check:{ACCOUNTS[channel]}"
+            assert name in health["loops"], health["loops"]
+            [spec] = [
+                s
+                for s in svc.runtime.connectors[channel].background_loops(svc.runtime.intake)
+                if s.name == name
+            ]
+            assert spec.lock is None and spec.period == TOKEN_CHECK_SECONDS
+        # The Page token is revoked after start: the next check shows it before any send fails.
+        fake_meta.expire_token(TOKENS["facebook"])
+        connector = svc.runtime.connectors["facebook"]
+        assert connector.health.state == "ok"
+        connector.reconciler.token_check_seconds = 0.0  # the hour has passed
+        [spec] = [s for s in connector.background_loops(svc.runtime.intake) if ":token_check:" in s.name]
+        asyncio.run_coroutine_threadsafe(spec.run_round(), svc.service._loop).result(timeout=15)
+        channels = httpx.get(f"{svc.url}/healthz").json()["channels"]
+        assert channels["facebook"]["state"] == "broken" and "190" in channels["facebook"]["detail"]
+        assert channels["instagram"]["state"] == "ok"
+        assert fake_meta.sent == []
 
 
 def test_the_next_page_is_read_only_while_threads_reach_the_horizon() -> None:
