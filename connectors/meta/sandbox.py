@@ -12,7 +12,10 @@ import threading
 from typing import Any, ClassVar
 
 from adaldyk_bots.sandbox import Citizen, ScriptedSandbox
+from adaldyk_bots.settings import DEFAULT_CONFIG_DIR
+from connectors.meta.connector import TEMPLATES_FILE
 from connectors.meta.fake import FakeGraph
+from connectors.meta.send import WhatsAppTemplates
 
 __all__ = ["FacebookSandbox", "InstagramSandbox", "WhatsAppSandbox"]
 
@@ -23,7 +26,6 @@ ACCOUNTS = {
     "instagram": ("17841400000000001", "IGQ-SANDBOX-instagram-token"),
     "whatsapp": ("106540352242922", "EAA-SANDBOX-whatsapp-token"),
 }
-TEMPLATES = ("adaldyk_appeal_registered", "adaldyk_status_changed", "adaldyk_answer_ready")
 
 
 class _SharedFake:
@@ -39,7 +41,8 @@ class _SharedFake:
             if self.fake is None:
                 self.fake = FakeGraph(app_secret=APP_SECRET)
                 self.fake.start()
-                for name in TEMPLATES:
+                # The fake approves what the shipped config names, as WhatsApp Manager would have.
+                for name in WhatsAppTemplates.load(DEFAULT_CONFIG_DIR / TEMPLATES_FILE).names():
                     self.fake.approve_template(name)
             self.users += 1
             return self.fake

@@ -128,6 +128,10 @@ class WhatsAppTemplates:
             )
         return cls(templates)
 
+    def names(self) -> set[str]:
+        """Every template name the file uses (each must be approved in WhatsApp Manager)."""
+        return {t.name for t in self.by_purpose.values()}
+
     def decision(self, purpose: str, context: SendContext) -> WindowDecision | None:
         template = self.by_purpose.get(purpose)
         if template is None:

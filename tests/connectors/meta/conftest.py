@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 
+from adaldyk_bots.settings import DEFAULT_CONFIG_DIR
+from connectors.meta.connector import TEMPLATES_FILE
 from connectors.meta.fake import FakeGraph
+from connectors.meta.send import WhatsAppTemplates
 from tests.connectors.meta import APP_SECRET as OUT_APP_SECRET
 from tests.connectors.meta import IG_ID, IG_TOKEN, PAGE_TOKEN, WA_ID, WA_TOKEN
 from tests.connectors.meta import PAGE_ID as OUT_PAGE_ID
@@ -22,6 +25,8 @@ VERIFY_TOKEN = "meta-verify-token-4242"
 PAGE, IG, WABA, WA_NUMBER = "1234567890123", "17841400000000001", "102290129340398", "106540352242922"
 TOKENS = {"facebook": "EAAfakePageToken", "instagram": "IGfakeToken", "whatsapp": "EAAfakeWhatsAppToken"}
 ACCOUNTS = {"facebook": PAGE, "instagram": IG, "whatsapp": WA_NUMBER}
+# The templates of config/whatsapp_templates.toml, approved at the fake as WhatsApp Manager would have.
+SHIPPED_TEMPLATES = WhatsAppTemplates.load(DEFAULT_CONFIG_DIR / TEMPLATES_FILE)
 
 
 def sign_body(body: bytes, secret: str) -> dict[str, str]:
@@ -50,7 +55,7 @@ def fake_meta() -> Iterator[FakeGraph]:
         fake.add_instagram(IG, TOKENS["instagram"])
         fake.add_whatsapp(WA_NUMBER, TOKENS["whatsapp"], waba_id=WABA)
         # Recorded payloads carry old timestamps: outside 24 h WhatsApp notices go as approved templates.
-        for name in ("adaldyk_appeal_registered", "adaldyk_status_changed", "adaldyk_answer_ready"):
+        for name in SHIPPED_TEMPLATES.names():
             fake.approve_template(name)
         yield fake
 
@@ -91,7 +96,7 @@ def fake_graph() -> Iterator[FakeGraph]:
     server.add_page(OUT_PAGE_ID, PAGE_TOKEN)
     server.add_instagram(IG_ID, IG_TOKEN)
     server.add_whatsapp(WA_ID, WA_TOKEN)
-    for name in ("adaldyk_appeal_registered", "adaldyk_status_changed", "adaldyk_answer_ready"):
+    for name in SHIPPED_TEMPLATES.names():
         server.approve_template(name)
     try:
         yield server

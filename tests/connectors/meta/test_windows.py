@@ -4,12 +4,15 @@ WhatsApp free text within 24 h and templates (or a waiting answer) after."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from adaldyk_bots.dispatcher import PERSON_WRITTEN_PURPOSES
 from adaldyk_bots.domain import ReplyTarget, SendContext, WindowDecision
+from adaldyk_bots.lifecycle import NOTICE_OF
 from connectors.meta.send import WhatsAppTemplates, decide_window
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -90,3 +93,24 @@ def test_whatsapp() -> None:
         "whatsapp", ReplyTarget("whatsapp", "1", "42"), _context(25, "reply"), human_agent=False
     )
     assert bare.kind == "closed"
+
+
+@pytest.mark.parametrize("notice", sorted(set(NOTICE_OF.values())))
+def test_whatsapp_after_24_hours_every_notice_the_law_owes_has_its_template(notice: str) -> None:
+    """Registration, forwarding, extension, hearing (lifecycle.NOTICE_OF): a WhatsApp citizen who wrote
+    more than 24 hours ago still gets them, as the approved template of config/whatsapp_templates.toml;
+    the answer, written by a person, waits for the citizen like a moderator's reply."""
+    decided = decide_window(
+        "whatsapp",
+        ReplyTarget("whatsapp", "1", "42"),
+        replace(_context(25, notice), written_by_person=notice in PERSON_WRITTEN_PURPOSES),
+        human_agent=False,
+        templates=TEMPLATES,
+    )
+    if notice in PERSON_WRITTEN_PURPOSES:
+        assert (decided.kind, decided.notice) == ("wait", "answer_ready")
+        return
+    assert decided.kind == "template", decided
+    assert decided.template_language == "kk" and decided.params[0] == "ADL-2026-000007"
+    if notice == "extension":  # R4: the new due date
+        assert decided.params == ("ADL-2026-000007", "22.12.2026")
