@@ -12,7 +12,14 @@ import httpx
 import pytest
 from sqlmodel import Session, func, select
 
-from adaldyk_bots.storage.models import Appeal, AppealEvent, Message, OutboxItem, RawEvent
+from adaldyk_bots.storage.models import (
+    Appeal,
+    AppealEvent,
+    Message,
+    MessageVersion,
+    OutboxItem,
+    RawEvent,
+)
 from tests.connectors.meta.conftest import (
     APP_SECRET,
     IG_APP_SECRET,
@@ -130,6 +137,28 @@ def test_every_fixture_is_accepted_and_none_is_quarantined(meta_service: Any) ->
             e.kind for e in s.exec(select(AppealEvent).where(AppealEvent.appeal_id == comment.appeal_id))
         ]
     assert "edited" in kinds and "deleted" in kinds
+    # The Instagram DM, edited (message_edit) then unsent (is_deleted): one message, the edit a version,
+    # the original words kept, marked deleted.
+    with Session(engine) as s:
+        dm = s.exec(
+            select(Message).where(
+                Message.external_key == "aWdfZAG1faXRlbToxOklHTWVzc2FnZAUlEOjE3ODQxNDAwMDAwMDAwMDAx"
+            )
+        ).one()
+        versions = [v.text for v in s.exec(select(MessageVersion).where(MessageVersion.message_id == dm.id))]
+    assert dm.text == "Здравствуйте, когда откроют поликлинику?" and dm.deleted_at is not None
+    assert "Здравствуйте, когда откроют поликлинику на Абая?" in versions
+    # Reactions and echoes are stored, ignored, never appeals; the citizens' messages are.
+    ignored = {reason for state, reason in states.values() if state == "ignored"}
+    for kind in ("meta.reaction", "meta.whatsapp_reaction", "meta.echo"):
+        assert kind in ignored, ignored
+    texts = {m.text for m in _inbound(engine)}
+    assert "Қоқыс полигоны туралы шағым" in texts  # the standby item
+
+
+def _inbound(engine: Any) -> list[Message]:
+    with Session(engine) as s:
+        return list(s.exec(select(Message).where(Message.direction == "in")))
 
 
 def test_a_batch_of_1000_delivered_three_times_out_of_order_is_stored_once(meta_service: Any) -> None:
