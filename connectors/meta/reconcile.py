@@ -1,13 +1,14 @@
 """Reconciliation: find the direct messages Meta's webhook never delivered (the loss Chatwoot's users
 report most: Instagram messages that never arrive, with nothing in any log), and the hourly token check.
 
-Every ADALDYK_META_RECONCILE_SECONDS the Conversations API is read (`GET /me/conversations?platform=…`
-with each conversation's recent messages: with a Page token /me is the Page, with an Instagram Login
-token the Instagram account), at most 2 calls a second per account (its published limit). Each message
-from a citizen becomes the same stored item a webhook delivery would have made, with the same dedup key
-(`mid:<id>`), through the same IntakeSink: a message already stored is a duplicate and dropped there, so
-nothing is stored twice, whichever comes first. What is new is counted on /healthz
-(`recovered_by_reconciliation`).
+Every ADALDYK_META_RECONCILE_SECONDS the Conversations API is read with each conversation's recent
+messages: `GET /{page-id}/conversations?platform=messenger`, Instagram through the Page
+`GET /me/conversations?platform=instagram` (the Page token's /me is the Page, whose id this channel does
+not hold), Instagram Login `GET /{ig-account-id}/conversations?platform=instagram`; at most 2 calls a
+second per account (its published limit). Each message from a citizen becomes the same stored item a
+webhook delivery would have made, with the same dedup key (`mid:<id>`), through the same IntakeSink: a
+message already stored is a duplicate and dropped there, so nothing is stored twice, whichever comes
+first. What is new is counted on /healthz (`recovered_by_reconciliation`).
 
 How far back: from where the last pass began (kept as the channel's cursor, in the transaction that
 stores what it found) less an hour of overlap, so an outage of the service is covered however long;
@@ -80,6 +81,12 @@ class Reconciler:
     def interval(self) -> float:
         return float(self.connector.settings.meta_reconcile_seconds)
 
+    @property
+    def path(self) -> str:
+        c = self.connector
+        through_page = c.name == "instagram" and not c.settings.instagram_login
+        return "me/conversations" if through_page else f"{c.account}/conversations"
+
     def loop(self, intake: IntakeSink) -> LoopSpec:
         c = self.connector
 
@@ -129,7 +136,7 @@ class Reconciler:
         events = []
         for _page in range(MAX_PAGES):
             try:
-                answer = await self._get("me/conversations", params)
+                answer = await self._get(self.path, params)
             except GraphError as exc:
                 if exc.code == 190:
                     await c.check_token()

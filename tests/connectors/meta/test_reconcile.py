@@ -55,8 +55,16 @@ def test_a_message_the_webhook_never_delivered_is_recovered_and_acknowledged_onc
         assert len(fake_meta.messages_to("5550001")) == 1 and fake_meta.messages_to("5550002") == []
         assert connector.health.extra["recovered_by_reconciliation"] == 1
         assert fake_meta.violations == []  # paced within 2 Conversations API calls a second
-        reads = [c for c in fake_meta.calls if c["path"].endswith("conversations")]
+        platform = "messenger" if channel == "facebook" else "instagram"
+        reads = [
+            c
+            for c in fake_meta.calls
+            if c["path"].endswith("conversations") and c["params"].get("platform") == platform
+        ]
         assert len(reads) >= 2
+        # The Page's own edge; Instagram through the Page: the Page token's /me (the Page).
+        expected = f"{account}/conversations" if channel == "facebook" else "me/conversations"
+        assert {c["path"] for c in reads} == {expected}
 
 
 def test_an_expired_token_shows_broken_on_healthz_at_start(make_settings: Any, fake_meta: FakeGraph) -> None:
