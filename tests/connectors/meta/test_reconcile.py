@@ -14,6 +14,7 @@ import pytest
 from sqlmodel import Session, select
 
 from adaldyk_bots.storage.models import Message, RawEvent
+from connectors.meta.connector import MetaConnector
 from connectors.meta.fake import FakeGraph
 from connectors.meta.reconcile import TOKEN_CHECK_SECONDS
 from tests.connectors.meta.conftest import ACCOUNTS, TOKENS, meta_settings
@@ -101,10 +102,16 @@ def test_the_token_is_checked_every_hour_whatever_the_reconciliation_period(
         # The Page token is revoked after start: the next check shows it before any send fails.
         fake_meta.expire_token(TOKENS["facebook"])
         connector = svc.runtime.connectors["facebook"]
-        assert connector.health.state == "ok"
+        assert isinstance(connector, MetaConnector) and connector.health.state == "ok"
         connector.reconciler.token_check_seconds = 0.0  # the hour has passed
         [spec] = [s for s in connector.background_loops(svc.runtime.intake) if ":token_check:" in s.name]
-        asyncio.run_coroutine_threadsafe(spec.run_round(), svc.service._loop).result(timeout=15)
+
+        async def one_round() -> None:
+            await spec.run_round()
+
+        loop = svc.service._loop
+        assert loop is not None
+        asyncio.run_coroutine_threadsafe(one_round(), loop).result(timeout=15)
         channels = httpx.get(f"{svc.url}/healthz").json()["channels"]
         assert channels["facebook"]["state"] == "broken" and "190" in channels["facebook"]["detail"]
         assert channels["instagram"]["state"] == "ok"
