@@ -234,6 +234,32 @@ def test_at_25_hours_without_human_agent_a_notice_goes_by_fallback_else_is_visib
         history = [e["kind"] for e in meta.api.get(f"/appeals/{n5}").json()["history"]]
         assert "delivery_failed" in history
 
+        # A status change at 25 h (an automated notice, no HUMAN_AGENT) takes the same ways: the first
+        # citizen reads it on Telegram, the second's is visibly unreachable; Messenger gets nothing more.
+        for number in (n4, n5):
+            changed = meta.api.post(f"/appeals/{number}/status", json={"status": "in_progress"})
+            assert changed.status_code == 200, changed.text
+        status = wait_until(
+            lambda: [
+                m
+                for m in fake_telegram.sent_messages(TELEGRAM_TOKEN, 4004)
+                if n4 in m["text"] and "на рассмотрении" in m["text"]
+            ],
+            what="the status notice through Telegram",
+        )
+        assert status
+        unreachable = wait_until(
+            lambda: [
+                d
+                for d in meta.api.get(f"/appeals/{n5}").json()["deliveries"]
+                if d["purpose"] == "status" and d["state"] == "failed"
+            ],
+            what="the unreachable status notice",
+        )
+        assert unreachable[0]["last_error_detail"].startswith("cannot reach the citizen: reply window closed")
+        assert len(meta.texts("7770004")) == 1 and len(meta.texts("7770005")) == 1
+        assert all(m["tag"] is None for m in fake_graph.sent if m["kind"] == "message")
+
 
 def test_whatsapp_after_24_hours_sends_templates_and_releases_the_waiting_answer_when_the_citizen_writes(
     make_settings: Any, fake_graph: FakeGraph
