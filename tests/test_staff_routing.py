@@ -14,11 +14,11 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from adaldyk_bots import org, staff_notices, staff_work
-from adaldyk_bots.deadlines import REMINDER
+from adaldyk_bots.deadlines import REMINDER, Deadlines
 from adaldyk_bots.staff_alerts import Alerts
 from adaldyk_bots.storage.db import make_engine, unit_of_work, utcnow
 from adaldyk_bots.storage.models import Appeal, OutboxItem, StaffNotice, StaffUser, Unit
-from tests.deadline_support import build_workflow, config_copy, local, register
+from tests.deadline_support import build_workflow, config_copy, local, register, set_due
 
 TODAY = date(2026, 12, 1)
 
@@ -206,3 +206,19 @@ def test_alerts_render_for_each_reader_and_mail_them(engine: Engine) -> None:
     with Session(engine) as s:
         [mail] = s.exec(select(OutboxItem).where(OutboxItem.purpose == "staff_notice")).all()
     assert mail.chat_id == "minister@ecogeo.gov.kz" and mail.text == notice.text
+
+
+def test_a_headless_units_digest_is_covered_by_whoever_its_notices_go_to(
+    engine: Engine, tmp_path: Path
+) -> None:
+    units, users = _tree(engine)
+    workflow = build_workflow(config_copy(tmp_path))
+    appeal = register(engine, workflow, at=local(2026, 3, 16, 10), unit_id=units["cerc_almaty"])
+    set_due(engine, appeal.id or 0, local(2026, 3, 19, 18))
+    with unit_of_work(engine) as s:
+        assert Deadlines(workflow).send_digests(s, now=local(2026, 3, 18, 9, 0)) == 1
+    with Session(engine) as s:
+        [digest] = s.exec(select(StaffNotice).where(StaffNotice.kind == "digest")).all()
+    assert digest.user_id == users["minister"] and appeal.number in digest.text
+    assert "без руководителя" in digest.text and "«cerc_almaty (ru)»" in digest.text
+    assert "«cerc (ru)»" in digest.text  # the committee's head has no account either
