@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import String, cast, exists, literal, update
 from sqlmodel import Session, col, select
 
-from adaldyk_bots import audit, notices, org
+from adaldyk_bots import audit, notices, org, staff_work
 from adaldyk_bots.i18n import N_
 from adaldyk_bots.staff_alerts import Alerts, claim, render_for
 from adaldyk_bots.storage.db import require_id
@@ -127,7 +127,12 @@ def escalate(
     if office is not None and office not in units:
         units.append(office)
     told: list[dict[str, object]] = []
+    reached: set[int] = set()
     for unit_id in units:
+        route = staff_work.route_to_unit(s, unit_id, on=on, appeal_id=appeal.id)
+        if route.headless and route.user_ids and reached.issuperset(route.user_ids):
+            continue  # it came up to the same people already (the unit above has no head with an account)
+        reached.update(route.user_ids)
         who = alerts.to_unit_head(
             s,
             unit_id,
@@ -362,8 +367,6 @@ class Deadlines:
         to say: no notice). A unit whose head has no account is covered by the digest of whoever its
         notices go to (staff_work.route_to_unit: up the chain, then the project office), which says so;
         nobody at all: it gets it on the unit."""
-        from adaldyk_bots import staff_work
-
         today = self._working_morning(now, self.terms.digest.hour)
         if today is None or not claim(s, f"digests:{today.isoformat()}", appeal_id=None, now=now):
             return 0
@@ -404,8 +407,6 @@ class Deadlines:
         return sent
 
     def _unit_digest(self, s: Session, unit_id: int, text: str, today: date, now: datetime) -> bool:
-        from adaldyk_bots import staff_work
-
         key = f"digest:unit:{unit_id}:{today.isoformat()}"
         return staff_work.notify_staff(s, key=key, kind="digest", text=text, now=now, unit_id=unit_id)
 

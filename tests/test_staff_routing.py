@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from adaldyk_bots import org, staff_notices, staff_work
-from adaldyk_bots.deadlines import REMINDER, Deadlines
+from adaldyk_bots.deadlines import REMINDER, Deadlines, escalate
 from adaldyk_bots.staff_alerts import Alerts
 from adaldyk_bots.storage.db import make_engine, unit_of_work, utcnow
 from adaldyk_bots.storage.models import Appeal, OutboxItem, StaffNotice, StaffUser, Unit
@@ -222,3 +222,25 @@ def test_a_headless_units_digest_is_covered_by_whoever_its_notices_go_to(
     assert digest.user_id == users["minister"] and appeal.number in digest.text
     assert "без руководителя" in digest.text and "«cerc_almaty (ru)»" in digest.text
     assert "«cerc (ru)»" in digest.text  # the committee's head has no account either
+
+
+def test_an_escalation_that_climbs_to_the_office_tells_its_moderators_once(
+    engine: Engine, tmp_path: Path
+) -> None:
+    units, users = _tree(engine)
+    with unit_of_work(engine) as s:
+        ministry = s.get(Unit, units["ministry"])
+        assert ministry is not None
+        ministry.head_user_id = None  # nobody up the chain has an account: both routes end at the moderators
+        s.add(ministry)
+    workflow = build_workflow(config_copy(tmp_path))
+    appeal = register(engine, workflow, at=local(2026, 3, 16, 10), unit_id=units["cerc_almaty"])
+    with unit_of_work(engine) as s:
+        current = s.get(Appeal, appeal.id)
+        assert current is not None
+        assert escalate(
+            s, current, reason="overdue", key="overdue:1", now=local(2026, 3, 18, 10), workflow=workflow
+        )
+    with Session(engine) as s:
+        told = s.exec(select(StaffNotice).where(StaffNotice.kind == "escalation")).all()
+    assert sorted(n.user_id or 0 for n in told) == sorted([users["maria"], users["office_mod"]])
