@@ -18,7 +18,7 @@ from adaldyk_bots import audit, org, staff_work
 from adaldyk_bots.access import Viewer
 from adaldyk_bots.domain import AppealStatus
 from adaldyk_bots.errors import Conflict, EmptyReply, Forbidden, Invalid, NotFound
-from adaldyk_bots.i18n import DEFAULT_LANGUAGE, translations
+from adaldyk_bots.i18n import DEFAULT_LANGUAGE, LANGUAGES, N_, gettext, translations
 from adaldyk_bots.storage.db import require_id, utcnow
 from adaldyk_bots.storage.models import AnswerDraft, Appeal, AppealEvent
 from adaldyk_bots.workflow import Workflow
@@ -42,6 +42,8 @@ __all__ = [
 
 APPROVED, RETURNED = "approved", "returned"
 DRAFT_MAX_CHARS = 20_000
+# The head is asked in their own language (staff_work renders it for whoever reads it).
+APPROVAL_ASKED = N_("The answer to appeal %(number)s waits for your approval.")
 
 
 def needs_approval(workflow: Workflow, appeal: Appeal) -> bool:
@@ -102,13 +104,16 @@ def save_draft(s: Session, workflow: Workflow, appeal: Appeal, text: str, *, vie
     appeal.updated_at = appeal.last_activity_at = now
     s.add(appeal)
     audit.record(s, actor=viewer.actor, action="answer.draft", subject=appeal.number, detail=detail)
-    gettext = translations(DEFAULT_LANGUAGE).gettext
     staff_work.notify_acting_head(
         s,
         appeal.unit_id,
         key=f"approval:{draft.id}",
         kind="approval",
-        text=gettext("The answer to appeal %(number)s waits for your approval.") % {"number": appeal.number},
+        # In the reader's language (the head, or whoever it goes to when the head has no account).
+        text=lambda lang: (
+            gettext(lang if lang in LANGUAGES else DEFAULT_LANGUAGE, APPROVAL_ASKED)
+            % {"number": appeal.number}
+        ),
         on=_today(workflow, now),
         now=now,
         appeal_id=appeal.id,

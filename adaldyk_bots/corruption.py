@@ -43,7 +43,9 @@ class UnitAssigner(Protocol):
 
 __all__ = [
     "concealed_reports",
+    "hidden_for_appeal",
     "hidden_from",
+    "office_units",
     "mark_corruption_report",
     "notice_recipient",
 ]
@@ -85,6 +87,20 @@ def hidden_from(s: Session, concerned_unit_id: int) -> set[int]:
     """The units that must never see a report about `concerned_unit_id` (module docstring)."""
     tree = _Tree(s)
     return (tree.above(concerned_unit_id) | tree.below(concerned_unit_id)) - tree.office
+
+
+def hidden_for_appeal(s: Session, appeal_id: int | None) -> frozenset[int]:
+    """The units that must never hear of `appeal_id`: `hidden_from` its concerned unit; none when the
+    appeal is no corruption report (or there is no appeal)."""
+    appeal = s.get(Appeal, appeal_id) if appeal_id is not None else None
+    if appeal is None or appeal.concerned_unit_id is None:
+        return frozenset()
+    return frozenset(hidden_from(s, appeal.concerned_unit_id))
+
+
+def office_units(s: Session) -> frozenset[int]:
+    """The project office and the units under it: never hidden from any report."""
+    return frozenset(_Tree(s).office)
 
 
 def concealed_reports(s: Session, unit_id: int | None) -> frozenset[int]:
@@ -151,12 +167,9 @@ def notice_recipient(
 ) -> tuple[int | None, int | None]:
     """(unit_id, user_id) a staff notice about `appeal_id` may go to: unchanged, unless the appeal is a
     report hidden from that unit or that person's unit — then the project office (and nobody by name)."""
-    if appeal_id is None:
+    hidden = hidden_for_appeal(s, appeal_id)
+    if not hidden:
         return unit_id, user_id
-    appeal = s.get(Appeal, appeal_id)
-    if appeal is None or appeal.concerned_unit_id is None:
-        return unit_id, user_id
-    hidden = hidden_from(s, appeal.concerned_unit_id)
     person = s.get(StaffUser, user_id) if user_id is not None else None
     person_unit = person.unit_id if person is not None else None
     if (unit_id is not None and unit_id in hidden) or (person_unit is not None and person_unit in hidden):

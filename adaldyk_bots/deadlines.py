@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import String, cast, exists, literal, update
 from sqlmodel import Session, col, select
 
-from adaldyk_bots import audit, notices, org
+from adaldyk_bots import audit, notices, org, staff_work
 from adaldyk_bots.i18n import N_
 from adaldyk_bots.staff_alerts import Alerts, claim, render_for
 from adaldyk_bots.storage.db import require_id
@@ -65,6 +65,9 @@ DIGEST_DUE = N_("Due within %(days)s working days: %(count)s")
 DIGEST_OVERDUE = N_("Overdue: %(count)s")
 DIGEST_APPROVAL = N_("Waiting for your approval: %(count)s")
 DIGEST_LINE = N_("%(number)s, due %(due)s")
+DIGEST_HEADLESS = N_(
+    "It also covers units with no head (or acting head) with a workspace account: %(units)s."
+)
 
 # The hook for answers waiting for a head's approval (four-eyes answers, issue 10): appeals of these units.
 Approvals = Callable[[Session, Sequence[int]], Sequence[Appeal]]
@@ -124,7 +127,12 @@ def escalate(
     if office is not None and office not in units:
         units.append(office)
     told: list[dict[str, object]] = []
+    reached: set[int] = set()
     for unit_id in units:
+        route = staff_work.route_to_unit(s, unit_id, on=on, appeal_id=appeal.id)
+        if route.headless and route.user_ids and reached.issuperset(route.user_ids):
+            continue  # it came up to the same people already (the unit above has no head with an account)
+        reached.update(route.user_ids)
         who = alerts.to_unit_head(
             s,
             unit_id,
@@ -356,25 +364,34 @@ class Deadlines:
     def send_digests(self, s: Session, *, now: datetime) -> int:
         """Once a working day, from the configured hour: each person who answers for units that day gets
         one notice listing what is due soon, what is overdue and what waits for their approval (nothing
-        to say: no notice). A head without an account gets it on the unit."""
+        to say: no notice). A unit whose head has no account is covered by the digest of whoever its
+        notices go to (staff_work.route_to_unit: up the chain, then the project office), which says so;
+        nobody at all: it gets it on the unit."""
         today = self._working_morning(now, self.terms.digest.hour)
         if today is None or not claim(s, f"digests:{today.isoformat()}", appeal_id=None, now=now):
             return 0
         people: dict[int, list[int]] = {}
+        covered: dict[int, list[int]] = {}  # person -> the headless units their digest covers too
         nobody: list[int] = []
         for unit_id in s.exec(select(Unit.id).order_by(col(Unit.id))).all():
             assert unit_id is not None
-            who = org.acting_head(s, unit_id, today)
-            if who is None:
+            route = staff_work.route_to_unit(s, unit_id, on=today)
+            if not route.user_ids:
+                if route.responsible is not None:
+                    nobody.append(unit_id)
                 continue
-            if who.user_id is None:
-                nobody.append(unit_id)
-            else:
-                people.setdefault(who.user_id, []).append(unit_id)
+            for user_id in route.user_ids:
+                people.setdefault(user_id, []).append(unit_id)
+                if route.headless:
+                    covered.setdefault(user_id, []).append(unit_id)
         sent = 0
         for user_id, units in people.items():
             user = s.get(StaffUser, user_id)
-            text = self._digest_text(s, units, today, now, user.language if user else None)
+            language = user.language if user else None
+            text = self._digest_text(s, units, today, now, language)
+            if text and covered.get(user_id):
+                names = ", ".join(_unit_name(s, u, language) for u in covered[user_id])
+                text += "\n\n" + render_for(language, DIGEST_HEADLESS, {"units": names})
             if (
                 user is not None
                 and text
@@ -390,8 +407,6 @@ class Deadlines:
         return sent
 
     def _unit_digest(self, s: Session, unit_id: int, text: str, today: date, now: datetime) -> bool:
-        from adaldyk_bots import staff_work
-
         key = f"digest:unit:{unit_id}:{today.isoformat()}"
         return staff_work.notify_staff(s, key=key, kind="digest", text=text, now=now, unit_id=unit_id)
 
@@ -429,3 +444,10 @@ class Deadlines:
                 for a in rows[:DIGEST_LIST]
             ]
         return "\n".join(lines)
+
+
+def _unit_name(s: Session, unit_id: int, language: str | None) -> str:
+    unit = s.get(Unit, unit_id)
+    if unit is None:
+        return str(unit_id)
+    return f"«{(unit.name_kk if language == 'kk' or language is None else unit.name_ru) or unit.code}»"

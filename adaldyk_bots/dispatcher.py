@@ -635,8 +635,8 @@ class Dispatcher:
                 sent = sent.where(col(OutboxItem.sent_at) >= last_inbound)
             sent_since = int(s.exec(sent).one())
             language, fields = self.notice_fields(s, row) if self.notice_fields else (None, {})
-            last_inbound_key = s.exec(
-                select(Message.external_key)
+            inbound = (
+                select(Message.external_key, Message.thread)
                 .join(Conversation, col(Conversation.id) == Message.conversation_id)
                 .where(
                     Conversation.channel == row.channel,
@@ -644,9 +644,14 @@ class Dispatcher:
                     Conversation.chat_id == row.chat_id,
                     Message.direction == "in",
                 )
-                .order_by(col(Message.sent_at).desc(), col(Message.id).desc())
-                .limit(1)
+            )
+            last = s.exec(
+                inbound.order_by(col(Message.sent_at).desc(), col(Message.id).desc()).limit(1)
             ).first()
+            last_inbound_key, reply_thread = (last[0], last[1]) if last is not None else (None, [])
+            if row.reply_to_key and row.reply_to_key != last_inbound_key:  # it answers an earlier one
+                parent = s.exec(inbound.where(Message.external_key == row.reply_to_key).limit(1)).first()
+                reply_thread = parent[1] if parent is not None else []
         return SendContext(
             purpose=row.purpose,
             # A moderator typed it: a reply, or the four-eyes answer (answers.py) a head approved.
@@ -657,6 +662,7 @@ class Dispatcher:
             language=language,
             fields=dict(fields),
             last_inbound_key=last_inbound_key,
+            reply_thread=tuple(str(mid) for mid in reply_thread or ()),
         )
 
     def _record_window(self, row_id: int | None, owner: str, decision: WindowDecision) -> bool:

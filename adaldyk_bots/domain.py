@@ -105,6 +105,9 @@ class InboundMessage:
     # In-Reply-To / References, or "[ADL-2026-000123]" in the subject). The workflow joins that appeal
     # only when it is the sender's own and still open; otherwise the usual rule applies.
     appeal_number: str | None = None
+    # The platform's ids of the earlier messages of the thread this one answers, oldest first (an e-mail's
+    # References), so that our reply carries the chain on; empty where a platform has no such thing.
+    thread: tuple[str, ...] = ()
 
     @property
     def is_edit(self) -> bool:
@@ -182,6 +185,9 @@ class SendContext:
     # The platform's id of the citizen's last message in this conversation (e-mail: its Message-ID, for
     # In-Reply-To), when one is stored.
     last_inbound_key: str | None = None
+    # The stored `thread` of the message this notice answers (the outbox row's reply_to_key, else the
+    # citizen's last message): e-mail's References are that plus its id.
+    reply_thread: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ from sqlalchemy import case, func
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
-from adaldyk_bots import audit, deadlines, feedback_reading, staff_work
+from adaldyk_bots import audit, deadlines, feedback_reading, i18n, staff_work
 from adaldyk_bots.domain import AppealStatus, Choice
-from adaldyk_bots.i18n import DEFAULT_LANGUAGE, translations
+from adaldyk_bots.i18n import DEFAULT_LANGUAGE, N_
 from adaldyk_bots.storage.db import require_id
 from adaldyk_bots.storage.models import Appeal, Conversation, OutboxItem, Unit
 from adaldyk_bots.workflow import Target, Workflow
@@ -44,6 +44,8 @@ FeedbackAnswer = feedback_reading.FeedbackAnswer
 recognise = feedback_reading.recognise
 awaiting = feedback_reading.awaiting
 UNREACHABLE_CHANNELS = staff_work.UNREACHABLE_CHANNELS
+# The unit is told in the reader's language (staff_work renders it for whoever reads it).
+REOPENED = N_("The citizen says appeal %(number)s is not solved: it is reopened and back with your unit.")
 
 
 def choices(workflow: Workflow, appeal: Appeal) -> tuple[Choice, ...]:
@@ -100,17 +102,17 @@ def record(
     note = workflow.texts.render(language, "feedback_reopen_note")
     workflow.change_status(s, appeal, AppealStatus.REOPENED.value, actor="citizen", note=note)
     today = now.astimezone(workflow.calendar.tz).date()
-    gettext = translations(DEFAULT_LANGUAGE).gettext
     if appeal.unit_id is not None:
         staff_work.notify_acting_head(
             s,
             appeal.unit_id,
             key=f"reopened:{appeal_id}:{message_id}",
             kind="reopened",
-            text=gettext(
-                "The citizen says appeal %(number)s is not solved: it is reopened and back with your unit."
-            )
-            % {"number": appeal.number},
+            # In the reader's language (the head, or whoever it goes to when the head has no account).
+            text=lambda lang: (
+                i18n.gettext(lang if lang in i18n.LANGUAGES else DEFAULT_LANGUAGE, REOPENED)
+                % {"number": appeal.number}
+            ),
             on=today,
             now=now,
             appeal_id=appeal_id,

@@ -9,14 +9,14 @@ import signal
 import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from adaldyk_bots import answers, data_collection
+from adaldyk_bots import answers, data_collection, pruning
 from adaldyk_bots.approval_rules import APPROVAL_FILE, ApprovalRules
 from adaldyk_bots.calendar import OVERRIDES_FILE, CalendarOverrides, WorkingCalendar
 from adaldyk_bots.categories import CATEGORIES_FILE, CategoryRules
@@ -45,6 +45,8 @@ DISPATCH_JOB = "dispatch_due_outbox"
 OVERDUE_JOB = "mark_overdue_appeals"  # at the start of every minute: overdue from the minute (R7)
 DEADLINES_JOB = "deadline_sweep"  # forwarding, reminders, extension notices, digests (deadlines.py)
 DEADLINES_SECONDS = 60.0
+PRUNE_JOB = "prune_sessions_and_attempts"  # expired sessions, old login attempts (pruning.py)
+PRUNE_SECONDS = 600.0
 
 
 @dataclass
@@ -166,6 +168,11 @@ class Runtime:
             report.digests = deadlines.send_digests(s, now=now)
         return report
 
+    def prune(self, now: datetime | None = None) -> pruning.PruneReport:
+        """Expired workspace sessions and login attempts the throttle no longer reads (pruning.py)."""
+        idle = timedelta(hours=self.settings.session_idle_hours)
+        return pruning.prune(self.engine, now=now or utcnow(), idle=idle)
+
 
 class Service:
     """The long-running part: connectors receiving, the scheduler sending, optionally the web server.
@@ -216,6 +223,12 @@ class Service:
                 DEADLINES_JOB,
                 lambda: asyncio.to_thread(rt.sweep_deadlines),
                 seconds=DEADLINES_SECONDS,
+            )
+            supervisor.schedule(
+                self.scheduler,
+                PRUNE_JOB,
+                lambda: asyncio.to_thread(rt.prune),
+                seconds=PRUNE_SECONDS,
             )
             self.scheduler.start()
         supervisor.start()

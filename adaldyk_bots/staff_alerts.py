@@ -59,19 +59,20 @@ class Alerts:
         appeal_id: int | None = None,
         translate: Mapping[str, str] | None = None,
     ) -> org.Responsible | None:
-        """The notice goes to whoever answers for `unit_id` on `on`, in their language, through
-        staff_work (which owns who may be told what). `translate`: params that are msgids themselves."""
-        responsible = org.acting_head(s, unit_id, on)
-        person = s.get(StaffUser, responsible.user_id) if responsible and responsible.user_id else None
-        language = person.language if person else None
-        values = {**params, **{k: render_for(language, v, {}) for k, v in (translate or {}).items()}}
-        text = render_for(language, msgid, values)
-        who = staff_work.notify_acting_head(
-            s, unit_id, key=key, kind=kind, text=text, on=on, now=now, appeal_id=appeal_id
+        """The notice goes to whoever answers for `unit_id` on `on`, in the reader's language, through
+        staff_work (which owns who may be told what, and where a notice goes when that person has no
+        account). `translate`: params that are msgids themselves. Returns who answers for the unit."""
+
+        def words(language: str | None) -> str:
+            values = {**params, **{k: render_for(language, v, {}) for k, v in (translate or {}).items()}}
+            return render_for(language, msgid, values)
+
+        route = staff_work.notify_acting_head(
+            s, unit_id, key=key, kind=kind, text=words, on=on, now=now, appeal_id=appeal_id
         )
-        if who is not None and who.user_id is not None:
-            self._mail(s, s.get(StaffUser, who.user_id), key=f"{key}:unit:{unit_id}", text=text, now=now)
-        return who
+        for told in route.told:
+            self._mail(s, told.user, key=told.key, text=told.text, now=now)
+        return route.responsible
 
     def to_user(self, s: Session, user: StaffUser, *, key: str, kind: str, text: str, now: datetime) -> bool:
         added = staff_work.notify_staff(s, key=key, kind=kind, text=text, now=now, user_id=user.id)

@@ -248,6 +248,7 @@ class Workflow:
                 "created_at": now,
                 "stand_in_edited_at": msg.edited_at,
                 "appeal_id": opened.id if opened else None,
+                "thread": list(msg.thread),
             },
         ).scalar_one_or_none()
         if message_id is None:

@@ -19,7 +19,14 @@ def test_health_reports_database_and_channels_without_credentials(make_settings)
     assert body["channels"]["vk"]["state"] == "off"
 
 
-LOOPS = {"intake:processor", "heartbeat", "dispatch_due_outbox", "mark_overdue_appeals", "deadline_sweep"}
+LOOPS = {
+    "intake:processor",
+    "heartbeat",
+    "dispatch_due_outbox",
+    "mark_overdue_appeals",
+    "deadline_sweep",
+    "prune_sessions_and_attempts",
+}
 
 
 def test_health_reports_every_loop_and_the_backlog(make_settings):

@@ -301,6 +301,11 @@ class Message(SQLModel, table=True):
     stand_in_edited_at: datetime | None = None
     # The citizen deleted it on the platform (Instagram unsend, a removed comment): marked, text kept.
     deleted_at: datetime | None = None
+    # The platform's ids of the earlier messages of the thread this one answers, oldest first (an e-mail's
+    # References header, capped): a reply to it carries them on, so it threads in every mail program.
+    thread: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
 
 
 class MessageVersion(SQLModel, table=True):
@@ -417,7 +422,12 @@ class WebSession(SQLModel, table=True):
     SHA-256 of the random cookie value: the database never holds a usable cookie."""
 
     __tablename__ = "web_session"
-    __table_args__ = (Index("ix_web_session_user", "user_id", "ended_at"),)
+    __table_args__ = (
+        Index("ix_web_session_user", "user_id", "ended_at"),
+        # What pruning.py looks for (ended or idle sessions), without a scan of the table.
+        Index("ix_web_session_ended", "ended_at"),
+        Index("ix_web_session_last_seen", "last_seen_at"),
+    )
 
     id: str = Field(primary_key=True, max_length=64)
     user_id: int = Field(foreign_key="staff_user.id")
@@ -434,7 +444,10 @@ class LoginAttempt(SQLModel, table=True):
     """Every login attempt, for throttling failures per (account, address) and for the record."""
 
     __tablename__ = "login_attempt"
-    __table_args__ = (Index("ix_login_attempt_pair", "username", "address", "at"),)
+    __table_args__ = (
+        Index("ix_login_attempt_pair", "username", "address", "at"),
+        Index("ix_login_attempt_at", "at"),  # pruning.py deletes by age
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(max_length=100)  # as typed (casefolded): unknown accounts are throttled too

@@ -47,12 +47,25 @@ TOKEN_STATES = {
     "missing": N_("Not configured"),
     "unknown": N_("Unknown (see the state)"),
 }
+# The e-mail channel's SMTP side (connectors/email: health.extra["smtp"]), checked by logging in.
+SMTP_STATES = {
+    "unchecked": N_("Not checked yet"),
+    "ok": N_("The server accepts our login"),
+    "refused": N_("The server refuses to send for us: sends are held"),
+    "unreachable": N_("The server does not answer; it is checked again within 5 minutes"),
+}
+SMTP_REFUSED = {
+    "email.auth_failed": N_(
+        "The server refused the login (the user or application password in ADALDYK_SMTP_URL): sends are held"
+    ),
+    "email.tls_failed": N_("The server's certificate is not trusted (ADALDYK_MAIL_CA_FILE?): sends are held"),
+}
 BACKLOG = {
     "oldest_unprocessed_event_seconds": N_("Oldest stored event not yet processed"),
     "oldest_due_notice_seconds": N_("Oldest due message not yet sent"),
 }
 # Extra keys a connector reports that the page shows in their own rows.
-SHOWN_EXTRA = {"recorded_gaps", "last_gap_at", "username", "send_alert", "credentials"}
+SHOWN_EXTRA = {"recorded_gaps", "last_gap_at", "username", "send_alert", "credentials", "smtp"}
 
 
 def admin_only(viewer: PageViewer) -> Viewer:
@@ -84,6 +97,8 @@ def build_health_router(parts: AppParts, *, supervisor: Supervisor | None = None
             "channel_states": CHANNEL_STATES,
             "loop_states": LOOP_STATES,
             "token_states": TOKEN_STATES,
+            "smtp_states": SMTP_STATES,
+            "smtp_refused": SMTP_REFUSED,
             "window_hours": int(FAILURE_WINDOW.total_seconds() // 3600),
             "refresh_seconds": REFRESH_SECONDS,
             "checked_at": now,
@@ -107,6 +122,7 @@ def _channel(name: str, reported: dict[str, Any], detail: dict[str, Any]) -> dic
         "recorded_gaps": reported.get("recorded_gaps", len(detail["gaps"])),
         "username": reported.get("username"),
         "send_alert": reported.get("send_alert"),
+        "smtp": reported.get("smtp"),
         "extra": extra,
         **detail,
     }

@@ -4,9 +4,10 @@ Headers, and why:
 - `Message-ID` is derived from the outbox key (`<{number}.{sha256(key)[:16]}@{our domain}>`), so a resend
   after a crash carries the same id and the citizen's mail program shows one message, and a bounce (which
   quotes it) finds its notice again.
-- `In-Reply-To` / `References` name the citizen's own message when we know it, so the notice sits in their
-  thread, and the appeal number in the subject (`[ADL-2026-000123]`) threads their reply back to the
-  appeal when their program drops those headers.
+- `In-Reply-To` names the citizen's own message when we know it, and `References` the thread's chain
+  (RFC 5322 §3.6.4: that message's References, then its Message-ID; `thread_references`), so the notice
+  sits in their thread in every mail program; the appeal number in the subject (`[ADL-2026-000123]`)
+  threads their reply back to the appeal when their program drops those headers.
 - `Auto-Submitted` (RFC 3834 §5): `auto-replied` on what answers a citizen's message by itself (the
   acknowledgement, a status look-up's answer), `auto-generated` on other automated notices (a status
   change, a deadline); none on a moderator's own reply, which a person wrote. Auto-responders (and our own
@@ -38,6 +39,7 @@ __all__ = [
     "one_address",
     "sender_address",
     "subject",
+    "thread_references",
 ]
 
 # Outbox purposes that answer a citizen's message by itself (RFC 3834 "auto-replied"); every other
@@ -54,6 +56,11 @@ _SUBJECTS = {
 _DEFAULT_SUBJECT = N_("Your appeal")
 _SENDER_NAME = N_("Ministry of Ecology of Kazakhstan, «Adaldyk alany» project office")
 _PARAGRAPH = re.compile(r"\n\s*\n")
+# A References chain is cut to this many ids and about this many characters (one header line must stay
+# under 998, RFC 5322 §2.1.1), keeping the first — the thread's root — and the latest ones, as mail
+# programs do (RFC 5537 §3.4.4 asks the same of news readers).
+REFERENCES_LIMIT = 20
+REFERENCES_CHARS = 900
 
 
 class AddressError(ValueError):
@@ -74,6 +81,8 @@ class Notice:
     purpose: str = "info"
     written_by_person: bool = False
     in_reply_to: str | None = None  # the citizen's message's Message-ID, with or without <>
+    # That message's own References (oldest first, with or without <>): the chain our References continue.
+    references: tuple[str, ...] = ()
 
 
 def one_address(value: str) -> Address:
@@ -121,7 +130,9 @@ def compose(notice: Notice) -> EmailMessage:
     if notice.in_reply_to:
         parent = _bracketed(notice.in_reply_to)
         msg["In-Reply-To"] = parent
-        msg["References"] = parent
+        msg["References"] = " ".join(
+            _bracketed(mid) for mid in thread_references([*notice.references, notice.in_reply_to])
+        )
     keyword = auto_submitted(notice.purpose, written_by_person=notice.written_by_person)
     if keyword is not None:
         msg["Auto-Submitted"] = keyword
@@ -148,6 +159,22 @@ def html_body(text: str, language: str) -> str:
         f'<!DOCTYPE html>\n<html lang="{language}">\n<head><meta charset="utf-8"></head>\n'
         f"<body>\n{body}\n</body>\n</html>\n"
     )
+
+
+def thread_references(ids: list[str] | tuple[str, ...]) -> list[str]:
+    """Message-IDs (without <>) of a thread, oldest first, once each, cut to REFERENCES_LIMIT ids and
+    about REFERENCES_CHARS characters: the first (the thread's root) and as many of the latest as fit."""
+    chain = list(dict.fromkeys(mid.strip().strip("<>") for mid in ids if mid and mid.strip().strip("<>")))
+    if len(chain) <= 2:
+        return chain
+    first, kept = chain[0], list[str]()
+    size = len(first) + 2
+    for mid in reversed(chain[1:]):
+        if len(kept) + 1 >= REFERENCES_LIMIT or (kept and size + len(mid) + 3 > REFERENCES_CHARS):
+            break
+        kept.append(mid)
+        size += len(mid) + 3  # "<" ">" and the space before it
+    return [first, *reversed(kept)]
 
 
 def _bracketed(value: str) -> str:

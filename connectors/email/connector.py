@@ -10,6 +10,12 @@
   than the column.
 - Bounces are delivery receipts (`delivery_receipts = True`): the dispatcher indexes every sent mail's
   Message-ID, and a bounce naming it fails that notice with the DSN's status and diagnostic.
+- The SMTP side is checked without sending (connect, TLS, AUTH): at the worker's start (bounded by
+  SMTP_START_CHECK_SECONDS, so start-up never waits long), every ADALDYK_SMTP_CHECK_SECONDS, within
+  SMTP_RECHECK_SECONDS while it fails; every send's answer counts as a check too. `/healthz` shows it
+  under `channels.email.smtp` ({state: unchecked|ok|refused|unreachable, code, detail, said,
+  checked_at}); a refusal (a 535 holds the channel's sends) makes the channel `degraded` with the reason
+  in its detail ("SMTP login refused: 535 …").
 - Files: `file_id` is `imap:<mail reference>:<index>`; `download_file` finds the mail again by its
   Message-ID in the mailbox and the processed folder, and keeps the part under FILES_DIR/email.
 """
@@ -19,12 +25,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from pathlib import Path
 from typing import ClassVar
 
 from imapclient import IMAPClient
 
-from adaldyk_bots.domain import ReplyTarget, SendContext, SendResult
+from adaldyk_bots.domain import Delivered, Held, ReplyTarget, RetryLater, SendContext, SendResult
 from adaldyk_bots.ports import (
     ChannelHealth,
     ConnectorFactory,
@@ -46,6 +53,20 @@ log = logging.getLogger(__name__)
 
 # Mail has no message length limit worth splitting at; this only keeps one notice one mail.
 EMAIL_TEXT_LIMIT = 100_000
+# The start-up check waits at most this long (the rest of the service starts after it); a server that
+# has not answered by then is checked again by the loop.
+SMTP_START_CHECK_SECONDS = 5.0
+SMTP_RECHECK_SECONDS = 300.0  # a failed check (or a held send) is repeated this soon
+SMTP_TICK_SECONDS = 30.0  # the check loop's round: it checks only when a check is due
+# What a refusal (Held) means, first in /healthz's detail; the server's own words follow.
+SMTP_REFUSALS = {
+    "email.auth_failed": "SMTP login refused",
+    "email.auth_unsupported": "SMTP login impossible",
+    "email.sender_refused": "SMTP server refuses our sender address",
+    "email.tls_failed": "SMTP server certificate not trusted",
+    "email.starttls_unavailable": "SMTP server offers no STARTTLS",
+    "email.refused": "SMTP server refuses the connection",
+}
 
 
 class EmailConnector:
@@ -68,8 +89,17 @@ class EmailConnector:
             account=self._account, number_prefix=number_prefix, own_addresses=frozenset(own)
         )
         self._health = ChannelHealth(
-            extra={"mailbox": server.mailbox, "server": f"{server.host}:{server.port}", "resyncs": 0}
+            extra={
+                "mailbox": server.mailbox,
+                "server": f"{server.host}:{server.port}",
+                "resyncs": 0,
+                "smtp": {"state": "unchecked", "code": None, "detail": "", "said": "", "checked_at": None},
+            }
         )
+        # The IMAP side's own state (the poller's), which the SMTP side's refusal may degrade (_publish).
+        self._imap_state, self._imap_detail = self._health.state, self._health.detail
+        self._imap_credentials: str | None = None
+        self._smtp_due = 0.0  # time.monotonic() of the next SMTP check
         self.poller = MailboxPoller(
             server=server,
             ssl_context=settings.ssl_context,
@@ -128,6 +158,8 @@ class EmailConnector:
             self._health.extra["warning"] = "IMAP without TLS"
         if not receive:
             self._set_health("ok", "sending only")
+            return
+        await self.check_smtp(within=min(SMTP_START_CHECK_SECONDS, self.settings.smtp_timeout_seconds))
 
     def background_loops(self, intake: IntakeSink) -> list[LoopSpec]:
         async def fresh() -> None:
@@ -135,26 +167,103 @@ class EmailConnector:
 
         return [
             LoopSpec(
+                name=f"email:smtp_check:{self._account}",
+                run_round=self._smtp_round,
+                # A check is a few SMTP steps, each bounded by ADALDYK_SMTP_TIMEOUT_SECONDS.
+                period=SMTP_TICK_SECONDS + 5 * self.settings.smtp_timeout_seconds,
+            ),
+            LoopSpec(
                 name=f"email:poller:{self._account}",
                 run_round=lambda: self.poller.poll_round(intake),
                 lock=poller_lock_name(self.name, self._account),
                 on_acquire=fresh,
                 on_standby=lambda: self._set_health("ok", "standby: another worker reads this mailbox"),
                 period=self.settings.imap_idle_seconds + self.settings.imap_timeout_seconds,
-            )
+            ),
         ]
 
     async def stop(self) -> None:
         await asyncio.to_thread(self.poller.close)
 
     def _set_health(self, state: str, detail: str) -> None:
+        """The IMAP side's state (the poller's word); published with the SMTP side's (_publish)."""
+        self._imap_state, self._imap_detail = state, detail
+        if state == "ok" and "standby" not in detail and "sending only" not in detail:
+            self._imap_credentials = "accepted"
+        elif "refused the login" in detail:
+            self._imap_credentials = "refused"
+        self._publish()
+
+    def _publish(self) -> None:
+        """One state for the channel: the IMAP side's, degraded while the SMTP server refuses us (sends
+        are held: the channel receives but cannot answer), with the reason after the IMAP detail."""
+        smtp = self._health.extra["smtp"]
+        state, detail = self._imap_state, self._imap_detail
+        if smtp["state"] == "refused":
+            state = "degraded" if state in ("ok", "starting") else state
+            detail = f"{detail}; {smtp['detail']}" if detail else smtp["detail"]
         if (self._health.state, self._health.detail) != (state, detail):
             log.log(logging.INFO if state == "ok" else logging.WARNING, "email: %s (%s)", state, detail)
         self._health.state, self._health.detail = state, detail
-        if state == "ok" and "standby" not in detail and "sending only" not in detail:
-            self._health.extra["credentials"] = "accepted"
-        elif "refused the login" in detail:
-            self._health.extra["credentials"] = "refused"
+        credentials = "refused" if smtp["state"] == "refused" else self._imap_credentials
+        if credentials is not None:
+            self._health.extra["credentials"] = credentials
+        else:
+            self._health.extra.pop("credentials", None)
+
+    # --- the SMTP side's check ---------------------------------------------------------------------
+
+    async def check_smtp(self, *, within: float | None = None) -> None:
+        """Connect, secure and log in without sending, and show what came of it (at most `within` seconds)."""
+        server = self.sender.server
+        try:
+            result = await asyncio.wait_for(self.sender.check(), within)
+        except TimeoutError:
+            # The check goes on in its thread until its own socket timeouts; the loop checks again.
+            result = RetryLater(
+                "email.timeout", f"{server.host}:{server.port}: no answer within {within:.0f} s"
+            )
+        self._note_smtp(result)
+
+    async def _smtp_round(self) -> None:
+        wait = self._smtp_due - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(min(wait, SMTP_TICK_SECONDS))
+            return
+        await self.check_smtp()
+
+    def _note_smtp(self, result: SendResult | None) -> None:
+        """What a check (None: the login went through) or a send's answer says about the account."""
+        server = self.sender.server
+        smtp = self._health.extra["smtp"]
+        if result is None or isinstance(result, Delivered):
+            values = {
+                "state": "ok",
+                "code": None,
+                "said": "",
+                "detail": f"SMTP login accepted by {server.host}:{server.port}",
+            }
+        elif isinstance(result, Held):
+            reason = SMTP_REFUSALS.get(result.code, "SMTP server refuses to send")
+            values = {
+                "state": "refused",
+                "code": result.code,
+                "said": result.detail,
+                "detail": f"{reason}: {result.detail}",
+            }
+        elif isinstance(result, RetryLater) and result.code in ("email.timeout", "email.network"):
+            values = {
+                "state": "unreachable",
+                "code": result.code,
+                "said": result.detail,
+                "detail": f"SMTP server does not answer: {result.detail}",
+            }
+        else:  # a refusal of one recipient or one message says nothing about the account
+            return
+        smtp.update(values, checked_at=utcnow().isoformat())
+        interval = self.settings.smtp_check_seconds if values["state"] == "ok" else SMTP_RECHECK_SECONDS
+        self._smtp_due = time.monotonic() + min(interval, self.settings.smtp_check_seconds)
+        self._publish()
 
     def _note_events(self, count: int) -> None:
         self._health.last_event_at = utcnow().isoformat()
@@ -217,7 +326,10 @@ class EmailConnector:
         idempotency_key: str,
         context: SendContext | None = None,
     ) -> SendResult:
-        return await self.sender.send(target, text, idempotency_key=idempotency_key, context=context)
+        result = await self.sender.send(target, text, idempotency_key=idempotency_key, context=context)
+        # A 535 on a send holds the channel's sends (the dispatcher); the health says why at once.
+        self._note_smtp(result)
+        return result
 
 
 def _part(raw: bytes, index: int) -> bytes | None:

@@ -40,11 +40,13 @@ from adaldyk_bots.domain import (
     Quarantined,
 )
 from adaldyk_bots.ports import RawEvent
+from connectors.email.compose import thread_references
 
 CHANNEL = "email"
 # Column sizes: raw_event.dedup_key 200, message.external_key 100, conversation.chat_id 100.
 _KEY_LIMIT = 100
 _PRECEDENCE_IGNORED = {"bulk", "junk", "list", "auto_reply"}
+_ID_LIMIT = 250  # RFC 5322 sets none; real Message-IDs are well under 100 characters
 _MSGID = re.compile(r"<([^<>\s]+)>")
 # A report without any date (never seen; RFC 5322 requires Date): a fixed time keeps parsing pure.
 _NO_DATE = datetime(1970, 1, 1, tzinfo=UTC)
@@ -114,6 +116,8 @@ def _outcome(
     subject = _header_text(msg, "Subject")
     body, attachments = _body_and_files(msg, ref)
     in_reply_to = _ids(msg, "In-Reply-To")
+    # RFC 5322 §3.6.4: a parent without References but answering one message is a thread of that one.
+    references = _ids(msg, "References") or (in_reply_to if len(in_reply_to) == 1 else [])
     return InboundMessage(
         channel=CHANNEL,
         account=rules.account,
@@ -126,6 +130,8 @@ def _outcome(
         attachments=tuple(attachments),
         reply_to_key=in_reply_to[0][:_KEY_LIMIT] if in_reply_to else None,
         appeal_number=_appeal_number(msg, subject, rules.number_prefix),
+        # A cut id would name nothing: an absurdly long one is left out instead.
+        thread=tuple(thread_references([mid for mid in references if len(mid) <= _ID_LIMIT])),
     )
 
 

@@ -136,6 +136,9 @@ class EmailSettings(ChannelSettings):
     # Each SMTP step (connect, TLS, AUTH, each command) gives up after this long; below the dispatcher's
     # send timeout (15 s), so a dead server is a classified retry, not the dispatcher's cut-off.
     smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # How often the worker logs in to the SMTP server without sending, so that a refused password shows
+    # on /healthz before a citizen's notice waits on it; a failed check is repeated within 5 minutes.
+    smtp_check_seconds: float = Field(default=3600.0, ge=1, le=86400)
 
     @field_validator("imap_url", "smtp_url")
     @classmethod

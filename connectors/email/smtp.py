@@ -82,6 +82,7 @@ class MailSender:
         # The acknowledgement answers the citizen's mail (the outbox row's reply_to_key); later notices
         # answer their last message in the conversation.
         parent = target.reply_to_key or (context.last_inbound_key if context is not None else None)
+        threaded = parent and "@" in parent  # a Message-ID, not another key
         notice = Notice(
             mail_from=self.mail_from,
             to=target.chat_id,
@@ -92,7 +93,9 @@ class MailSender:
             language=context.language if context is not None else None,
             purpose=context.purpose if context is not None else "info",
             written_by_person=context.written_by_person if context is not None else False,
-            in_reply_to=parent if parent and "@" in parent else None,  # a Message-ID, not another key
+            in_reply_to=parent if threaded else None,
+            # The dispatcher read the stored References of that same message (SendContext.reply_thread).
+            references=context.reply_thread if threaded and context is not None else (),
         )
         try:
             recipient = one_address(target.chat_id).addr_spec

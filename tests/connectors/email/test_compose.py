@@ -11,7 +11,16 @@ from email.policy import default
 
 import pytest
 
-from connectors.email.compose import AddressError, Notice, compose, message_id, one_address
+from connectors.email.compose import (
+    REFERENCES_CHARS,
+    REFERENCES_LIMIT,
+    AddressError,
+    Notice,
+    compose,
+    message_id,
+    one_address,
+    thread_references,
+)
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 KAZAKH = "Сіздің өтінішіңіз тіркелді: ADL-2026-000123.\n\nҚарау мерзімі — 23.03.2026. Әңгіме «ұңғыма» туралы."
@@ -141,3 +150,37 @@ def test_one_citizen_per_mail(value: str) -> None:
 
 def test_a_citizens_named_address_is_one_address() -> None:
     assert one_address("Айгүл Серікқызы <aigul@mail.ru>").addr_spec == "aigul@mail.ru"
+
+
+def test_references_carry_the_threads_chain() -> None:
+    # RFC 5322 §3.6.4: the parent's References, then the parent's Message-ID.
+    msg = _wire(
+        _notice(
+            in_reply_to="<her.second@mail.ru>",
+            references=("her.first@mail.ru", "<ADL-2026-000123.ours@ecogeo.gov.kz>"),
+        )
+    )
+    assert msg["In-Reply-To"] == "<her.second@mail.ru>"
+    assert msg["References"].split() == [
+        "<her.first@mail.ru>",
+        "<ADL-2026-000123.ours@ecogeo.gov.kz>",
+        "<her.second@mail.ru>",
+    ]
+
+
+def test_a_long_chain_keeps_its_root_and_its_latest_ids() -> None:
+    chain = tuple(f"message.{i:03d}@mail.ru" for i in range(60))
+    msg = _wire(_notice(in_reply_to="<parent@mail.ru>", references=chain))
+    ids = [mid.strip("<>") for mid in msg["References"].split()]
+    assert ids[0] == "message.000@mail.ru" and ids[-1] == "parent@mail.ru"
+    assert ids[-2] == "message.059@mail.ru" and len(ids) == REFERENCES_LIMIT
+    assert ids[1:] == [*chain[-(REFERENCES_LIMIT - 2) :], "parent@mail.ru"]  # the latest, in order
+    # Long ids: cut by length too, each header line stays within RFC 5322's 998.
+    wide = tuple(f"{'x' * 180}.{i}@mail.ru" for i in range(10))
+    raw = compose(_notice(in_reply_to="<parent@mail.ru>", references=wide)).as_bytes()
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    header = _wire(_notice(in_reply_to="<parent@mail.ru>", references=wide))["References"].split()
+    assert header[0].startswith("<xxx") and header[0].endswith(".0@mail.ru>") and 2 < len(header) < 8
+    assert len(" ".join(header)) <= REFERENCES_CHARS + 200
+    # Repeated ids (a program that copied In-Reply-To into References too) are named once.
+    assert thread_references(["a@x", "b@x", "a@x", "<b@x>", "c@x"]) == ["a@x", "b@x", "c@x"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import email
 from datetime import UTC, datetime
+from email.policy import SMTP
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -131,6 +133,8 @@ def test_a_reply_names_its_appeal_and_its_quote_is_trimmed() -> None:
     msg = _message(fixture("reply.eml"))
     assert msg.appeal_number == "ADL-2026-000001"  # from In-Reply-To (our Message-ID)
     assert msg.reply_to_key == "ADL-2026-000001.3f9a2c@ecogeo.gov.kz"
+    # Its References, kept for our answer to carry the chain on (RFC 5322 §3.6.4).
+    assert msg.thread == ("1764479700.123456789@f123.i.mail.ru", "ADL-2026-000001.3f9a2c@ecogeo.gov.kz")
     # "Re: <our subject>" is ours, not the citizen's words; the quote and its attribution go.
     assert msg.text == "Спасибо. Уточняю: свалка в 200 метрах от моста, фото пришлю позже."
     by_subject = make_fixtures.reply(our_id="someone@else.example").replace(
@@ -139,6 +143,15 @@ def test_a_reply_names_its_appeal_and_its_quote_is_trimmed() -> None:
     assert _message(by_subject).appeal_number == "ADL-2026-000042"  # from "[ADL-2026-000042]"
     other_prefix = MailRules(account=MAILBOX_USER, number_prefix="MIN")
     assert _message(fixture("reply.eml"), other_prefix).appeal_number is None
+
+
+def test_a_mail_answering_one_message_without_references_threads_on_that_one() -> None:
+    parsed = email.message_from_bytes(make_fixtures.reply(), policy=SMTP)
+    del parsed["References"]
+    raw = parsed.as_bytes()
+    assert b"References" not in raw
+    assert _message(raw).thread == ("ADL-2026-000001.3f9a2c@ecogeo.gov.kz",)
+    assert _message(fixture("utf8_kazakh.eml")).thread == ()  # a first mail answers nothing
 
 
 def test_trim_quoted_keeps_what_is_not_a_trailing_quote() -> None:

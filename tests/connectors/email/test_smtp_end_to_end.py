@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlmodel import Session, col, func, select
 
+from adaldyk_bots.storage.db import unit_of_work
 from adaldyk_bots.storage.models import Appeal, Message, OutboxItem, RawEvent
 from tests.connectors.email import fixture
 from tests.connectors.email.conftest import Mailbox, email_settings
@@ -24,6 +25,7 @@ from tests.support import ServiceThread, free_port, wait_processed, wait_until
 
 CITIZEN = "aigerim.s@mail.ru"
 HER_FIRST_MAIL = "<1764479700.123456789@f123.i.mail.ru>"  # utf8_kazakh.eml's Message-ID
+HER_REPLY = "<1764561600.987654321@f123.i.mail.ru>"  # make_fixtures.reply's
 
 
 def _rows(engine: Any, *where: Any) -> list[OutboxItem]:
@@ -83,6 +85,16 @@ def test_a_mail_is_acknowledged_by_mail_and_the_loop_closes(
                 what="her reply joined to the appeal",
             )
             assert _count(engine, Appeal) == 1
+
+            # A moderator answers: the mail continues the whole thread (her References, then her reply).
+            with unit_of_work(engine) as s:
+                current = s.get(Appeal, appeal.id)
+                assert current is not None
+                svc.runtime.workflow.reply(s, current, "Инспекция выехала на место.", actor="user:maria")
+            wait_until(lambda: len(smtp.handler.received) == 2, timeout=30, what="the reply sent")
+            answer = email.message_from_bytes(smtp.handler.received[1].data, policy=default)
+            assert answer["In-Reply-To"] == HER_REPLY
+            assert answer["References"].split() == [HER_FIRST_MAIL, f"<{ours}>", HER_REPLY]
 
             # A bounce that quotes our Message-ID fails the acknowledgement, with the reason.
             before = _count(engine, RawEvent)
