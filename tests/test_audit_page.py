@@ -154,30 +154,13 @@ def test_a_real_login_is_on_the_page_with_its_address(svc: ServiceThread) -> Non
     assert "Logged in" in page.text and "127.0.0.1" in page.text and "user:aigerim" in page.text
 
 
-def _recorded_actions() -> dict[str, str]:
-    """Every action the code writes to the log (a literal `action=` of a call to `record` or `audit`), with
-    where: read from the source, so that an action added by a later issue is found too."""
-    import ast
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    found: dict[str, str] = {}
-    for path in sorted([*(root / "adaldyk_bots").rglob("*.py"), *(root / "connectors").rglob("*.py")]):
-        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
-            if not isinstance(node, ast.Call):
-                continue
-            called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-            for keyword in node.keywords if called in ("record", "audit") else ():
-                if keyword.arg == "action" and isinstance(keyword.value, ast.Constant):
-                    found.setdefault(str(keyword.value.value), f"{path.relative_to(root)}:{node.lineno}")
-    return found
-
-
 def test_every_recorded_action_has_a_name_in_every_language() -> None:
     from adaldyk_bots.i18n import translations
     from adaldyk_bots.web.audit_pages import ACTION_NAMES
+    from tests.support import literal_arguments
 
-    recorded = _recorded_actions()
+    # Every action the code writes to the log: a literal `action=` of audit.record / accounts.audit.
+    recorded = literal_arguments({"record", "audit"}, "action")
     assert {"login", "appeal.view", "appeal.reply", "appeal.status", "task.done"} <= set(recorded)
     unnamed = {code: where for code, where in recorded.items() if code not in ACTION_NAMES}
     assert not unnamed, f"the audit page would show these as codes: {unnamed}"

@@ -166,7 +166,10 @@ def test_every_workspace_page_in_kazakh_and_russian_has_no_english_left(pages: P
         box = client.get(f"/appeals/{pages.numbers['formal']}?lang=kk").text
         assert f'action="/appeals/{pages.numbers["formal"]}/answer/approve"' in box
         assert pages.numbers["formal"] in client.get("/approvals").text
-        assert 'class="notice' in client.get("/notices").text or "data-notice" in client.get("/notices").text
+        notices = client.get("/notices?lang=kk").text
+        assert (
+            'id="notice-' in notices and "жауап сіздің бекітуіңізді күтуде" in notices
+        )  # named, not "approval"
     with pages.web.new_client() as client:
         login(client, "moder")
         signal = client.get(f"/appeals/{pages.numbers['signal']}").text
