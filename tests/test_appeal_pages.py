@@ -425,3 +425,34 @@ def test_every_delivery_state_is_on_the_page_as_an_attribute_and_words_with_its_
             assert ("hx-trigger" in block.split(">", 1)[0]) == (state not in ("sent", "failed"))
             # "Send again" where only a person can move it on (appeal_actions.RETRYABLE).
             assert ("/retry" in block) == (state in ("failed", "held")), state
+
+
+def test_every_kind_of_history_entry_has_words_in_every_language() -> None:
+    # The kinds the code writes: AppealEvent(kind="…"), and the first literal given to the modules' own
+    # _event / _add_event helpers (answers, deadlines, extension, data_collection, workflow).
+    import ast
+    from pathlib import Path
+
+    from adaldyk_bots.web.appeal_pages import EVENT_NAMES
+    from tests.support import literal_arguments
+
+    root = Path(__file__).resolve().parents[1]
+    written = set(literal_arguments({"AppealEvent"}, "kind")) - {"none"}  # answers.last_event's stand-in
+    for path in (root / "adaldyk_bots").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.Call):
+                name = (
+                    node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                )
+                if name in ("_event", "_add_event"):
+                    first = next((a for a in node.args if isinstance(a, ast.Constant)), None)
+                    if first is not None and isinstance(first.value, str):
+                        written.add(first.value)
+    assert {"created", "status", "reply", "answer_draft", "escalated", "edited"} <= written, written
+    template = (root / "adaldyk_bots/web/templates/appeal.html").read_text("utf-8")
+    own_lines = set(re.findall(r'e\.kind == "([a-z_]+)"', template))
+    unnamed = written - own_lines - set(EVENT_NAMES)
+    assert not unnamed, f"the history would show these as codes: {sorted(unnamed)}"
+    for lang in ("kk", "ru"):
+        for kind, msgid in EVENT_NAMES.items():
+            assert translations(lang).gettext(msgid) != msgid, (lang, kind)
