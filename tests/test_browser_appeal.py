@@ -163,6 +163,7 @@ def test_the_legal_clock_is_red_when_overdue(workspace: Workspace, page: Any) ->
     from datetime import timedelta
 
     from sqlalchemy import update
+    from sqlmodel import col
 
     from adaldyk_bots.storage.db import unit_of_work, utcnow
     from adaldyk_bots.storage.models import Appeal
@@ -170,7 +171,9 @@ def test_the_legal_clock_is_red_when_overdue(workspace: Workspace, page: Any) ->
     late = workspace.citizen_writes(4003, "Мерзімі өтіп кетті")
     on_time = workspace.citizen_writes(4004, "Мерзімі әлі бар")
     with unit_of_work(workspace.engine) as s:
-        s.execute(update(Appeal).where(Appeal.number == late).values(due_at=utcnow() - timedelta(days=7)))
+        s.execute(
+            update(Appeal).where(col(Appeal.number) == late).values(due_at=utcnow() - timedelta(days=7))
+        )
     _log_in(page, workspace, f"/appeals/{late}?lang=ru")
     clock = page.locator("p.clock")
     assert clock.get_attribute("class") == "clock overdue" and int(clock.get_attribute("data-days-left")) < 0
