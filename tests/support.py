@@ -167,3 +167,23 @@ def outbox_rows(engine: Any) -> dict[str, OutboxItem]:
 
     with Session(engine) as s:
         return {r.key: r for r in s.exec(select(OutboxItem))}
+
+
+def literal_arguments(functions: set[str], keyword: str) -> dict[str, str]:
+    """The string literals the code passes as `keyword=` to calls of any of `functions` (by the called
+    name, `f(...)` or `x.f(...)`), each with its first place: read from the source of adaldyk_bots and
+    connectors, so that a value added by a later issue is found without listing it here."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    found: dict[str, str] = {}
+    for path in sorted([*(root / "adaldyk_bots").rglob("*.py"), *(root / "connectors").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            for given in node.keywords if called in functions else ():
+                if given.arg == keyword and isinstance(given.value, ast.Constant):
+                    found.setdefault(str(given.value.value), f"{path.relative_to(root)}:{node.lineno}")
+    return found

@@ -370,3 +370,89 @@ def test_a_message_the_citizen_deleted_keeps_its_words_and_says_so(workspace: Wo
     body = client.get(f"/appeals/{number}?lang=ru").text
     assert "Орманда заңсыз ағаш кесіліп жатыр" in body
     assert 'data-deleted="1"' in body and "удалено гражданином" in body
+
+
+@pytest.mark.parametrize(
+    ("state", "code", "shown"),
+    [
+        ("pending", None, "ожидает отправки"),
+        ("sending", None, "отправляется"),
+        ("retrying", "telegram.network", "будет повторено"),
+        ("sent", None, "доставлено"),
+        ("failed", "telegram.blocked", "не доставлено"),
+        ("held", "telegram.unauthorized", "задержано"),
+        ("waiting", "meta.window_closed", "окна ответа"),
+    ],
+)
+def test_every_delivery_state_is_on_the_page_as_an_attribute_and_words_with_its_code(
+    make_settings: Any, state: str, code: str | None, shown: str
+) -> None:
+    # Set by hand on a service with no worker: each state as the dispatcher leaves it, read by the page.
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from adaldyk_bots.storage.db import unit_of_work, utcnow
+    from adaldyk_bots.web.appeal_pages import DELIVERY_STATES
+    from tests.web_support import WebApp, create_user, login, seed_appeal
+
+    assert state in DELIVERY_STATES
+    with WebApp(make_settings()) as web:
+        number = seed_appeal(web.runtime, chat=5, text="Өзенге қалдық төгілді")
+        create_user(web.runtime.engine, "moder", "moderator")
+        with unit_of_work(web.runtime.engine) as s:
+            s.execute(
+                update(OutboxItem).values(
+                    state=state,
+                    last_error_code=code,
+                    last_error_detail="detail from the platform" if code else None,
+                    next_attempt_at=utcnow() + timedelta(minutes=5),
+                    attempts=1 if state in ("retrying", "sent", "failed") else 0,
+                )
+            )
+        with Session(web.runtime.engine) as s:
+            row = s.exec(select(OutboxItem)).one()
+        login(web.client, "moder")
+        for path in (f"/appeals/{number}?lang=ru", f"/appeals/{number}/deliveries/{row.id}?lang=ru"):
+            page = web.client.get(path).text
+            block = page[page.index(f'id="delivery-{row.id}"') :][:3000]
+            assert block.startswith(f'id="delivery-{row.id}" data-delivery-state="{state}"'), block[:200]
+            assert shown in block.lower(), (state, block)
+            if code:
+                assert f'<code class="error-code">{code}</code>' in block
+            assert ("Следующая попытка" in block) == (state == "retrying")
+            # Until it settles the page keeps asking for it (htmx); a settled one is left alone.
+            assert ("hx-trigger" in block.split(">", 1)[0]) == (state not in ("sent", "failed"))
+            # "Send again" where only a person can move it on (appeal_actions.RETRYABLE).
+            assert ("/retry" in block) == (state in ("failed", "held")), state
+
+
+def test_every_kind_of_history_entry_has_words_in_every_language() -> None:
+    # The kinds the code writes: AppealEvent(kind="…"), and the first literal given to the modules' own
+    # _event / _add_event helpers (answers, deadlines, extension, data_collection, workflow).
+    import ast
+    from pathlib import Path
+
+    from adaldyk_bots.web.appeal_pages import EVENT_NAMES
+    from tests.support import literal_arguments
+
+    root = Path(__file__).resolve().parents[1]
+    written = set(literal_arguments({"AppealEvent"}, "kind")) - {"none"}  # answers.last_event's stand-in
+    for path in (root / "adaldyk_bots").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.Call):
+                name = (
+                    node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                )
+                if name in ("_event", "_add_event"):
+                    first = next((a for a in node.args if isinstance(a, ast.Constant)), None)
+                    if first is not None and isinstance(first.value, str):
+                        written.add(first.value)
+    assert {"created", "status", "reply", "answer_draft", "escalated", "edited"} <= written, written
+    template = (root / "adaldyk_bots/web/templates/appeal.html").read_text("utf-8")
+    own_lines = set(re.findall(r'e\.kind == "([a-z_]+)"', template))
+    unnamed = written - own_lines - set(EVENT_NAMES)
+    assert not unnamed, f"the history would show these as codes: {sorted(unnamed)}"
+    for lang in ("kk", "ru"):
+        for kind, msgid in EVENT_NAMES.items():
+            assert translations(lang).gettext(msgid) != msgid, (lang, kind)

@@ -152,3 +152,20 @@ def test_a_real_login_is_on_the_page_with_its_address(svc: ServiceThread) -> Non
         page = client.get("/audit", params={"action": "login", "lang": "en"})
     assert page.status_code == 200
     assert "Logged in" in page.text and "127.0.0.1" in page.text and "user:aigerim" in page.text
+
+
+def test_every_recorded_action_has_a_name_in_every_language() -> None:
+    from adaldyk_bots.i18n import translations
+    from adaldyk_bots.web.audit_pages import ACTION_NAMES
+    from tests.support import literal_arguments
+
+    # Every action the code writes to the log: a literal `action=` of audit.record / accounts.audit.
+    recorded = literal_arguments({"record", "audit"}, "action")
+    assert {"login", "appeal.view", "appeal.reply", "appeal.status", "task.done"} <= set(recorded)
+    unnamed = {code: where for code, where in recorded.items() if code not in ACTION_NAMES}
+    assert not unnamed, f"the audit page would show these as codes: {unnamed}"
+    # A name for an action nobody records (a misspelt code) never shows.
+    assert set(ACTION_NAMES) <= set(recorded), set(ACTION_NAMES) - set(recorded)
+    for lang in ("kk", "ru"):
+        for code, msgid in ACTION_NAMES.items():
+            assert translations(lang).gettext(msgid) != msgid, (lang, code)

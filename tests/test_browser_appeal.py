@@ -157,3 +157,33 @@ def _screenshot(page: Any, name: str) -> None:
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(folder) / name), full_page=True)
+
+
+def test_the_legal_clock_is_red_when_overdue(workspace: Workspace, page: Any) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+    from sqlmodel import col
+
+    from adaldyk_bots.storage.db import unit_of_work, utcnow
+    from adaldyk_bots.storage.models import Appeal
+
+    late = workspace.citizen_writes(4003, "Мерзімі өтіп кетті")
+    on_time = workspace.citizen_writes(4004, "Мерзімі әлі бар")
+    with unit_of_work(workspace.engine) as s:
+        s.execute(
+            update(Appeal).where(col(Appeal.number) == late).values(due_at=utcnow() - timedelta(days=7))
+        )
+    _log_in(page, workspace, f"/appeals/{late}?lang=ru")
+    clock = page.locator("p.clock")
+    assert clock.get_attribute("class") == "clock overdue" and int(clock.get_attribute("data-days-left")) < 0
+    assert "Просрочено" in clock.inner_text()
+    red = "rgb(179, 38, 30)"  # --danger in app.css
+    assert clock.evaluate("e => getComputedStyle(e).color") == red
+    page.goto(f"{workspace.url}/appeals/{on_time}")
+    clock = page.locator("p.clock")
+    assert (
+        "overdue" not in (clock.get_attribute("class") or "")
+        and int(clock.get_attribute("data-days-left")) > 0
+    )
+    assert clock.evaluate("e => getComputedStyle(e).color") != red

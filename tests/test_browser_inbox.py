@@ -196,3 +196,41 @@ def test_the_kazakh_inbox_has_no_untranslated_string(service: ServiceThread, pag
     # The check itself finds English where there is some.
     page.goto(f"{service.url}/?lang=en")
     assert "Inbox" in english_left_in(page.evaluate(_VISIBLE), "kk")
+
+
+def test_triage_and_answer_telegram_and_vk_appeals_from_the_inbox(
+    service: ServiceThread, page: Any, fake_telegram: FakeTelegramServer, fake_vk: FakeVK
+) -> None:
+    # Issue 7's walk through: appeals arrive on both fakes, the moderator opens each from the inbox, gives it
+    # a unit and a status, replies, and watches the reply delivered in the citizen's channel.
+    wait_for_long_poll(service)
+    log_in(page, service, "maria")
+    fake_telegram.citizen_message(TOKEN, chat_id=1201, text=KK_TEXT, first_name="Айгүл", language_code="kk")
+    fake_vk.citizen_message(8201, RU_TEXT, lang_id=0)
+    rows = page.locator("#inbox-results tr.appeal-row")
+    expect(rows).to_have_count(2, timeout=WAIT_MS)
+    for channel, unit, answer in (
+        ("Telegram", ASTANA, "Инспекторлар ертең барады."),
+        ("ВКонтакте", ALMATY, "Инспекторы выедут завтра."),
+    ):
+        page.goto(f"{service.url}/")
+        rows.filter(has_text=channel).locator("a").first.click()
+        page.wait_for_url(re.compile(r"/appeals/ADL-\d{4}-\d+"))
+        number = page.url.rsplit("/", 1)[1].split("?")[0]
+        page.select_option("#unit-select", unit)
+        page.click("form[action$='/unit'] button[type=submit]")
+        page.wait_for_url(re.compile(r"done=unit"))
+        page.select_option("#status-select", "in_progress")
+        page.click("form[action$='/status'] button[type=submit]")
+        page.wait_for_url(re.compile(r"done=status"))
+        page.fill("#reply-text", answer)
+        page.click("#reply button[type=submit]:not(.secondary)")
+        page.wait_for_url(re.compile(r"done=reply"))
+        delivered = page.locator('article.message.out[data-delivery-state="sent"]', has_text=answer)
+        expect(delivered).to_have_count(1, timeout=WAIT_MS)  # the page follows the delivery by itself
+        expect(delivered).to_contain_text("доставлено")
+        expect(page.locator("#unit")).not_to_contain_text("не назначено")
+        page.goto(f"{service.url}/?status=in_progress")
+        expect(rows.filter(has_text=number)).to_have_count(1, timeout=WAIT_MS)
+    assert any("Инспекторлар ертең барады." in m["text"] for m in fake_telegram.sent_messages(TOKEN, 1201))
+    assert any("Инспекторы выедут завтра." in m["text"] for m in fake_vk.sent_messages(8201))

@@ -210,3 +210,40 @@ def test_the_reply_form_says_what_the_dispatcher_would_decide() -> None:
     assert asked[0].purpose == "reply" and asked[0].written_by_person and asked[0].language == "kk"
     assert _reply_window(Plain(), conversation, appeal).open  # no windows on this platform: open
     assert not _reply_window(None, conversation, appeal).known  # the channel is off in this process
+
+
+def test_the_appeal_page_says_whether_the_reply_window_is_open(make_settings: Any) -> None:
+    # Over real HTTP: the reply form of an appeal on a windowed channel whose window has closed, beside one
+    # on a channel without windows and one on a channel that is off in this process.
+    from adaldyk_bots.storage.models import Appeal
+    from tests.web_support import WebApp, create_user, login
+
+    class Closing(Plain):
+        name: ClassVar[str] = "closing"
+
+        def reply_window(self, target: ReplyTarget, context: SendContext) -> WindowDecision:
+            return WindowDecision.closed("closing.window_closed", "over 7 days since the citizen wrote")
+
+    with WebApp(make_settings()) as web:
+        web.runtime.connectors = {"closing": Closing(), "plain": Plain()}
+        at = utcnow() - timedelta(days=8)
+        for channel in ("closing", "plain", "gone"):
+            with unit_of_work(web.runtime.engine) as s:
+                web.runtime.workflow.accept_message(
+                    s, _message(channel, "c1", f"{channel}-1", at), raw_event_id=None
+                )
+        create_user(web.runtime.engine, "moder", "moderator")
+        login(web.client, "moder")
+        with Session(web.runtime.engine) as s:
+            numbers = {a.channel: a.number for a in s.exec(select(Appeal))}
+
+        def window(channel: str) -> str:
+            page = web.client.get(f"/appeals/{numbers[channel]}?lang=ru").text
+            start = page.index('<p class="window')
+            return page[start : page.index("</p>", start)]
+
+        closed = window("closing")
+        assert closed.startswith('<p class="window overdue">') and "Окно ответа: закрыто." in closed
+        assert "<code>closing.window_closed</code>" in closed and "over 7 days" in closed
+        assert "Окно ответа: открыто." in window("plain") and "overdue" not in window("plain")
+        assert "для этого канала неизвестно" in window("gone")

@@ -69,7 +69,7 @@ from adaldyk_bots.web.task_pages import TASK_KINDS, appeal_tasks
 from adaldyk_bots.web.triage_pages import TRIAGE_DONE, TRIAGE_ERRORS, TRIAGE_NAMES, triage_context
 from adaldyk_bots.web.ui import render, request_language
 
-__all__ = ["DELIVERY_STATES", "build_appeal_router", "explain_code", "working_days_left"]
+__all__ = ["DELIVERY_STATES", "EVENT_NAMES", "build_appeal_router", "explain_code", "working_days_left"]
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,24 @@ PURPOSE_NAMES = {
     "hearing": N_("hearing notice"),
     "answer": N_("answer"),
     "feedback": N_("was it solved?"),
+}
+# History entries said in a few words; the others have their own line in appeal.html (with details), and
+# a kind written by a later version than this page is shown by its code (tests/test_appeal_pages.py reads
+# the code for every kind written).
+EVENT_NAMES = {
+    "answer_draft": N_("draft answer sent for approval"),
+    "answer_approved": N_("answer approved"),
+    "answer_returned": N_("answer returned to its author"),
+    "extension": N_("extended"),
+    "escalated": N_("escalation"),
+    "reminder": N_("reminder"),
+    "forwarding_late": N_("not forwarded in time"),
+    "extension_notice_late": N_("extension notice not delivered"),
+    "transfers_flagged": N_("passed between units too often"),
+    "delivery_waiting": N_("waiting for the citizen's reply window"),
+    "edited": N_("the citizen edited a message"),
+    "deleted": N_("deleted by the citizen"),
+    "feedback": N_("the citizen said whether the problem was solved"),
 }
 STATUS_NAMES = {
     "received": N_("received"),
@@ -499,6 +517,7 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             "status_labels": STATUSES,
             "tr": triage_context(s, viewer, appeal, routing.config.outside_bodies),
             "triage_names": TRIAGE_NAMES,
+            "event_names": EVENT_NAMES,
             "reason_required": sorted(st.value for st in appeal_actions.REASON_REQUIRED),
             "days_left": working_days_left(calendar, now, appeal.due_at),
             "may_extend": extension.may_extend(s, viewer, appeal, now=now, tz=calendar.tz)

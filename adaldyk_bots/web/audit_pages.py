@@ -25,25 +25,46 @@ __all__ = ["AUDIT_ROLES", "build_audit_router"]
 AUDIT_ROLES = frozenset({"auditor", "admin"})
 PAGE_SIZE = 50
 
-# What each action is called on the page; an action not listed is shown by its code.
+# What each action is called on the page: every action the code records (tests/test_audit_page.py walks
+# the code for them); one recorded by a later version than this page is shown by its code.
 ACTION_NAMES = {
     "login": N_("Logged in"),
     "login_failed": N_("Failed login"),
+    "login_throttled": N_("Login refused: too many failed attempts"),
     "logout": N_("Logged out"),
-    "appeal.view": N_("Opened the appeal"),
-    "appeal.status": N_("Changed the status"),
-    "appeal.reply": N_("Replied to the citizen"),
-    "appeal.unit": N_("Assigned a unit"),
-    "appeal.corruption_report": N_("Marked a corruption report"),
-    "appeal.assign": N_("Assigned a person"),
-    "appeal.overdue": N_("Became overdue"),
-    "delivery.retry": N_("Sent a failed message again"),
+    "password.change": N_("Changed their password"),
     "user.create": N_("Created a user"),
     "user.update": N_("Changed a user"),
     "user.password_reset": N_("Set a user's password"),
-    "password.change": N_("Changed their password"),
-    "login_throttled": N_("Login refused: too many failed attempts"),
     "token.create": N_("Created an API token"),
+    "appeal.view": N_("Opened the appeal"),
+    "appeal.export": N_("Exported appeals (CSV)"),
+    "appeal.register": N_("Registered an appeal"),
+    "public.appeal": N_("Appeal sent through the web form"),
+    "appeal.consent": N_("The citizen answered on consent to data processing"),
+    "appeal.triage": N_("Triaged the signal"),
+    "appeal.merge": N_("Merged a duplicate"),
+    "appeal.status": N_("Changed the status"),
+    "appeal.reply": N_("Replied to the citizen"),
+    "appeal.note": N_("Wrote an internal note"),
+    "appeal.spam": N_("Marked as spam"),
+    "appeal.unit": N_("Assigned a unit"),
+    "appeal.assignee": N_("Assigned a person"),
+    "appeal.corruption_report": N_("Marked a corruption report"),
+    "appeal.extend": N_("Extended the term"),
+    "appeal.overdue": N_("Became overdue"),
+    "appeal.escalate": N_("Escalated to the unit's head"),
+    "appeal.forwarding_late": N_("Not forwarded in time"),
+    "appeal.extension_notice_late": N_("The extension notice was not delivered in time"),
+    "appeal.transfers_flagged": N_("Flagged: passed between units too often"),
+    "appeal.feedback": N_("The citizen rated the answer"),
+    "answer.draft": N_("Wrote a draft answer"),
+    "answer.approve": N_("Approved the answer"),
+    "answer.return": N_("Returned the answer for rework"),
+    "delivery.retry": N_("Sent a failed message again"),
+    "task.done": N_("Completed a task"),
+    "notice.read": N_("Read a notice"),
+    "notice.read_all": N_("Marked every notice read"),
 }
 ACTOR_NAMES = {"system": N_("the system"), "citizen": N_("a citizen"), "cli": N_("the command line")}
 

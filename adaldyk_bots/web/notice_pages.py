@@ -18,7 +18,12 @@ from adaldyk_bots.web.ui import render
 
 __all__ = ["KIND_NAMES", "build_notice_router"]
 
+# Every kind of notice the code writes (tests/test_notice_pages.py reads the code for them); a kind
+# written by a later version than this page is shown by its code.
 KIND_NAMES = {
+    "approval": N_("an answer waits for your approval"),
+    "returned": N_("your answer was returned for rework"),
+    "reopened": N_("reopened: the citizen says it is not solved"),
     "reminder": N_("reminder"),
     "overdue": N_("overdue"),
     "escalation": N_("escalation"),
