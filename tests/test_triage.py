@@ -400,6 +400,32 @@ def test_a_phone_appeal_is_no_signal(web: Any) -> None:
 # --- merge and reopen ---------------------------------------------------------------------------------------
 
 
+def test_the_survivor_shows_the_merged_duplicates_words_to_those_who_may_see_them(web: Any) -> None:
+    survivor = seed_appeal(
+        web.runtime, chat=28, text="Свалка у реки Нура, пишу в Telegram.", unit_code="cerc_astana"
+    )
+    duplicate = seed_appeal(
+        web.runtime, chat=29, text="Та же свалка у Нуры, пишу второй раз.", unit_code="cerc_karaganda"
+    )
+    client, csrf = _page_client(web)
+    answer = client.post(
+        f"/appeals/{duplicate}/merge",
+        data={"into": survivor, "reason": "тот же заявитель", "csrf_token": csrf},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303 and "done=merge" in answer.headers["location"]
+    # The moderator reads one thread: the duplicate's words come with a link to where they were written.
+    page = client.get(f"/appeals/{survivor}?lang=ru").text
+    assert "Та же свалка у Нуры, пишу второй раз." in page
+    assert f'data-merged-from="{duplicate}"' in page
+    assert "пришло с объединённым дубликатом" in page
+    # An officer of the survivor's unit sees it, but not the words of an appeal of another department.
+    officer, _ = _page_client(web, "olga")
+    own = officer.get(f"/appeals/{survivor}?lang=ru").text
+    assert "Свалка у реки Нура, пишу в Telegram." in own
+    assert "Та же свалка у Нуры" not in own and "data-merged-from" not in own
+
+
 def test_merge_a_duplicate_and_reopen_it(web: Any) -> None:
     survivor = seed_appeal(web.runtime, chat=18, text="Свалка у реки Нура, первое сообщение.")
     duplicate = seed_appeal(web.runtime, chat=19, text="Свалка у реки Нура, снова пишу.")

@@ -290,6 +290,8 @@ class Entry:
     message: Message | None = None
     versions: list[MessageVersion] = field(default_factory=list)
     delivery: Delivery | None = None
+    # The number of the duplicate merged into this appeal that the message came with (None: its own).
+    merged_from: str | None = None
 
     @property
     def text(self) -> str:
@@ -298,16 +300,42 @@ class Entry:
         return self.message.text if self.message else ""
 
 
-def _thread(s: Session, appeal: Appeal) -> tuple[list[Entry], dict[int, Delivery], dict[int, Conversation]]:
-    # A formal appeal shows the citizen's words of the signal it was registered from (its essence).
-    own = [appeal.id] if appeal.signal_id is None else [appeal.id, appeal.signal_id]
-    messages = list(
-        s.exec(
+def thread_appeals(s: Session, viewer: Viewer, appeal: Appeal) -> dict[int, str]:
+    """The appeals whose citizen messages make `appeal`'s thread, id -> number: its own; the signal it was
+    registered from (a formal appeal shows the citizen's words of its essence); and the duplicates merged
+    into it, at any depth, that the viewer may see — a merge says "the same matter", often written on
+    another channel, so the moderator reads it in one thread."""
+    ids = {require_id(appeal): appeal.number}
+    if appeal.signal_id is not None:
+        signal = s.get(Appeal, appeal.signal_id)
+        if signal is not None:
+            ids[appeal.signal_id] = signal.number
+    frontier = [require_id(appeal)]
+    while frontier:
+        duplicates = s.exec(select(Appeal).where(col(Appeal.merged_into_id).in_(frontier)))
+        frontier = []
+        for d in duplicates:
+            if d.id is not None and d.id not in ids and viewer.sees(d.unit_id, d.concerned_unit_id):
+                ids[d.id] = d.number
+                frontier.append(d.id)
+    return ids
+
+
+def _thread(
+    s: Session, viewer: Viewer, appeal: Appeal
+) -> tuple[list[Entry], dict[int, Delivery], dict[int, Conversation]]:
+    members = thread_appeals(s, viewer, appeal)
+    own = {require_id(appeal)} | ({appeal.signal_id} if appeal.signal_id is not None else set())
+    messages = [
+        m
+        for m in s.exec(
             select(Message)
-            .where(col(Message.appeal_id).in_(own))
+            .where(col(Message.appeal_id).in_(sorted(members)))
             .order_by(col(Message.sent_at), col(Message.id))
         )
-    )
+        # A duplicate's own notices and replies stay on its page, with their deliveries and retries.
+        if m.appeal_id in own or m.direction == "in"
+    ]
     conversation_ids = {m.conversation_id for m in messages} | {appeal.conversation_id}
     conversations = {
         c.id: c
@@ -345,7 +373,10 @@ def _thread(s: Session, appeal: Appeal) -> tuple[list[Entry], dict[int, Delivery
         delivery = by_key.get(m.external_key) if m.direction == "out" else None
         if delivery is not None and delivery.row.id is not None:
             shown.add(delivery.row.id)
-        entries.append(Entry(m.sent_at, m.direction, channel, m, versions.get(m.id or 0, []), delivery))
+        merged_from = None if m.appeal_id in own or m.appeal_id is None else members.get(m.appeal_id)
+        entries.append(
+            Entry(m.sent_at, m.direction, channel, m, versions.get(m.id or 0, []), delivery, merged_from)
+        )
     for row_id, delivery in deliveries.items():
         if row_id not in shown:  # notices without a message row: acknowledgements, status notices
             entries.append(Entry(delivery.row.created_at, "out", delivery.row.channel, None, [], delivery))
@@ -466,7 +497,7 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
     ) -> HTMLResponse:
         appeal = visible_appeal(s, viewer, number)
         lang = request_language(request)
-        entries, deliveries, conversations = _thread(s, appeal)
+        entries, deliveries, conversations = _thread(s, viewer, appeal)
         conversation = conversations.get(appeal.conversation_id)
         contact = s.get(Contact, appeal.contact_id)
         identities = list(
@@ -574,7 +605,7 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
     ) -> HTMLResponse:
         """One outbound message with its delivery state: the page re-fetches it (htmx) until it settles."""
         appeal = visible_appeal(s, viewer, number)
-        entries, _deliveries, _conversations = _thread(s, appeal)
+        entries, _deliveries, _conversations = _thread(s, viewer, appeal)
         entry = next((e for e in entries if e.delivery is not None and e.delivery.row.id == outbox_id), None)
         if entry is None:
             raise not_found(number)
@@ -821,7 +852,8 @@ def _attachment_of(
     with read_session(engine) as s:
         appeal = visible_appeal(s, viewer, number)
         message = s.get(Message, message_id)
-        if message is None or message.appeal_id != appeal.id or not 0 <= index < len(message.attachments):
+        members = thread_appeals(s, viewer, appeal)
+        if message is None or message.appeal_id not in members or not 0 <= index < len(message.attachments):
             # The same words as a missing appeal: a hidden appeal's messages give nothing away either.
             raise not_found(number)
         s.expunge(appeal)
