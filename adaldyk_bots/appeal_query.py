@@ -54,8 +54,8 @@ from adaldyk_bots.calendar import WorkingCalendar
 from adaldyk_bots.domain import AppealStatus, Category, Language
 from adaldyk_bots.errors import InvalidFilter
 from adaldyk_bots.search_text import PREFIX_MIN, query_tokens
-from adaldyk_bots.storage.db import utcnow
 from adaldyk_bots.storage import tally
+from adaldyk_bots.storage.db import utcnow
 from adaldyk_bots.storage.models import Appeal, AppealSearch, AppealTally, Contact, Unit
 
 __all__ = [
@@ -538,13 +538,13 @@ def _on_tally(expr: ColumnElement[bool]) -> ColumnElement[bool]:
 
     def swap(element: Any) -> Any:
         table = getattr(element, "table", None)
-        if isinstance(element, ColumnClause) and table is not None and getattr(table, "name", None) == "appeal":
+        if isinstance(element, ColumnClause) and getattr(table, "name", None) == "appeal":
             if element.name not in _TALLY.c:
                 raise _NotOnTally(element.name)
             return _TALLY.c[element.name]
         return None
 
-    swapped: ColumnElement[bool] = visitors.replacement_traverse(expr, {}, swap)
+    swapped: ColumnElement[bool] = visitors.replacement_traverse(expr, {}, swap)  # type: ignore[call-overload]
     return swapped
 
 

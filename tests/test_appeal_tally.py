@@ -205,7 +205,8 @@ def _check(s: Session, world: dict[str, Any], who: str, params: dict[str, str]) 
     assert user is not None
     viewer = viewer_for(s, user)
     scope = appeal_scope(viewer)
-    counts = facet_counts(s, scope, InboxFilter.from_query(params, user_id=viewer.user_id), user_id=viewer.user_id)
+    f = InboxFilter.from_query(params, user_id=viewer.user_id)
+    counts = facet_counts(s, scope, f, user_id=viewer.user_id)
     assert counts["capped"] == []
     context = (who, params)
     assert counts["total"] == _listed(s, viewer, params), context
@@ -226,9 +227,7 @@ def _check(s: Session, world: dict[str, Any], who: str, params: dict[str, str]) 
             s.execute(sa_select(Appeal.status, func.count()).where(scope).group_by(Appeal.status)).all()
         )
         assert counts["status"] == direct, context
-        visible = [
-            a for a in s.exec(select(Appeal)).all() if viewer.sees(a.unit_id, a.concerned_unit_id)
-        ]
+        visible = [a for a in s.exec(select(Appeal)).all() if viewer.sees(a.unit_id, a.concerned_unit_id)]
         assert counts["total"] == len(visible), context
 
 
@@ -282,5 +281,6 @@ def test_the_concealed_chain_counts_nothing_of_the_report(world):
         assert counts["concealed"]["unit"] == {"astana": 1, "ministry": 1}
         assert units["astana"] in viewer_for(s, by["concealed"]).concealed  # type: ignore[arg-type]
         # The tally holds the report (the moderator's counts need it); only the scope keeps it out.
-        assert s.execute(text("SELECT count(*) FROM appeal_tally WHERE concerned_unit_id IS NOT NULL")).scalar()
+        reports = text("SELECT count(*) FROM appeal_tally WHERE concerned_unit_id IS NOT NULL")
+        assert s.execute(reports).scalar()
         assert facet_counts(s, true(), InboxFilter.from_query({"status": "all"}))["total"] == 2

@@ -32,7 +32,7 @@ from sqlalchemy import Connection, text
 
 from adaldyk_bots.domain import AppealStatus
 
-__all__ = ["FINISHED", "GRAINS", "TRIGGERS", "drop", "install", "rebuild"]
+__all__ = ["FINISHED", "GRAINS", "TRIGGERS", "drop", "install", "rebuild", "rebuild_sql"]
 
 FINISHED: tuple[str, ...] = tuple(s.value for s in AppealStatus if not s.is_open)
 _FINISHED_SQL = ", ".join(f"'{s}'" for s in FINISHED)
@@ -66,7 +66,10 @@ def _values(row: str, grain: str) -> list[str]:
 
 
 def _add(row: str) -> list[str]:
-    return [f"INSERT INTO appeal_tally ({_COLUMNS}) VALUES ({', '.join(_values(row, g))}, 1){_UPSERT}" for g in GRAINS]
+    return [
+        f"INSERT INTO appeal_tally ({_COLUMNS}) VALUES ({', '.join(_values(row, g))}, 1){_UPSERT}"
+        for g in GRAINS
+    ]
 
 
 def _take(row: str) -> list[str]:
@@ -134,17 +137,21 @@ def drop(conn: Connection) -> None:
         conn.execute(text("DROP FUNCTION IF EXISTS appeal_tally_apply()"))
 
 
+def rebuild_sql() -> list[str]:
+    """The statements of `rebuild`, the same on both databases (for a loader on a raw driver)."""
+    out = ["DELETE FROM appeal_tally"]
+    names = ["key", "grain", *_DIMENSIONS, "assigned"]
+    for grain in GRAINS:
+        inner = ", ".join(f"{v} AS {n}" for v, n in zip(_values("appeal", grain), names, strict=True))
+        out.append(
+            f"INSERT INTO appeal_tally ({_COLUMNS}) SELECT {', '.join(names)}, count(*) FROM"
+            f" (SELECT {inner} FROM appeal WHERE appeal.status IN ({_FINISHED_SQL})) AS counted"
+            f" GROUP BY {', '.join(names)}"
+        )
+    return out
+
+
 def rebuild(conn: Connection) -> None:
     """Every row again from `appeal`: one INSERT … SELECT … GROUP BY per grain."""
-    conn.execute(text("DELETE FROM appeal_tally"))
-    for grain in GRAINS:
-        values = _values("appeal", grain)
-        names = ["key", "grain", *_DIMENSIONS, "assigned"]
-        inner = ", ".join(f"{v} AS {n}" for v, n in zip(values, names, strict=True))
-        conn.execute(
-            text(
-                f"INSERT INTO appeal_tally ({_COLUMNS}) SELECT {', '.join(names)}, count(*) FROM"
-                f" (SELECT {inner} FROM appeal WHERE appeal.status IN ({_FINISHED_SQL})) AS counted"
-                f" GROUP BY {', '.join(names)}"
-            )
-        )
+    for sql in rebuild_sql():
+        conn.execute(text(sql))
