@@ -559,6 +559,13 @@ def _grain(terms: list[ColumnElement[bool]], group: str | None) -> str:
     raise AssertionError(f"no grain keeps {sorted(used)}")  # "u" keeps every column
 
 
+def _at_grain(terms: list[ColumnElement[bool]], group: str | None) -> ColumnElement[bool]:
+    # Inline, not bound: a prepared statement's generic plan guesses a third of the table per grain
+    # and scans all 140,000 rows for the 1,300 of grain "n" (40 ms instead of 0.5 on PostgreSQL).
+    grain = _grain(terms, group)
+    return _TALLY.c.grain == bindparam(f"grain_{grain}", grain, literal_execute=True)
+
+
 @dataclass(frozen=True)
 class _Part:
     """Appeals counted one way: on `appeal` (the open ones, through their partial indexes; or few search
@@ -604,7 +611,7 @@ def _grouped(s: Session, where: _Where, skip: str, column: str) -> dict[Any, int
     for part in _parts(where, skip):
         if part.on_tally:
             by = _TALLY.c[column]
-            grain = _TALLY.c.grain == _grain(part.terms, column)
+            grain = _at_grain(part.terms, column)
             stmt = sa_select(by, func.sum(_TALLY.c.n)).where(grain, *part.terms).group_by(by)
         else:
             by = _APPEAL.c[column]
@@ -668,7 +675,7 @@ def facet_counts(
         if part.on_tally:
             # Finished: never overdue nor due soon, and _parts leaves them out under a deadline toggle.
             stmt: Any = sa_select(func.sum(_TALLY.c.n)).where(not_(_TALLY.c.assigned), *part.terms)
-            totals[2] += int(s.execute(stmt.where(_TALLY.c.grain == _grain(part.terms, None))).scalar() or 0)
+            totals[2] += int(s.execute(stmt.where(_at_grain(part.terms, None))).scalar() or 0)
             if user_id is not None:  # the tally does not keep who: one person's appeals, by their index
                 finished = [*where.but("toggles", "status"), col(Appeal.status).in_(part.statuses)]
                 stmt = sa_select(func.count()).select_from(Appeal).where(mine, *finished)

@@ -9,10 +9,12 @@ Triggers catch every write path (the ORM, the prebuilt Core statements of storag
 UPDATE) on both databases; appeal_query.facet_counts adds these counts to the open appeals' own.
 
 Each appeal is counted at three grains (the `grain` column), so that a count reads the smallest one
-that has every column it filters or groups on (appeal_query picks it):
-    "u"  status, channel, category, language, unit_id, concerned_unit_id, assigned — everything;
-    "n"  the same without unit_id (a moderator's counts: a few thousand rows, not a hundred thousand);
-    "m"  status, unit_id, concerned_unit_id, assigned (the unit facet, an officer's status counts).
+that has every column it filters or groups on (appeal_query picks it). At 1,000,000 appeals:
+    "n"  status, channel, category, language, concerned_unit_id, assigned: a moderator's counts (no unit
+         in the scope or the filter), 1,300 rows;
+    "m"  status, unit_id, concerned_unit_id, assigned: the unit facet, an officer's status counts, 1,600;
+    "u"  every column: a unit (scope or filter) with a channel, category or language, 136,000 rows,
+         read through (grain, unit_id) for the units asked.
 Columns a grain leaves out hold NULL and are never read at that grain. `assigned` is whether the appeal
 has an assignee: the tally does not hold who (300 officers would make it as large as the appeals); a
 count per person reads the appeal table through ix_appeal_assignee_id (one person's appeals are few).
@@ -38,11 +40,12 @@ FINISHED: tuple[str, ...] = tuple(s.value for s in AppealStatus if not s.is_open
 _FINISHED_SQL = ", ".join(f"'{s}'" for s in FINISHED)
 _DIMENSIONS = ("status", "channel", "category", "language", "unit_id", "concerned_unit_id")
 _TEXT = {"status", "channel", "category", "language"}
-# The columns each grain keeps (besides `assigned`, kept at every grain).
+# The columns each grain keeps (besides `assigned`, kept at every grain), smallest grain first: a count
+# reads the first one that keeps what it needs.
 GRAINS: dict[str, tuple[str, ...]] = {
-    "u": _DIMENSIONS,
     "n": ("status", "channel", "category", "language", "concerned_unit_id"),
     "m": ("status", "unit_id", "concerned_unit_id"),
+    "u": _DIMENSIONS,
 }
 TRIGGERS = ("appeal_tally_ai", "appeal_tally_au", "appeal_tally_ad")
 _UPSERT = " ON CONFLICT (key) DO UPDATE SET n = appeal_tally.n + 1"
