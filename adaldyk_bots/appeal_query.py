@@ -673,7 +673,10 @@ def facet_counts(
     totals = [0, 0, 0, 0]  # overdue, due soon, unassigned, assigned to me
     for part in _parts(where, "toggles"):
         if part.on_tally:
-            # Finished: never overdue nor due soon, and _parts leaves them out under a deadline toggle.
+            # Finished: never overdue nor due soon, nor counted beside "mine" or "unassigned" while a
+            # deadline toggle is chosen (those two are counted under it).
+            if deadline:
+                continue
             stmt: Any = sa_select(func.sum(_TALLY.c.n)).where(not_(_TALLY.c.assigned), *part.terms)
             totals[2] += int(s.execute(stmt.where(_at_grain(part.terms, None))).scalar() or 0)
             if user_id is not None:  # the tally does not keep who: one person's appeals, by their index

@@ -96,16 +96,17 @@ def world(make_settings):
 
 
 # One write: (kind, appeal index, value); indexes wrap around the appeals that exist.
+creates = st.tuples(
+    st.just("create"),
+    st.sampled_from(STATUSES),
+    st.sampled_from(CHANNELS),
+    st.sampled_from(CATEGORIES),
+    st.sampled_from(LANGUAGES),
+    st.sampled_from(UNITS),
+    st.sampled_from([None, "moderator", "officer"]),
+)
 writes = st.one_of(
-    st.tuples(
-        st.just("create"),
-        st.sampled_from(STATUSES),
-        st.sampled_from(CHANNELS),
-        st.sampled_from(CATEGORIES),
-        st.sampled_from(LANGUAGES),
-        st.sampled_from(UNITS),
-        st.sampled_from([None, "moderator", "officer"]),
-    ),
+    creates,
     st.tuples(st.just("status"), st.integers(0, 50), st.sampled_from(STATUSES), st.booleans()),
     st.tuples(st.just("unit"), st.integers(0, 50), st.sampled_from(UNITS), st.booleans()),
     st.tuples(st.just("assignee"), st.integers(0, 50), st.sampled_from([None, "moderator", "officer"])),
@@ -240,8 +241,9 @@ def _tally_rows(s: Session) -> dict[str, int]:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(sequence=st.lists(writes, min_size=1, max_size=25))
-def test_tally_counts_equal_the_appeals_after_any_writes(world, sequence):
+@given(first=st.lists(creates, min_size=4, max_size=12), then=st.lists(writes, max_size=30))
+def test_tally_counts_equal_the_appeals_after_any_writes(world, first, then):
+    sequence = [*first, *then]
     engine = world["engine"]
     with unit_of_work(engine) as s:  # each example starts from no appeals (the delete trigger runs too)
         s.execute(update(Appeal).values(merged_into_id=None))
@@ -284,3 +286,18 @@ def test_the_concealed_chain_counts_nothing_of_the_report(world):
         reports = text("SELECT count(*) FROM appeal_tally WHERE concerned_unit_id IS NOT NULL")
         assert s.execute(reports).scalar()
         assert facet_counts(s, true(), InboxFilter.from_query({"status": "all"}))["total"] == 2
+
+
+def test_under_a_deadline_toggle_no_finished_appeal_counts(world):
+    """Overdue and due soon are open appeals only: with one of them chosen, the assignment toggles'
+    counts leave the finished appeals (counted from the tally otherwise) out."""
+    engine = world["engine"]
+    serial = [0]
+    with unit_of_work(engine) as s:
+        for status in ("answered", "closed", "received"):  # the third is overdue (serial 3)
+            _apply(world, s, ("create", status, "vk", "complaint", "kk", None, None), serial)
+    with Session(engine) as s:
+        every = facet_counts(s, true(), InboxFilter.from_query({"status": "all"}))
+        late = facet_counts(s, true(), InboxFilter.from_query({"status": "all", "overdue": "1"}))
+    assert every["unassigned"] == 3 and every["overdue"] == 1
+    assert late["unassigned"] == 1 and late["total"] == 1
