@@ -13,8 +13,10 @@ that has every column it filters or groups on (appeal_query picks it). At 1,000,
     "n"  status, channel, category, language, concerned_unit_id, assigned: a moderator's counts (no unit
          in the scope or the filter), 1,300 rows;
     "m"  status, unit_id, concerned_unit_id, assigned: the unit facet, an officer's status counts, 1,600;
-    "u"  every column: a unit (scope or filter) with a channel, category or language, 136,000 rows,
-         read through (grain, unit_id) for the units asked.
+    "l", "k", "c"  "m" with the language, the category or the channel: a unit (scope, filter or facet)
+         with one of those, 4,000-13,000 rows;
+    "u"  every column: a unit with two of them, 136,000 rows, read through (grain, unit_id).
+A finished appeal's change so costs six upserts and six decrements, in the statement that changes it.
 Columns a grain leaves out hold NULL and are never read at that grain. `assigned` is whether the appeal
 has an assignee: the tally does not hold who (300 officers would make it as large as the appeals); a
 count per person reads the appeal table through ix_appeal_assignee_id (one person's appeals are few).
@@ -45,6 +47,9 @@ _TEXT = {"status", "channel", "category", "language"}
 GRAINS: dict[str, tuple[str, ...]] = {
     "n": ("status", "channel", "category", "language", "concerned_unit_id"),
     "m": ("status", "unit_id", "concerned_unit_id"),
+    "l": ("status", "unit_id", "concerned_unit_id", "language"),
+    "k": ("status", "unit_id", "concerned_unit_id", "category"),
+    "c": ("status", "unit_id", "concerned_unit_id", "channel"),
     "u": _DIMENSIONS,
 }
 TRIGGERS = ("appeal_tally_ai", "appeal_tally_au", "appeal_tally_ad")
