@@ -588,11 +588,9 @@ def _parts(where: _Where, *skip: str) -> list[_Part]:
     parts = []
     if opened:
         only = [] if set(opened) == set(OPEN_STATUSES) else [col(Appeal.status).in_(opened)]
+        # Not made opaque as a page's terms are (_Where.page): a count reads every matching entry anyway,
+        # and SQLite's own choice (a unit's index for a department) was 2-8 times faster, measured.
         terms = [*base, *only]
-        if where.s.get_bind().dialect.name == "sqlite":
-            # As for a page (_Where.page): opaque terms keep SQLite on the open appeals' partial indexes
-            # (at most their count of entries) instead of channel's or unit's index over every status.
-            terms = [func.coalesce(term, 0) for term in terms]
         parts.append(_Part(False, [*terms, _OPEN], opened))
     deadline = "toggles" not in skip and (f.overdue or f.due_by is not None)
     if finished and not deadline:  # overdue and due soon are open appeals only
