@@ -14,8 +14,9 @@ and its sent acknowledgement in the outbox, so the appeal page reads tables of a
 The database is made from scratch with the migrations (an existing SQLite file or PostgreSQL database
 of that name is replaced), loaded in bulk — executemany in large transactions on SQLite, COPY on
 PostgreSQL — with the secondary indexes, the search triggers and the full-text index built after the
-load, then ANALYZEd. The rows are the same on both databases for the same --seed. Generate once and
-reuse: the bench only reads.
+load, then ANALYZEd; appeal_tally's triggers are off during the load and the tally is rebuilt after
+it with the migration's own backfill (storage/tally.py). The rows are the same on both databases for
+the same --seed. Generate once and reuse: the bench only reads.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from adaldyk_bots.domain import AppealStatus  # noqa: E402
+from adaldyk_bots.storage import tally  # noqa: E402
 from adaldyk_bots.storage.db import make_engine, normalize_url  # noqa: E402
 from adaldyk_bots.storage.migrate import upgrade  # noqa: E402
 from adaldyk_bots.storage.search_index import document  # noqa: E402
@@ -317,7 +319,9 @@ class SqliteLoader:
             f"SELECT name, sql FROM sqlite_master WHERE type='index' AND sql IS NOT NULL AND tbl_name IN ({names})"  # noqa: E501
         ).fetchall()
         self.triggers = self.conn.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type='trigger' AND tbl_name='appeal_search'"
+            # The search index's triggers and appeal_tally's (rebuilt after the load, as migration 0018 does).
+            "SELECT name, sql FROM sqlite_master WHERE type='trigger'"
+            " AND tbl_name IN ('appeal_search', 'appeal')"
         ).fetchall()
         for name, _ in self.indexes:
             self.conn.execute(f'DROP INDEX "{name}"')
@@ -351,6 +355,9 @@ class SqliteLoader:
             self.conn.execute(sql)
         step("full-text index (FTS5 rebuild)")
         self.conn.execute("INSERT INTO appeal_fts(appeal_fts) VALUES ('rebuild')")
+        step("appeal_tally (the finished appeals' counts)")
+        for sql in tally.rebuild_sql():
+            self.conn.execute(sql)
         for _, sql in self.triggers:
             self.conn.execute(sql)
         step("ANALYZE")
@@ -364,7 +371,8 @@ class PostgresLoader:
         import psycopg
 
         self.conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
-        self.conn.execute("SET session_replication_role = replica")  # no FK triggers during the load
+        # No FK triggers during the load, nor appeal_tally's (it is rebuilt in one pass at the end).
+        self.conn.execute("SET session_replication_role = replica")
         self.conn.execute("SET maintenance_work_mem = '512MB'")
         self.indexes = self.conn.execute(
             "SELECT i.indexname, i.indexdef FROM pg_indexes i WHERE i.schemaname = 'public'"
@@ -396,6 +404,10 @@ class PostgresLoader:
     def finish(self, counters: list[tuple[int, int]]) -> None:
         with self.conn.cursor() as cur:
             cur.executemany("INSERT INTO appeal_counter (year, last) VALUES (%s, %s)", counters)
+        step("appeal_tally (the finished appeals' counts)")
+        with self.conn.transaction():
+            for sql in tally.rebuild_sql():
+                self.conn.execute(sql)
         for name, sql in self.indexes:
             step(f"index {name}")
             self.conn.execute(sql)

@@ -146,10 +146,12 @@ def scenarios(engine: Any, seed: int) -> list[tuple[str, str, Callable[[int], in
 
         return run
 
-    def counts(params: Callable[[int], dict[str, str]]) -> Callable[[int], int]:
+    def counts(params: Callable[[int], dict[str, str]], *, scope: Callable[[int], ColumnElement[bool]] | None = None  # noqa: E501
+               ) -> Callable[[int], int]:  # fmt: skip
         def run(i: int) -> int:
             with read_session(engine) as s:
-                total = facet_counts(s, true(), InboxFilter.from_query(params(i)), user_id=7)["total"]
+                where = true() if scope is None else scope(i)
+                total = facet_counts(s, where, InboxFilter.from_query(params(i)), user_id=7)["total"]
                 return -1 if total is None else int(total)  # -1: too many matches to count
 
         return run
@@ -201,6 +203,12 @@ def scenarios(engine: Any, seed: int) -> list[tuple[str, str, Callable[[int], in
         (f"facet counts, q={COMMON_WORD} (not counted)", "", counts(fixed({"q": COMMON_WORD}))),
         ("facet counts, q=<rare word>", "", counts(lambda i: {"q": rare[i * 97 % len(rare)]})),
         ("facet counts, status=all", "", counts(fixed({"status": "all"}))),
+        # The finished appeals' part from appeal_tally at its other grains: by units, and every column.
+        ("facet counts, status=all, officer scope", "",
+         counts(fixed({"status": "all"}), scope=lambda i: officer_scopes[i % 5])),  # fmt: skip
+        ("facet counts, status=all&channel=<each>", "", counts(lambda i: {"status": "all", "channel": channels[i % 8]})),  # noqa: E501
+        ("facet counts, status=all&unit=<committee>", "", counts(lambda i: {"status": "all", "unit": f"committee_{i % 5}"})),  # noqa: E501
+        ("facet counts, status=all&assigned=<officer>", "", counts(fixed({"status": "all", "assigned": "7"}))),  # noqa: E501
         ("appeal page (its reads)", "", appeal_page),
     ]  # fmt: skip
 

@@ -168,7 +168,7 @@ class Appeal(SQLModel, table=True):
         # One per order the inbox reads them in: by activity, by due date, and grouped by each counted
         # dimension (a GROUP BY that follows an index needs no sort, which was most of a count's time).
         *_open_indexes(),
-        # The finished appeals' counts (capped, appeal_query.COUNT_CAP) by status and the other filters.
+        # Counts by every inbox column (the finished appeals' own counts come from appeal_tally).
         Index("ix_appeal_facets", *_INBOX_COLUMNS, "due_at"),
         # A signal becomes at most one formal appeal (triage.py), however often its last answer arrives.
         Index("uq_appeal_signal_id", "signal_id", unique=True),
@@ -221,6 +221,29 @@ class Appeal(SQLModel, table=True):
     applicant_phone: str | None = Field(default=None, max_length=32)
     consent_at: datetime | None = None  # consent to personal-data processing (Law 94-V)
     taken_by_id: int | None = Field(default=None, foreign_key="staff_user.id")
+
+
+class AppealTally(SQLModel, table=True):
+    """How many finished appeals have these values (storage/tally.py: kept by triggers, migration 0018).
+
+    One row per grain and combination; NULL means "none" as in `appeal`, or "not kept at this grain"."""
+
+    __tablename__ = "appeal_tally"
+    __table_args__ = (
+        # A grain is read whole (a few thousand rows) or, at grain "u", by the scope's or filter's units.
+        Index("ix_appeal_tally_grain_unit", "grain", "unit_id"),
+    )
+
+    key: str = Field(primary_key=True, max_length=200)  # grain and values joined by '|'
+    grain: str = Field(max_length=1)
+    status: str = Field(max_length=16)
+    channel: str | None = Field(default=None, max_length=32)
+    category: str | None = Field(default=None, max_length=32)
+    language: str | None = Field(default=None, max_length=2)
+    unit_id: int | None = None
+    concerned_unit_id: int | None = None
+    assigned: bool = False
+    n: int = 0
 
 
 class DataRequest(SQLModel, table=True):

@@ -24,7 +24,6 @@ from sqlmodel import Session, select
 
 from adaldyk_bots.access import Viewer, appeal_scope
 from adaldyk_bots.appeal_query import (
-    COUNT_CAP,
     DEFAULT_DUE_SOON_DAYS,
     OPEN_STATUSES,
     AppealPage,
@@ -90,13 +89,10 @@ class Option:
     count: int | None  # None: not counted (a search too wide to count, or "all")
     url: str
     active: bool
-    capped: bool = False  # counted up to COUNT_CAP only: shown as "10000+"
 
 
-def _option(label: str, count: int | None, url: str, active: bool, *, capped: bool = False) -> Option:
-    if count is not None and count > COUNT_CAP:
-        return Option(label, COUNT_CAP, url, active, capped=True)
-    return Option(label, count, url, active, capped=capped)
+def _option(label: str, count: int | None, url: str, active: bool) -> Option:
+    return Option(label, count, url, active)
 
 
 @dataclass(frozen=True)
@@ -212,7 +208,6 @@ def _status_facet(_: Gettext, urls: _Urls, request: Request, raw: dict[str, Any]
     asked = ",".join(request.query_params.getlist("status")) or "open"
     known = raw.get("total") is not None
     counts: dict[str, int] = raw.get("status", {})
-    capped = {key.removeprefix("status.") for key in raw.get("capped", []) if key.startswith("status.")}
 
     def n(value: int) -> int | None:
         return value if known else None
@@ -227,9 +222,9 @@ def _status_facet(_: Gettext, urls: _Urls, request: Request, raw: dict[str, Any]
     ]
     for status in AppealStatus:
         count, url = n(counts.get(status, 0)), urls.inbox(status=status.value)
-        options.append(_option(_(STATUSES[status]), count, url, asked == status, capped=status in capped))
+        options.append(_option(_(STATUSES[status]), count, url, asked == status))
     every = n(sum(counts.values()))
-    options.append(_option(_("All"), every, urls.inbox(status="all"), asked == "all", capped=bool(capped)))
+    options.append(_option(_("All"), every, urls.inbox(status="all"), asked == "all"))
     return Facet("status", _("Status"), options)
 
 
@@ -375,7 +370,6 @@ def _results(request: Request, viewer: Viewer, s: Session) -> dict[str, Any]:
             flag_transfers_after=request.app.state.runtime.workflow.terms.transfers.flag_after,
         ),
         "total": counts["total"],
-        "total_capped": "total" in counts.get("capped", []),
         "facets": _facets(_, request, urls, names, f, counts),
         "filter": f,
         "filtered": bool(query),
