@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0020_ops"
-down_revision = "0017_phone"
+down_revision = "0018_tally"
 branch_labels = None
 depends_on = None
 
