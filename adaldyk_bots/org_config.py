@@ -84,6 +84,7 @@ class OutsideBody(_Strict):
     code: Code
     name_ru: Name
     name_kk: Name
+    name_en: str = Field(default="", max_length=300)  # for a citizen writing in English; else name_ru
     keywords: tuple[Stem, ...] = ()
 
 

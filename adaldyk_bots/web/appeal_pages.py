@@ -38,6 +38,7 @@ from adaldyk_bots.errors import (
     UnknownUnit,
     UpstreamFailed,
     UseExtension,
+    UseForwarding,
 )
 from adaldyk_bots.i18n import N_
 from adaldyk_bots.logs import describe, failure_kind, throttled
@@ -691,6 +692,8 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             return _back(number, error="illegal", anchor="#status")
         except UseExtension:
             return _back(number, error="extend_use", anchor="#extend")
+        except UseForwarding:
+            return _back(number, error="forward_use", anchor="#forward")
         except appeal_actions.OwnAction:
             return _back(number, error="own_action", anchor="#status")
         except Invalid:
