@@ -27,6 +27,7 @@ REQUIRED_KEYS = (
     "welcome",
     "ack",
     "status_query",
+    "status_query_signal",
     "status_none",
     "status_not_found",
     "lang_set",

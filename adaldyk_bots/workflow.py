@@ -54,7 +54,19 @@ log = logging.getLogger(__name__)
 
 _COMMAND = re.compile(r"^/(?P<name>[a-z_]+)(?:@\w+)?(?:\s+(?P<arg>.*))?$", re.IGNORECASE | re.DOTALL)
 
-__all__ = ["OPEN_STATUSES", "CitizenHooks", "DialogueHook", "Target", "Workflow", "WorkflowError"]
+__all__ = [
+    "DIRECT_CHANNELS",
+    "OPEN_STATUSES",
+    "CitizenHooks",
+    "DialogueHook",
+    "Target",
+    "Workflow",
+    "WorkflowError",
+]
+
+# Where an appeal is registered the moment it is taken (direct_intake.py: the web form, the phone line, the
+# reception room). A connector's message is a signal until a moderator's triage registers it (R13).
+DIRECT_CHANNELS = frozenset({"web", "phone", "reception"})
 
 
 class CitizenHooks(Protocol):
@@ -762,13 +774,20 @@ class Workflow:
             if row is None:
                 return self.texts.render(language, "status_none")
         appeal = row._mapping
+        status = self.texts.status_name(language, appeal["status"])
+        if not (appeal["formal"] or appeal["channel"] in DIRECT_CHANNELS):
+            # A signal (or what its triage made of it): no registration date and no legal term to give.
+            number, received = appeal["number"], appeal["received_at"]
+            return self.texts.render(
+                language, "status_query_signal", number=number, received=received, status=status
+            )
         return self.texts.render(
             language,
             "status_query",
             number=appeal["number"],
             registered=appeal["registered_at"],
             due=appeal["due_at"],
-            status=self.texts.status_name(language, appeal["status"]),
+            status=status,
         )
 
     @staticmethod
