@@ -23,7 +23,7 @@ from adaldyk_bots import audit, notice_texts, notices, step_notices
 from adaldyk_bots.appeal_actions import clean
 from adaldyk_bots.domain import AppealStatus
 from adaldyk_bots.errors import Invalid
-from adaldyk_bots.org_config import OutsideBody
+from adaldyk_bots.org_config import OTHER_BODY, OutsideBody
 from adaldyk_bots.storage.models import Appeal, AppealEvent
 from adaldyk_bots.workflow import Workflow
 
@@ -38,7 +38,7 @@ __all__ = [
     "options",
 ]
 
-OTHER = "other"  # an organisation config/org.toml does not list: the moderator types its name
+OTHER = OTHER_BODY  # an organisation config/org.toml does not list: the moderator types its name
 NAME_MAX = 300  # appeal.forwarded_to_name
 REASON_MAX = 4_000
 
