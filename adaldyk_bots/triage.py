@@ -6,7 +6,8 @@ A signal is an appeal in status `received` that is not formal. The moderator dec
     formal         the R12 data are collected — by the bot in a dialogue (data_collection.py) where the
                    channel can hold one, otherwise typed in by the moderator — and a new formal appeal is
                    registered (formal_appeal.py); the signal is closed with a link to it
-    forward        not the ministry's competence: forwarded to an outside body (R5), the citizen told
+    forward        not the ministry's competence: forwarded to an outside body (R5, forwarding.py: the same
+                   action as a registered appeal's), the citizen told where and why
     spam           rejected without a word to the sender (appeal_actions.mark_spam)
 
 Every decision is an AppealEvent "triage" and an audit record "appeal.triage" with its author and
