@@ -24,6 +24,8 @@ from tests.web_support import WebApp, create_user, csrf_of, load_units, login, s
 
 KK_TEXT = "Көлде браконьерлер ау құрып, балық аулап жатыр. Шара қолдануыңызды сұраймын."
 RU_TEXT = "Во дворе дома не вывозят мусор уже две недели, прошу принять меры."
+VALID_IIN = "900101300126"
+ADDRESS = "Алматы облысы, Қонаев қаласы, Абай көшесі, 12-үй"
 AGRICULTURE_KK = "Қазақстан Республикасы Ауыл шаруашылығы министрлігі (Балық шаруашылығы комитеті)"
 
 
@@ -36,15 +38,20 @@ def web(make_settings: Any) -> Any:
         yield app
 
 
+def _api(web: Any) -> httpx.Client:
+    token = token_for(web.runtime.engine, "moder")
+    return httpx.Client(base_url=f"{web.url}/api/v1", headers={"Authorization": f"Bearer {token}"})
+
+
 def _registered(web: Any, chat: int, text: str) -> Appeal:
-    """A citizen's message, registered (as the workflow's own step does) and in progress."""
+    """A citizen's message registered as a formal appeal by the moderator's triage (the data typed in)."""
     number = seed_appeal(web.runtime, chat=chat, text=text)
-    with unit_of_work(web.runtime.engine) as s:
-        appeal = s.exec(select(Appeal).where(Appeal.number == number)).one()
-        web.runtime.workflow.change_status(s, appeal, "registered", actor="system")
-        web.runtime.workflow.change_status(s, appeal, "in_progress", actor="system")
-        s.expunge(appeal)
-    return appeal
+    applicant = {"name": "Сейтқали Айгерім Нұрланқызы", "iin": VALID_IIN, "address": ADDRESS, "consent": True}
+    triaged = _api(web).post(f"/appeals/{number}/triage", json={"decision": "formal", "applicant": applicant})
+    assert triaged.status_code == 200, triaged.text
+    formal = _appeal(web, triaged.json()["formal_appeal"]["number"])
+    assert (formal.status, formal.formal) == ("registered", True)
+    return formal
 
 
 def _appeal(web: Any, number: str) -> Appeal:
@@ -118,10 +125,10 @@ def test_a_registered_appeal_is_forwarded_on_its_page_and_the_citizen_reads_wher
     assert _post(client, csrf, number, "forward", body_code="moa", reason="x") == "error=t_body_code"
     assert _post(client, csrf, number, "forward", body_code="other", reason="x") == "error=t_body_name"
     assert _post(client, csrf, number, "forward", reason="x") == "error=t_body_missing"
-    assert _appeal(web, number).status == "in_progress" and not _outbox(web, appeal.id, "forwarding")
+    assert _appeal(web, number).status == "registered" and not _outbox(web, appeal.id, "forwarding")
 
     reason = "Балық аулау — Ауыл шаруашылығы министрлігінің құзыреті"
-    status_notices = _outbox(web, appeal.id, "status")  # the "in progress" step's
+    status_notices = _outbox(web, appeal.id, "status")
     assert _post(client, csrf, number, "forward", body_code="agriculture", reason=reason) == "done=forward"
     after = _appeal(web, number)
     assert (after.status, after.forwarded_to, after.forwarded_to_name) == (
@@ -129,7 +136,7 @@ def test_a_registered_appeal_is_forwarded_on_its_page_and_the_citizen_reads_wher
         "agriculture",
         AGRICULTURE_KK,
     )
-    assert after.triage is None  # not a signal: no triage decision recorded
+    assert after.triage is None  # a formal appeal: no triage decision of its own
     # One notice, in Kazakh, naming the body and the reason; no generic status message besides.
     [notice] = _outbox(web, appeal.id, "forwarding")
     assert notice.key == f"notice:forwarding:{appeal.id}"
@@ -150,16 +157,14 @@ def test_a_registered_appeal_is_forwarded_on_its_page_and_the_citizen_reads_wher
     # R5's clock stops as before: a forwarded appeal is not open, and its forwarding due time is kept.
     assert AppealStatus.FORWARDED.value not in OPEN_STATUSES and after.forward_due_at == appeal.forward_due_at
     shown = client.get(f"/appeals/{number}?lang=kk").text
+    assert "сигнал, тіркелмеген" not in shown  # registered: the page says so
     assert f'data-forwarded-to="agriculture">{AGRICULTURE_KK}</span>' in shown  # the history names it
 
 
 def test_the_api_forwards_to_another_organisation_and_again_after_a_reopening(web: Any) -> None:
     appeal = _registered(web, 62, RU_TEXT)
     number = appeal.number
-    api = httpx.Client(
-        base_url=f"{web.url}/api/v1",
-        headers={"Authorization": f"Bearer {token_for(web.runtime.engine, 'moder')}"},
-    )
+    api = _api(web)
     # "forwarded" is not a status the status route takes (its own action, like merge and extend).
     bare = api.post(f"/appeals/{number}/status", json={"status": "forwarded", "note": "не наше"})
     assert bare.status_code == 422
@@ -203,7 +208,7 @@ def test_the_core_refuses_a_forwarding_without_its_body(web: Any) -> None:
         assert found is not None
         web.runtime.workflow.change_status(s, found, "forwarded", actor="system", note="не наше")
     assert "forward action" in str(refused.value)
-    assert _appeal(web, appeal.number).status == "in_progress"
+    assert _appeal(web, appeal.number).status == "registered"
 
 
 def test_a_signal_is_forwarded_through_the_same_form_as_its_triage(web: Any) -> None:
@@ -219,6 +224,9 @@ def test_a_signal_is_forwarded_through_the_same_form_as_its_triage(web: Any) -> 
     csrf = login(client, "moder")
     page = client.get(f"/appeals/{number}?lang=ru").text
     assert page.count(f'action="/appeals/{number}/forward"') == 1  # in the triage card, once
+    # Staff read it as the citizen does: a signal received (and acknowledged as such), not registered.
+    assert "сигнал, не зарегистрирован" in page and "сообщение получено (сигнал)" in page
+    assert "подтверждение получения" in page and "обращение зарегистрировано" not in page
     assert (
         _post(client, csrf, number, "forward", body_code="akimat", reason="благоустройство двора")
         == "done=t_forward"

@@ -69,6 +69,7 @@ from adaldyk_bots.web.routing_pages import routing_context, routing_rules
 from adaldyk_bots.web.task_pages import TASK_KINDS, appeal_tasks
 from adaldyk_bots.web.triage_pages import TRIAGE_DONE, TRIAGE_ERRORS, TRIAGE_NAMES, triage_context
 from adaldyk_bots.web.ui import render, request_language
+from adaldyk_bots.workflow import DIRECT_CHANNELS
 
 __all__ = ["DELIVERY_STATES", "build_appeal_router", "explain_code", "working_days_left"]
 
@@ -500,6 +501,8 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             "status_labels": STATUSES,
             "tr": triage_context(s, viewer, appeal, routing.config.outside_bodies),
             "triage_names": TRIAGE_NAMES,
+            # A channel's message is a signal until its triage (R13); only these were registered (R1).
+            "is_registered": appeal.formal or appeal.channel in DIRECT_CHANNELS,
             "reason_required": sorted(st.value for st in appeal_actions.REASON_REQUIRED),
             "days_left": working_days_left(calendar, now, appeal.due_at),
             "may_extend": extension.may_extend(s, viewer, appeal, now=now, tz=calendar.tz)
