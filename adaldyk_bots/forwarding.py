@@ -22,7 +22,7 @@ from sqlmodel import Session
 from adaldyk_bots import audit, notice_texts, notices, step_notices
 from adaldyk_bots.appeal_actions import clean
 from adaldyk_bots.domain import AppealStatus
-from adaldyk_bots.errors import Invalid
+from adaldyk_bots.errors import AdaldykError, Conflict, Invalid
 from adaldyk_bots.org_config import OTHER_BODY, OutsideBody
 from adaldyk_bots.storage.models import Appeal, AppealEvent
 from adaldyk_bots.workflow import Workflow
@@ -32,7 +32,9 @@ __all__ = [
     "OTHER",
     "REASON_MAX",
     "Addressee",
+    "BodyRefused",
     "ForwardRefused",
+    "ReasonRefused",
     "addressee",
     "forward",
     "options",
@@ -43,14 +45,23 @@ NAME_MAX = 300  # appeal.forwarded_to_name
 REASON_MAX = 4_000
 
 
-class ForwardRefused(Invalid):
-    """A forwarding without what the law asks of it: `field` (body, reason) and a stable `reason` code
-    (missing, code, name, empty, long), which the pages turn into words."""
+class ForwardRefused(AdaldykError):
+    """A forwarding refused for one field: `field` (body, reason) and a stable `reason` code (missing,
+    code, name, empty, long), which the pages turn into words."""
 
     def __init__(self, field: str, reason: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
         self.reason = reason
+
+
+class BodyRefused(ForwardRefused, Conflict):
+    """A well-formed body config/org.toml does not list, or `other` without its name (409: the request is
+    valid, what it names cannot be forwarded to; as triage.ApplicantRefused)."""
+
+
+class ReasonRefused(ForwardRefused, Invalid):
+    """No reason, or one too long (422; the API's schema refuses these first)."""
 
 
 @dataclass(frozen=True)
@@ -71,16 +82,16 @@ def addressee(bodies: Sequence[OutsideBody], code: str, name: str = "") -> Addre
     `other`, the organisation `name` names. ForwardRefused says which is missing or wrong."""
     code = code.strip().lower()
     if not code:
-        raise ForwardRefused("body", "missing", "choose the outside body the appeal is forwarded to")
+        raise BodyRefused("body", "missing", "choose the outside body the appeal is forwarded to")
     for body in bodies:
         if body.code == code:
             return Addressee(body.code, body.name_kk, body.name_ru, body.name_en or body.name_ru)
     if code != OTHER:
         known = ", ".join([b.code for b in bodies] + [OTHER])
-        raise ForwardRefused("body", "code", f"unknown outside body {code!r}; one of: {known}")
+        raise BodyRefused("body", "code", f"unknown outside body {code!r}; one of: {known}")
     name = clean(name)
     if not name or len(name) > NAME_MAX:
-        raise ForwardRefused(
+        raise BodyRefused(
             "body", "name", f"the other organisation's name, as the citizen will read it (≤ {NAME_MAX})"
         )
     return Addressee(OTHER, name, name, name)
@@ -105,9 +116,9 @@ def forward(
     appeal's status: lifecycle.py); returns the status event."""
     reason = clean(reason)
     if not reason:
-        raise ForwardRefused("reason", "empty", "a forwarding needs its reason: the citizen is told it")
+        raise ReasonRefused("reason", "empty", "a forwarding needs its reason: the citizen is told it")
     if len(reason) > REASON_MAX:
-        raise ForwardRefused("reason", "long", f"at most {REASON_MAX} characters")
+        raise ReasonRefused("reason", "long", f"at most {REASON_MAX} characters")
     name = to.name(appeal.language)
     facts: dict[str, object] = {"body": to.code, "body_name": name}
     event = workflow.change_status(

@@ -289,8 +289,8 @@ def _check(parsed: _File, lines: _Lines) -> tuple[list[tuple[int, str]], list[st
                 seen[item.code] = at
     for i, body in enumerate(parsed.outside_body):
         if body.code == OTHER_BODY:
-            reason = f"outside_body {body.code}: the code is the forwarding form's «another organisation»"
-            problems.append((line("outside_body", i, "code"), reason))
+            reserved = f"outside_body {body.code}: the code is the forwarding form's «another organisation»"
+            problems.append((line("outside_body", i, "code"), reserved))
     regions = {r.code for r in parsed.region}
     units = {u.code: u for u in parsed.unit}
     roots = [i for i, u in enumerate(parsed.unit) if u.parent is None]

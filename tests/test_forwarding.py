@@ -171,7 +171,10 @@ def test_the_api_forwards_to_another_organisation_and_again_after_a_reopening(we
     no_name = api.post(
         f"/appeals/{number}/forward", json={"body": {"code": "other"}, "reason": "вывоз мусора"}
     )
-    assert no_name.status_code == 422 and "name" in no_name.json()["detail"]
+    # Well-formed but nothing to forward to: 409, as the other refusals of what a request names.
+    assert no_name.status_code == 409 and "name" in no_name.json()["detail"]
+    unknown = api.post(f"/appeals/{number}/forward", json={"body": {"code": "moa"}, "reason": "x"})
+    assert unknown.status_code == 409 and "agriculture" in unknown.json()["detail"]
     no_reason = api.post(f"/appeals/{number}/forward", json={"body": {"code": "akimat"}})
     assert no_reason.status_code == 422
     body = {"body": {"code": "other", "name": "ТОО «Тазалық-Сервис»"}, "reason": "вывоз мусора во дворах"}

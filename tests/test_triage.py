@@ -292,12 +292,12 @@ def test_forward_to_an_outside_body_through_the_api(web: Any) -> None:
         f"/appeals/{number}/triage",
         json={"decision": "forward", "reason": "x", "body": {"code": "moa", "name": "Министерство"}},
     )
-    assert unknown.status_code == 422 and "agriculture" in unknown.json()["detail"]
+    assert unknown.status_code == 409 and "agriculture" in unknown.json()["detail"]
     assert "other" in unknown.json()["detail"]
     nameless = api.post(
         f"/appeals/{number}/triage", json={"decision": "forward", "reason": "x", "body": {"code": "other"}}
     )
-    assert nameless.status_code == 422 and "name" in nameless.json()["detail"]
+    assert nameless.status_code == 409 and "name" in nameless.json()["detail"]
     assert _appeal(web, number).status == "received"
     answer = api.post(
         f"/appeals/{number}/triage",

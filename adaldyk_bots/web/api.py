@@ -697,7 +697,14 @@ def build_api_router(runtime: AppParts) -> APIRouter:
     @router.post(
         "/appeals/{number}/triage",
         response_model=TriageOut,
-        responses={**ACTION_ERRORS, 409: {**_ERROR, "description": "not a signal awaiting triage"}},
+        responses={
+            **ACTION_ERRORS,
+            409: {
+                **_ERROR,
+                "description": "not a signal awaiting triage, R12 data the law refuses, or (forward) an "
+                "outside body config/org.toml does not list",
+            },
+        },
     )
     def triage_signal(number: Number, body: TriageIn, viewer: ApiWriter, request: Request) -> TriageOut:
         """Decide what a signal is (informational answer, formal appeal, forwarding, spam): the project
@@ -740,11 +747,22 @@ def build_api_router(runtime: AppParts) -> APIRouter:
                 collecting=body.decision == "formal" and formal is None,
             )
 
-    @router.post("/appeals/{number}/forward", response_model=ActionOut, responses=ACTION_ERRORS)
+    @router.post(
+        "/appeals/{number}/forward",
+        response_model=ActionOut,
+        responses={
+            **ACTION_ERRORS,
+            409: {
+                **_ERROR,
+                "description": "not a legal step from the appeal's status, or config/org.toml lists no such "
+                "outside body, or `other` comes without its name",
+            },
+        },
+    )
     def forward(number: Number, body: ForwardActionIn, viewer: ApiWriter, request: Request) -> ActionOut:
         """R5: forward to an outside body (config/org.toml, or `other` with its name) with the reason; the
         appeal records where it went and the citizen's notice names the body in their language. An unknown
-        code or an `other` without its name is 422. A signal's forwarding is its triage (moderators and
+        code or an `other` without its name is 409. A signal's forwarding is its triage (moderators and
         admins only, as POST …/triage with decision `forward`)."""
         who = _actor(request, viewer)
         with unit_of_work(engine) as s:
