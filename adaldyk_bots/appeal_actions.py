@@ -22,6 +22,7 @@ from adaldyk_bots.workflow import Workflow
 __all__ = [
     "NOTE_MAX_CHARS",
     "OWN_ACTION",
+    "OWN_FORM",
     "REASON_REQUIRED",
     "RETRYABLE",
     "OwnAction",
@@ -70,10 +71,19 @@ class OwnAction(Conflict):
     """A status that only its own action sets (OWN_ACTION), asked for as a plain status change."""
 
 
+# Steps with a form of their own on the appeal page, which a bare status change refuses in the workflow
+# (errors.UseForwarding): a forwarding names the outside body (forwarding.py).
+OWN_FORM = frozenset({AppealStatus.FORWARDED})
+
+
 def plain_statuses(appeal: Appeal) -> tuple[AppealStatus, ...]:
     """What the status form offers: the legal next steps (lifecycle.next_statuses) that need nothing but
     a reason."""
-    return tuple(st for st in lifecycle.next_statuses(appeal.status) if not _own_action(appeal, st))
+    return tuple(
+        st
+        for st in lifecycle.next_statuses(appeal.status)
+        if not _own_action(appeal, st) and st not in OWN_FORM
+    )
 
 
 def _own_action(appeal: Appeal, status: str) -> bool:

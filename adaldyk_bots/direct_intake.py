@@ -32,11 +32,9 @@ from adaldyk_bots.storage.models import (
     Conversation,
     Message,
 )
-from adaldyk_bots.workflow import Target, Workflow
+from adaldyk_bots.workflow import DIRECT_CHANNELS, Target, Workflow
 
 __all__ = ["DIRECT_CHANNELS", "DirectAppeal", "register_direct", "reply_target"]
-
-DIRECT_CHANNELS = frozenset({"web", "phone", "reception"})
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@
     │   ├── UnknownStatus            (the API's schema refuses these first; kept for other callers)
     │   ├── EmptyReply
     │   ├── UseExtension             (status "extended" without the extension's decision: deadlines.extend)
+    │   ├── UseForwarding            (status "forwarded" without the outside body: forwarding.forward)
     │   └── InvalidFilter            (an inbox filter value that means nothing: appeal_query.py)
     ├── Unauthorized             401  no token, or one that is unknown or revoked
     ├── Forbidden                403  known caller, not allowed (an auditor's write, a non-admin's admin)
@@ -48,6 +49,7 @@ __all__ = [
     "UnknownStatus",
     "UnknownUnit",
     "UseExtension",
+    "UseForwarding",
     "UpstreamFailed",
     "WorkflowError",
 ]
@@ -142,6 +144,10 @@ class EmptyReply(WorkflowError, Invalid):
 
 class UseExtension(WorkflowError, Invalid):
     """R4: an extension moves the due date by the head's decision; a bare status change cannot do it."""
+
+
+class UseForwarding(WorkflowError, Invalid):
+    """R5: a forwarding names the outside body the appeal goes to; a bare status change cannot."""
 
 
 class NoFile(Conflict):

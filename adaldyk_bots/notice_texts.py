@@ -1,6 +1,7 @@
 """The words of the notices the law owes a citizen (config/templates/<lang>.toml, notice_* keys), with
 the data each one must carry: the R2 receipt (number, date and time, who accepted it, the due date, how
-to ask about progress), the forwarding (R5: to whom, why), the hearing (R6: the preliminary decision and
+to ask about progress), the forwarding (R5: to whom, in the citizen's language, and why; forwarding.py
+alone sends it, for a signal and a registered appeal alike), the hearing (R6: the preliminary decision and
 the 2 working days to object) and the answer (R10). The extension's (R4) is extension.py's, with the move.
 
 Pure rendering: what to send and when is notices.py (exactly once) and workflow.change_status.

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 __all__ = [
     "KINDS",
     "ORG_FILE",
+    "OTHER_BODY",
     "Deputy",
     "OrgConfig",
     "OrgConfigError",
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 ORG_FILE = "org.toml"
+OTHER_BODY = "other"  # reserved: a forwarding to an organisation the file does not list (forwarding.py)
 KINDS = ("ministry", "committee", "department", "inspection", "subordinate", "office")
 
 Code = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
@@ -84,6 +86,7 @@ class OutsideBody(_Strict):
     code: Code
     name_ru: Name
     name_kk: Name
+    name_en: str = Field(default="", max_length=300)  # for a citizen writing in English; else name_ru
     keywords: tuple[Stem, ...] = ()
 
 
@@ -284,6 +287,10 @@ def _check(parsed: _File, lines: _Lines) -> tuple[list[tuple[int, str]], list[st
                 )
             else:
                 seen[item.code] = at
+    for i, body in enumerate(parsed.outside_body):
+        if body.code == OTHER_BODY:
+            reserved = f"outside_body {body.code}: the code is the forwarding form's «another organisation»"
+            problems.append((line("outside_body", i, "code"), reserved))
     regions = {r.code for r in parsed.region}
     units = {u.code: u for u in parsed.unit}
     roots = [i for i, u in enumerate(parsed.unit) if u.parent is None]

@@ -86,7 +86,9 @@ def notice_text(
             s, texts, appeal, accepted_by_id=actor_id or appeal.taken_by_id, status_url=workflow.status_url
         )
     if kind == "forwarding":
-        return notice_texts.forwarding(texts, appeal, body=appeal.forwarded_to or "", reason=note or "")
+        # Never a bare status change (Workflow.change_status refuses one without its body): forwarding.py
+        # owes this notice, naming the body in the citizen's language.
+        raise ValueError("the forwarding notice is written by forwarding.forward")
     if kind == "extension":
         # Never a bare status change (Workflow.change_status refuses it): extension.py owes this notice,
         # with the new due date and the head's reason.

@@ -6,7 +6,8 @@ A signal is an appeal in status `received` that is not formal. The moderator dec
     formal         the R12 data are collected — by the bot in a dialogue (data_collection.py) where the
                    channel can hold one, otherwise typed in by the moderator — and a new formal appeal is
                    registered (formal_appeal.py); the signal is closed with a link to it
-    forward        not the ministry's competence: forwarded to an outside body (R5), the citizen told
+    forward        not the ministry's competence: forwarded to an outside body (R5, forwarding.py: the same
+                   action as a registered appeal's), the citizen told where and why
     spam           rejected without a word to the sender (appeal_actions.mark_spam)
 
 Every decision is an AppealEvent "triage" and an audit record "appeal.triage" with its author and
@@ -18,13 +19,12 @@ Works inside the caller's transaction and never commits.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlmodel import Session, col, select
 
-from adaldyk_bots import appeal_actions, audit, data_collection, notices
+from adaldyk_bots import appeal_actions, audit, data_collection, forwarding, notices
 from adaldyk_bots.applicant import Applicant, check_address, check_iin_text, check_name
 from adaldyk_bots.domain import AppealStatus
 from adaldyk_bots.errors import AdaldykError, Conflict, Invalid
@@ -41,15 +41,14 @@ __all__ = [
     "FieldRefusal",
     "InvalidField",
     "NotASignal",
-    "OutsideBody",
     "is_signal",
+    "forward",
     "triage",
 ]
 
 DECISIONS = ("informational", "formal", "forward", "spam")
 TEXT_MAX = 20_000
 REASON_MAX = 4_000
-_BODY_CODE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 
 class FieldRefusal(AdaldykError):
@@ -76,17 +75,6 @@ class NotASignal(Conflict):
 
 
 @dataclass(frozen=True)
-class OutsideBody:
-    """A body outside the ministry an appeal is forwarded to (R5): its code and the name the citizen reads.
-
-    The list of them belongs in config/org.toml (the org part); until it is there the moderator gives
-    both, and `resolve_body` is the one place that will check them against it."""
-
-    code: str
-    name: str
-
-
-@dataclass(frozen=True)
 class ApplicantForm:
     """The R12 data as a moderator typed them (a phone call, the reception room, a public comment)."""
 
@@ -102,15 +90,6 @@ class ApplicantForm:
 
 def is_signal(appeal: Appeal) -> bool:
     return appeal.status == AppealStatus.RECEIVED and not appeal.formal
-
-
-def resolve_body(code: str, name: str) -> OutsideBody:
-    code, name = code.strip().lower(), appeal_actions.clean(name)
-    if not _BODY_CODE.match(code):
-        raise InvalidField("body", "code", "an outside body's code: latin letters, digits, _ . - (≤ 64)")
-    if not name or len(name) > 300:
-        raise InvalidField("body", "name", "the outside body's name, as the citizen will read it (≤ 300)")
-    return OutsideBody(code, name)
 
 
 def check_applicant(form: ApplicantForm) -> Applicant:
@@ -134,7 +113,7 @@ def triage(
     now: datetime,
     reason: str = "",
     text: str = "",
-    body: OutsideBody | None = None,
+    body: forwarding.Addressee | None = None,
     applicant: ApplicantForm | None = None,
 ) -> AppealEvent:
     """Decide what `signal` is; returns the "triage" event. Refusals: InvalidField (422), NotASignal (409)."""
@@ -154,7 +133,7 @@ def triage(
         return _formal(s, workflow, signal, applicant, actor=actor, reason=reason, now=now)
     if decision == "forward":
         if body is None:
-            raise InvalidField("body", "code", "the outside body the appeal is forwarded to")
+            raise InvalidField("body", "missing", "the outside body the appeal is forwarded to")
         return _forward(s, workflow, signal, body, actor=actor, reason=reason, now=now)
     return _spam(s, signal, actor=actor, reason=reason, now=now)
 
@@ -233,25 +212,39 @@ def _forward(
     s: Session,
     workflow: Workflow,
     signal: Appeal,
-    body: OutsideBody,
+    body: forwarding.Addressee,
     *,
     actor: str,
     reason: str,
     now: datetime,
 ) -> AppealEvent:
-    body = resolve_body(body.code, body.name)
     _stop_dialogue(s, signal, now)
-    facts: dict[str, object] = {"body": body.code, "body_name": body.name}
+    facts: dict[str, object] = {"body": body.code, "body_name": body.name(signal.language)}
     event = _record(s, signal, "forward", actor=actor, reason=reason, now=now, detail=facts)
-    workflow.change_status(
-        s, signal, AppealStatus.FORWARDED, actor=actor, note=reason, notify=False, detail=facts
-    )
-    _set(s, signal, triage="forward", forwarded_to=body.code)
-    told = workflow.texts.render(
-        signal.language, "triage_forward", number=signal.number, body=body.name, reason=reason
-    )
-    notices.notify_citizen(s, workflow, signal, "forwarding", text=told, now=now)
+    try:
+        forwarding.forward(s, workflow, signal, body, reason=reason, actor=actor, now=now)
+    except forwarding.ForwardRefused as exc:
+        raise InvalidField(exc.field, exc.reason, str(exc)) from None
+    _set(s, signal, triage="forward")
     return event
+
+
+def forward(
+    s: Session,
+    workflow: Workflow,
+    appeal: Appeal,
+    body: forwarding.Addressee,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime,
+) -> AppealEvent:
+    """The forwarding action (the appeal page's form, POST …/forward): a signal's forwarding is its triage
+    decision (recorded as one, and only the project office's moderators take it, as every triage); any
+    other appeal's is the R5 step itself (forwarding.forward)."""
+    if is_signal(appeal):
+        return triage(s, workflow, appeal, "forward", actor=actor, now=now, reason=reason, body=body)
+    return forwarding.forward(s, workflow, appeal, body, reason=reason, actor=actor, now=now)
 
 
 def _spam(s: Session, signal: Appeal, *, actor: str, reason: str, now: datetime) -> AppealEvent:

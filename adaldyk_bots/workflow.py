@@ -30,6 +30,7 @@ from adaldyk_bots.errors import (
     UnknownStatus,
     UnknownUnit,
     UseExtension,
+    UseForwarding,
 )
 from adaldyk_bots.errors import WorkflowError as WorkflowError  # re-exported for callers that catch it
 from adaldyk_bots.i18n import N_
@@ -53,7 +54,19 @@ log = logging.getLogger(__name__)
 
 _COMMAND = re.compile(r"^/(?P<name>[a-z_]+)(?:@\w+)?(?:\s+(?P<arg>.*))?$", re.IGNORECASE | re.DOTALL)
 
-__all__ = ["OPEN_STATUSES", "CitizenHooks", "DialogueHook", "Target", "Workflow", "WorkflowError"]
+__all__ = [
+    "DIRECT_CHANNELS",
+    "OPEN_STATUSES",
+    "CitizenHooks",
+    "DialogueHook",
+    "Target",
+    "Workflow",
+    "WorkflowError",
+]
+
+# Where an appeal is registered the moment it is taken (direct_intake.py: the web form, the phone line, the
+# reception room). A connector's message is a signal until a moderator's triage registers it (R13).
+DIRECT_CHANNELS = frozenset({"web", "phone", "reception"})
 
 
 class CitizenHooks(Protocol):
@@ -306,7 +319,7 @@ class Workflow:
                 target=target,
                 purpose="ack",
                 appeal_id=appeal.id,
-                text=self._ack_text(appeal),
+                text=self._ack_text(appeal, msg.channel),
                 now=now,
             )
             if opened is not None:
@@ -386,7 +399,7 @@ class Workflow:
             target=target,
             purpose="ack",
             appeal_id=appeal.id,
-            text=self._ack_text(appeal),
+            text=self._ack_text(appeal, target.channel),
             now=now,
         )
 
@@ -410,16 +423,15 @@ class Workflow:
         return due
 
     def ack_text(self, appeal: Appeal) -> str:
-        return self._ack_text(appeal)
+        return self._ack_text(appeal, appeal.channel)
 
-    def _ack_text(self, appeal: _AppealRef | Appeal) -> str:
+    def _ack_text(self, appeal: _AppealRef | Appeal, channel: str) -> str:
+        """The acknowledgement of a channel's message: a signal (R13 and the note on social networks), not
+        a registered appeal, so it gives the number to follow it by and says a moderator will decide; no
+        registration and no legal term, which only a formal appeal has (notice_texts.registration, R2)."""
+        how = "how_to_ask_email" if channel == "email" else "how_to_ask_bot"
         return self.texts.render(
-            appeal.language,
-            "ack",
-            number=appeal.number,
-            registered=appeal.registered_at,
-            due=appeal.due_at,
-            term=self.terms.days_for(appeal.category),
+            appeal.language, "ack", number=appeal.number, how_to_ask=self.texts.render(appeal.language, how)
         )
 
     def enqueue_fallback(self, s: Session, row: OutboxItem, target: ReplyTarget) -> str | None:
@@ -763,13 +775,20 @@ class Workflow:
             if row is None:
                 return self.texts.render(language, "status_none")
         appeal = row._mapping
+        status = self.texts.status_name(language, appeal["status"])
+        if not (appeal["formal"] or appeal["channel"] in DIRECT_CHANNELS):
+            # A signal (or what its triage made of it): no registration date and no legal term to give.
+            number, received = appeal["number"], appeal["received_at"]
+            return self.texts.render(
+                language, "status_query_signal", number=number, received=received, status=status
+            )
         return self.texts.render(
             language,
             "status_query",
             number=appeal["number"],
             registered=appeal["registered_at"],
             due=appeal["due_at"],
-            status=self.texts.status_name(language, appeal["status"]),
+            status=status,
         )
 
     @staticmethod
@@ -829,8 +848,10 @@ class Workflow:
         """Take one step of the legal table (lifecycle.py), recorded and audited. A step the law attaches a
         notice to (registration, forwarding, extension, hearing, answer) owes that notice, exactly once
         (notices.py); any other step tells the citizen the new status in a generic message (status:<event>).
-        `notify` False: the caller owes the citizen a notice of its own (triage). `note` is the reason of a
-        reasoned step, the preliminary decision of a hearing, the answer's text of an answer."""
+        `notify` False: the caller owes the citizen a notice of its own (triage, forwarding). `note` is the
+        reason of a reasoned step, the preliminary decision of a hearing, the answer's text of an answer.
+        Two steps are refused here because a status and a note cannot carry them: `extended` (extension.py)
+        and a `forwarded` whose `detail` names no outside body (forwarding.py)."""
         try:
             new = AppealStatus(status)
         except ValueError:
@@ -844,6 +865,11 @@ class Workflow:
         if new is AppealStatus.EXTENDED:
             raise UseExtension(
                 "an extension moves the due date by the head's reasoned decision: use the extend action"
+            )
+        if new is AppealStatus.FORWARDED and not (detail or {}).get("body"):
+            raise UseForwarding(
+                "a forwarding names the outside body the appeal goes to (R5): use the forward action "
+                "(the appeal page's forwarding form, POST /api/v1/appeals/{number}/forward)"
             )
         now = utcnow()
         facts: dict[str, object] = {"from": appeal.status, "to": new.value, "note": note, **(detail or {})}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -187,3 +188,35 @@ def literal_arguments(functions: set[str], keyword: str) -> dict[str, str]:
                 if given.arg == keyword and isinstance(given.value, ast.Constant):
                     found.setdefault(str(given.value.value), f"{path.relative_to(root)}:{node.lineno}")
     return found
+
+
+# The acknowledgement of a channel's message (config/templates/<lang>.toml `ack`): a signal is received, not
+# registered (R13 and the note on social networks), so it claims no registration and no legal term.
+ACK_OPENING = {
+    "kk": "Хабарламаңыз қабылданды, нөмірі:",
+    "ru": "Ваше сообщение получено, номер",
+    "en": "Your message has been received under number",
+}
+_REGISTERED = {
+    "kk": ("өтінішіңіз тіркелді", "Жауап беру мерзімі", "жұмыс күні"),
+    "ru": ("обращение зарегистрировано", "Срок ответа", "рабочих дней"),
+    "en": ("is registered", "has been registered", "Answer due", "working days"),
+}
+
+
+MODERATOR = {"kk": "модераторы", "ru": "модератор", "en": "moderator"}
+
+
+def assert_signal_ack(
+    text: str, language: str, *, number: str | None = None, follow: str = "/status"
+) -> None:
+    """`text` is the acknowledgement of a signal in `language`: received under its number, a moderator
+    to review it, how to follow it (`follow`: the /status command in a chat); no word of registration,
+    no due date or term."""
+    assert text.startswith(ACK_OPENING[language]), text
+    if number is not None:
+        assert f"{ACK_OPENING[language]} {number}" in text, text
+    assert MODERATOR[language] in text and follow in text, text
+    for claim in _REGISTERED[language]:
+        assert claim not in text, (claim, text)
+    assert not re.search(r"\d{2}\.\d{2}\.\d{4}", text), f"a date in the acknowledgement: {text}"

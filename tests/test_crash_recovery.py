@@ -13,7 +13,7 @@ from sqlmodel import Session, func, select
 from adaldyk_bots.storage.db import make_engine
 from adaldyk_bots.storage.models import Appeal, ChannelCursor, Message, OutboxItem, RawEvent
 from tests.conftest import TOKEN
-from tests.support import adaldyk_process, wait_until
+from tests.support import ACK_OPENING, adaldyk_process, wait_until
 
 CHATS = 300
 MESSAGES_PER_CHAT = 2
@@ -122,9 +122,7 @@ def test_sigkill_during_and_between_batches_loses_and_duplicates_nothing(databas
     assert _count(engine, Message, Message.direction == "in") == CHATS * MESSAGES_PER_CHAT
     assert _count(engine, Appeal) == CHATS  # the second message of each chat joined the first's appeal
     assert fake_telegram.pending_count(TOKEN) == 0
-    acks = Counter(
-        m["chat_id"] for m in fake_telegram.sent_messages(TOKEN) if "зарегистрировано" in m["text"]
-    )
+    acks = Counter(m["chat_id"] for m in fake_telegram.sent_messages(TOKEN) if ACK_OPENING["ru"] in m["text"])
     assert set(acks) == {10_000 + chat for chat in range(CHATS)}
     # At-least-once: a kill can repeat only the sends in flight at that moment.
     assert sum(acks.values()) - CHATS <= kills * IN_FLIGHT

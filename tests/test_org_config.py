@@ -183,6 +183,15 @@ WRONG: list[tuple[str, str, str, int, str, int, str]] = [
         1,
         "unknown key 'outside_bodies'",
     ),
+    (
+        "reserved body code",
+        'code = "agriculture"',
+        'code = "other"',
+        1,
+        'code = "other"',
+        1,
+        "the forwarding form's «another organisation»",
+    ),
     ("deputy key", 'name = "Заместитель"', 'nme = "Заместитель"', 1, "nme =", 1, "unknown key 'nme'"),
     ("deputy missing date", "from = 2026-07-01\n", "", 1, "[[unit.deputy]]", 1, "from is missing"),
 ]

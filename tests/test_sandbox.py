@@ -10,10 +10,11 @@ import sys
 from pathlib import Path
 
 from adaldyk_bots.sandbox import load_sandboxes
-from tests.support import free_port
+from tests.support import ACK_OPENING, free_port
 
-KK_ACK = "Сіздің өтінішіңіз тіркелді"
-RU_ACK = "Ваше обращение зарегистрировано"
+# A channel's message is a signal: the acknowledgement says received (tests/support.py, assert_signal_ack).
+KK_ACK = ACK_OPENING["kk"]
+RU_ACK = ACK_OPENING["ru"]
 
 
 def _sandbox(cwd: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:

@@ -279,8 +279,7 @@ def test_forward_to_an_outside_body_through_the_api(web: Any) -> None:
     missing = api.post(f"/appeals/{number}/triage", json={"decision": "forward", "reason": "рыболовство"})
     assert missing.status_code == 422 and missing.json()["code"] == "invalid_request"  # the schema says so
     no_reason = api.post(
-        f"/appeals/{number}/triage",
-        json={"decision": "forward", "body": {"code": "moa", "name": "Министерство сельского хозяйства РК"}},
+        f"/appeals/{number}/triage", json={"decision": "forward", "body": {"code": "agriculture"}}
     )
     assert no_reason.status_code == 422 and "reason" in no_reason.json()["detail"]
     bad_code = api.post(
@@ -288,30 +287,42 @@ def test_forward_to_an_outside_body_through_the_api(web: Any) -> None:
         json={"decision": "forward", "reason": "x", "body": {"code": "Мин СХ", "name": "Министерство"}},
     )
     assert bad_code.status_code == 422
+    # A code config/org.toml does not list is refused, naming the ones it does (and `other`).
+    unknown = api.post(
+        f"/appeals/{number}/triage",
+        json={"decision": "forward", "reason": "x", "body": {"code": "moa", "name": "Министерство"}},
+    )
+    assert unknown.status_code == 409 and "agriculture" in unknown.json()["detail"]
+    assert "other" in unknown.json()["detail"]
+    nameless = api.post(
+        f"/appeals/{number}/triage", json={"decision": "forward", "reason": "x", "body": {"code": "other"}}
+    )
+    assert nameless.status_code == 409 and "name" in nameless.json()["detail"]
+    assert _appeal(web, number).status == "received"
     answer = api.post(
         f"/appeals/{number}/triage",
         json={
             "decision": "forward",
             "reason": "рыбное хозяйство в ведении МСХ",
-            "body": {"code": "moa", "name": "Министерство сельского хозяйства РК"},
+            "body": {"code": "agriculture"},
         },
     )
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert body["appeal"]["status"] == "forwarded" and body["appeal"]["forwarded_to"] == "moa"
+    # The Russian name config/org.toml gives: the citizen wrote in Russian.
+    ministry = "Министерство сельского хозяйства Республики Казахстан (Комитет рыбного хозяйства)"
+    assert body["appeal"]["status"] == "forwarded" and body["appeal"]["forwarded_to"] == "agriculture"
+    assert body["appeal"]["forwarded_to_name"] == ministry
     assert body["appeal"]["triage"] == "forward" and body["event"]["kind"] == "triage"
     [notice] = [r for r in _outbox(web, signal.id) if r.purpose == "forwarding"]
     assert notice.key == f"notice:forwarding:{signal.id}"
-    assert (
-        "Министерство сельского хозяйства РК" in notice.text
-        and "рыбное хозяйство в ведении МСХ" in notice.text
-    )
+    assert ministry in notice.text and "рыбное хозяйство в ведении МСХ" in notice.text
+    assert notice.text.startswith(f"Ваше обращение {number} не относится к компетенции")
     assert not [r for r in _outbox(web, signal.id) if r.purpose == "status"]
     [status] = _events(web, signal.id, "status")
-    assert status.detail["to"] == "forwarded" and status.detail["body"] == "moa"
-    assert (
-        _audit(web, "appeal.triage", number)[0].detail["body_name"] == "Министерство сельского хозяйства РК"
-    )
+    assert status.detail["to"] == "forwarded" and status.detail["body"] == "agriculture"
+    assert _audit(web, "appeal.triage", number)[0].detail["body_name"] == ministry
+    assert _audit(web, "appeal.forward", number)[0].detail["body"] == "agriculture"
     again = api.post(f"/appeals/{number}/triage", json={"decision": "spam", "reason": "x"})
     assert again.status_code == 409 and again.json()["code"] == "conflict"
 

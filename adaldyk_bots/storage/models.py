@@ -201,7 +201,9 @@ class Appeal(SQLModel, table=True):
     triage: str | None = Field(default=None, max_length=16)  # informational | formal | forward | spam
     signal_id: int | None = Field(default=None, foreign_key="appeal.id")  # the signal it came from
     merged_into_id: int | None = Field(default=None, foreign_key="appeal.id")  # duplicate of
-    forwarded_to: str | None = Field(default=None, max_length=64)  # an outside body's code (org.toml)
+    forwarded_to: str | None = Field(default=None, max_length=64)  # an outside body (org.toml) or "other"
+    # The name of the body it went to, as the citizen's notice gave it (forwarding.py; migration 0019).
+    forwarded_to_name: str | None = Field(default=None, max_length=300)
     # A corruption report: the unit it is about. That unit and its whole chain of command never see it.
     concerned_unit_id: int | None = Field(default=None, foreign_key="unit.id")
     confidential: bool = False  # the reporter's identity is shown only to those who need it; views audited

@@ -18,7 +18,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, func, select
 from starlette.concurrency import run_in_threadpool
 
-from adaldyk_bots import accounts, answers, appeal_actions, audit, extension, feedback, merging, triage
+from adaldyk_bots import (
+    accounts,
+    answers,
+    appeal_actions,
+    audit,
+    extension,
+    feedback,
+    forwarding,
+    merging,
+    org,
+    triage,
+)
 from adaldyk_bots.access import Role, Viewer, appeal_scope, visible_appeal
 from adaldyk_bots.appeal_query import text_condition
 from adaldyk_bots.domain import AppealStatus, Category
@@ -112,7 +123,12 @@ class AppealOut(BaseModel):
     triage: str | None = Field(description="the moderator's decision on a signal: informational, formal, …")
     signal: str | None = Field(description="the number of the signal this formal appeal was registered from")
     merged_into: str | None = Field(description="the appeal this duplicate was merged into")
-    forwarded_to: str | None = Field(description="the code of the outside body it was forwarded to (R5)")
+    forwarded_to: str | None = Field(
+        description="the code of the outside body it was forwarded to (R5; config/org.toml), or `other`"
+    )
+    forwarded_to_name: str | None = Field(
+        default=None, description="the name of the body it was forwarded to, as the citizen's notice gave it"
+    )
 
 
 class ApplicantOut(BaseModel):
@@ -180,12 +196,13 @@ _STRICT = ConfigDict(extra="forbid")
 
 
 # The legal table's statuses as the API takes them (lifecycle.py; tests/test_lifecycle.py keeps these in
-# step with it): a reasoned one needs its note, in the schema itself. Two steps have actions of their own,
-# because they carry more than a note: `merged` is POST …/merge (the surviving appeal), `extended` is
-# POST …/extend (the head's decision and the working days added, extension.py).
-OWN_ACTIONS = {"merged": "merge", "extended": "extend"}
+# step with it): a reasoned one needs its note, in the schema itself. Three steps have actions of their
+# own, because they carry more than a note: `merged` is POST …/merge (the surviving appeal), `extended` is
+# POST …/extend (the head's decision and the working days added, extension.py), `forwarded` is
+# POST …/forward (the outside body it goes to, forwarding.py).
+OWN_ACTIONS = {"merged": "merge", "extended": "extend", "forwarded": "forward"}
 PlainStatus = Literal["received", "registered", "assigned", "in_progress", "answered", "closed"]
-ReasonedStatus = Literal["rejected", "forwarded", "hearing", "reopened"]
+ReasonedStatus = Literal["rejected", "hearing", "reopened"]
 
 
 def _reason(description: str = "") -> Any:
@@ -200,10 +217,10 @@ class StatusChange(BaseModel):
 
 
 class ReasonedStatusChange(BaseModel):
-    """A reasoned decision (R4, R5, R6, a refusal, a reopening): the citizen is told the reason."""
+    """A reasoned decision (R6, a refusal, a reopening): the citizen is told the reason."""
 
     model_config = _STRICT
-    status: ReasonedStatus = Field(examples=["forwarded"])
+    status: ReasonedStatus = Field(examples=["rejected"])
     note: str = _reason("the reason, shown to the citizen")
 
 
@@ -279,9 +296,28 @@ class ActionOut(BaseModel):
 
 
 class OutsideBodyIn(BaseModel):
+    """One of config/org.toml's outside bodies by its code (the citizen's notice names it as the file does,
+    in their language), or `other` with the organisation's name."""
+
     model_config = _STRICT
-    code: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", examples=["moa"], description="the body's code")
-    name: str = Field(min_length=1, max_length=300, pattern=r"\S", description="as the citizen reads it")
+    code: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$",
+        examples=["agriculture", "other"],
+        description="an [[outside_body]] code of config/org.toml, or `other`",
+    )
+    name: str = Field(
+        default="",
+        max_length=300,
+        description="for `other`: the organisation's name as the citizen reads it (a listed body's: unused)",
+    )
+
+
+class ForwardActionIn(BaseModel):
+    """R5 (APPC Art. 65): forward the appeal to the competent body, telling the citizen where and why."""
+
+    model_config = _STRICT
+    body: OutsideBodyIn = Field(description="the outside body it goes to")
+    reason: str = _reason("told to the citizen")
 
 
 class ApplicantIn(BaseModel):
@@ -355,6 +391,7 @@ def build_api_router(runtime: AppParts) -> APIRouter:
     engine: Engine = runtime.engine
     workflow: Workflow = runtime.workflow
     router = APIRouter(tags=["appeals"], responses=COMMON_ERRORS, dependencies=[Depends(_known_query_only)])
+    bodies = org.outside_bodies(runtime.settings.config_dir)  # the ones a forwarding may name (R5)
 
     @router.get("/appeals", response_model=AppealPage)
     def list_appeals(
@@ -527,6 +564,8 @@ def build_api_router(runtime: AppParts) -> APIRouter:
     def change_status(
         number: Number, body: StatusChange | ReasonedStatusChange, viewer: ApiWriter, request: Request
     ) -> ActionOut:
+        """Take a step of the legal table. `merged`, `extended` and `forwarded` are not taken here: each is
+        its own action (POST …/merge, …/extend, …/forward), since it carries more than a note."""
         who = _actor(request, viewer)
         with unit_of_work(engine) as s:
             appeal = visible_appeal(s, viewer, number)
@@ -658,7 +697,14 @@ def build_api_router(runtime: AppParts) -> APIRouter:
     @router.post(
         "/appeals/{number}/triage",
         response_model=TriageOut,
-        responses={**ACTION_ERRORS, 409: {**_ERROR, "description": "not a signal awaiting triage"}},
+        responses={
+            **ACTION_ERRORS,
+            409: {
+                **_ERROR,
+                "description": "not a signal awaiting triage, R12 data the law refuses, or (forward) an "
+                "outside body config/org.toml does not list",
+            },
+        },
     )
     def triage_signal(number: Number, body: TriageIn, viewer: ApiWriter, request: Request) -> TriageOut:
         """Decide what a signal is (informational answer, formal appeal, forwarding, spam): the project
@@ -673,10 +719,14 @@ def build_api_router(runtime: AppParts) -> APIRouter:
             if given
             else None
         )
-        outside = triage.OutsideBody(body.body.code, body.body.name) if isinstance(body, ForwardIn) else None
         text = body.text if isinstance(body, InformationalIn) else ""
         with unit_of_work(engine) as s:
             appeal = visible_appeal(s, viewer, number)
+            outside = (
+                forwarding.addressee(bodies, body.body.code, body.body.name)
+                if isinstance(body, ForwardIn)
+                else None
+            )
             event = triage.triage(
                 s,
                 workflow,
@@ -696,6 +746,32 @@ def build_api_router(runtime: AppParts) -> APIRouter:
                 formal_appeal=_appeal_out(s, formal) if formal else None,
                 collecting=body.decision == "formal" and formal is None,
             )
+
+    @router.post(
+        "/appeals/{number}/forward",
+        response_model=ActionOut,
+        responses={
+            **ACTION_ERRORS,
+            409: {
+                **_ERROR,
+                "description": "not a legal step from the appeal's status, or config/org.toml lists no such "
+                "outside body, or `other` comes without its name",
+            },
+        },
+    )
+    def forward(number: Number, body: ForwardActionIn, viewer: ApiWriter, request: Request) -> ActionOut:
+        """R5: forward to an outside body (config/org.toml, or `other` with its name) with the reason; the
+        appeal records where it went and the citizen's notice names the body in their language. An unknown
+        code or an `other` without its name is 409. A signal's forwarding is its triage (moderators and
+        admins only, as POST …/triage with decision `forward`)."""
+        who = _actor(request, viewer)
+        with unit_of_work(engine) as s:
+            appeal = visible_appeal(s, viewer, number)
+            if triage.is_signal(appeal) and viewer.role not in (Role.MODERATOR, Role.ADMIN):
+                raise Forbidden("signals are triaged by the project office's moderators")
+            to = forwarding.addressee(bodies, body.body.code, body.body.name)
+            event = triage.forward(s, workflow, appeal, to, actor=who, reason=body.reason, now=utcnow())
+            return ActionOut(appeal=_appeal_out(s, appeal), event=_event_out(event))
 
     @router.post("/appeals/{number}/merge", response_model=ActionOut, responses=ACTION_ERRORS)
     def merge_duplicate(number: Number, body: MergeIn, viewer: ApiWriter, request: Request) -> ActionOut:
@@ -766,6 +842,7 @@ def _appeal_out(s: Session, appeal: Appeal) -> AppealOut:
         signal=_number_of(s, appeal.signal_id),
         merged_into=_number_of(s, appeal.merged_into_id),
         forwarded_to=appeal.forwarded_to,
+        forwarded_to_name=appeal.forwarded_to_name,
     )
 
 

@@ -38,6 +38,7 @@ from adaldyk_bots.errors import (
     UnknownUnit,
     UpstreamFailed,
     UseExtension,
+    UseForwarding,
 )
 from adaldyk_bots.i18n import N_
 from adaldyk_bots.logs import describe, failure_kind, throttled
@@ -68,6 +69,7 @@ from adaldyk_bots.web.routing_pages import routing_context, routing_rules
 from adaldyk_bots.web.task_pages import TASK_KINDS, appeal_tasks
 from adaldyk_bots.web.triage_pages import TRIAGE_DONE, TRIAGE_ERRORS, TRIAGE_NAMES, triage_context
 from adaldyk_bots.web.ui import render, request_language
+from adaldyk_bots.workflow import DIRECT_CHANNELS
 
 __all__ = ["DELIVERY_STATES", "EVENT_NAMES", "build_appeal_router", "explain_code", "working_days_left"]
 
@@ -549,6 +551,8 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             "tr": triage_context(s, viewer, appeal, routing.config.outside_bodies),
             "triage_names": TRIAGE_NAMES,
             "event_names": EVENT_NAMES,
+            # A channel's message is a signal until its triage (R13); only these were registered (R1).
+            "is_registered": appeal.formal or appeal.channel in DIRECT_CHANNELS,
             "reason_required": sorted(st.value for st in appeal_actions.REASON_REQUIRED),
             "days_left": working_days_left(calendar, now, appeal.due_at),
             "may_extend": extension.may_extend(s, viewer, appeal, now=now, tz=calendar.tz)
@@ -741,6 +745,8 @@ def build_appeal_router(runtime: AppParts) -> APIRouter:
             return _back(number, error="illegal", anchor="#status")
         except UseExtension:
             return _back(number, error="extend_use", anchor="#extend")
+        except UseForwarding:
+            return _back(number, error="forward_use", anchor="#forward")
         except appeal_actions.OwnAction:
             return _back(number, error="own_action", anchor="#status")
         except Invalid:

@@ -1,5 +1,6 @@
-"""The appeal page's legal actions: triage of a signal (`POST /appeals/{number}/triage`) and merging a
-duplicate (`POST /appeals/{number}/merge`), with what the page shows about them (`triage_context`).
+"""The appeal page's legal actions: triage of a signal (`POST /appeals/{number}/triage`), forwarding to an
+outside body (`POST /appeals/{number}/forward`, R5: a signal's or a registered appeal's, one form) and
+merging a duplicate (`POST /appeals/{number}/merge`), with what the page shows about them (`triage_context`).
 
 Like the other actions (appeal_pages.py): a form POST with the session's CSRF token, the appeal opened
 with `access.visible_appeal`, and a 303 back to the page with a message code (never text from the request).
@@ -15,7 +16,7 @@ from fastapi import APIRouter, Form, Path
 from fastapi.responses import RedirectResponse
 from sqlmodel import Session
 
-from adaldyk_bots import appeal_actions, data_collection, lifecycle, merging, triage
+from adaldyk_bots import appeal_actions, data_collection, forwarding, lifecycle, merging, org, triage
 from adaldyk_bots.access import Role, Viewer, visible_appeal
 from adaldyk_bots.domain import AppealStatus
 from adaldyk_bots.errors import Conflict, Forbidden, IllegalTransition, Invalid, NotFound, StatusUnchanged
@@ -45,6 +46,7 @@ TRIAGE_DONE = {
     "t_collect": N_("The bot is asking the citizen for the data of a formal appeal."),
     "t_formal": N_("The formal appeal was registered; the citizen is told its number."),
     "t_forward": N_("The signal was forwarded; the citizen is told where."),
+    "forward": N_("The appeal was forwarded to the outside body; the citizen is told where and why."),
     "t_spam": N_("The signal was marked as spam and closed without a notice."),
     "merge": N_("The appeal was merged into the other one."),
 }
@@ -53,8 +55,9 @@ TRIAGE_ERRORS = {
     "t_reason_long": N_("The reason is too long."),
     "t_text_empty": N_("Write the informational answer."),
     "t_text_long": N_("The answer is too long."),
-    "t_body_code": N_("Give the outside body's code: latin letters, digits, _ . -"),
-    "t_body_name": N_("Give the outside body's name as the citizen will read it."),
+    "t_body_missing": N_("Choose the outside body the appeal is forwarded to."),
+    "t_body_code": N_("Choose an outside body from the list, or another organisation with its name."),
+    "t_body_name": N_("Give the other organisation's name as the citizen will read it."),
     "t_consent_missing": N_(
         "Without the citizen's consent to processing their personal data no formal appeal is registered."
     ),
@@ -79,6 +82,7 @@ TRIAGE_ERRORS = {
     ),
     "merge_reason": N_("A merge needs a reason: the citizen is told why."),
     "own_action": N_("This status is set by its own action (triage or merge), not by a status change."),
+    "forward_use": N_("A forwarding is made with its own form: the outside body it goes to and the reason."),
 }
 TRIAGE_NAMES = {
     "informational": N_("informational answer"),
@@ -108,8 +112,11 @@ class TriageView:
     merged_into: Appeal | None
     merged_here: list[Appeal] = field(default_factory=list)
     forwarded_to: str | None = None
+    forwarded_to_name: str | None = None
     can_merge: bool = False  # the table allows `merged` from the present status
-    outside_bodies: list[triage.OutsideBody] = field(default_factory=list)
+    can_forward: bool = False  # the table allows `forwarded`, and the viewer may take this step
+    # (code, name in the appeal's language) of config/org.toml's outside bodies; `other` is the form's own
+    outside_bodies: list[tuple[str, str]] = field(default_factory=list)
     step_names: dict[str, str] = field(default_factory=lambda: dict(STEP_NAMES))
 
 
@@ -127,11 +134,13 @@ def triage_context(
         merged_into=s.get(Appeal, appeal.merged_into_id) if appeal.merged_into_id else None,
         merged_here=merging.merged_into(s, appeal),
         forwarded_to=appeal.forwarded_to,
+        forwarded_to_name=appeal.forwarded_to_name,
         can_merge=AppealStatus.MERGED in lifecycle.next_statuses(appeal.status),
-        # config/org.toml's outside bodies, named in the appeal's language: the notice quotes the name.
-        outside_bodies=[
-            triage.OutsideBody(b.code, b.name_kk if appeal.language == "kk" else b.name_ru) for b in bodies
-        ],
+        can_forward=viewer.can_write
+        and AppealStatus.FORWARDED in lifecycle.next_statuses(appeal.status)
+        and (not triage.is_signal(appeal) or viewer.role in TRIAGE_ROLES),
+        # Named in the appeal's language: the citizen's notice quotes the name.
+        outside_bodies=forwarding.options(bodies, appeal.language),
     )
 
 
@@ -142,10 +151,16 @@ def _back(
     return RedirectResponse(f"/appeals/{number}{query}{anchor}", status_code=303)
 
 
+def _refused(exc: triage.FieldRefusal | forwarding.ForwardRefused) -> str:
+    code = f"t_{exc.field}_{exc.reason}"
+    return code if code in TRIAGE_ERRORS else "invalid"
+
+
 def build_triage_router(runtime: AppParts) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     engine = runtime.engine
     workflow = runtime.workflow
+    bodies = org.outside_bodies(runtime.settings.config_dir)  # the ones a forwarding may name (R5)
 
     def act(number: str, viewer: Viewer, work: Callable[[Session, Appeal], object]) -> None:
         with unit_of_work(engine) as s:
@@ -168,12 +183,12 @@ def build_triage_router(runtime: AppParts) -> APIRouter:
         if viewer.role not in TRIAGE_ROLES:
             return _back(number, error="t_role", anchor="#triage")
         applicant = triage.ApplicantForm(name=name, iin=iin, address=address, consent=consent == "1")
-        body = triage.OutsideBody(body_code, body_name) if decision == "forward" else None
         done = {"informational": "t_info", "forward": "t_forward", "spam": "t_spam"}.get(decision, "t_formal")
         if decision == "formal" and not applicant.given:
             done = "t_collect"
 
         def work(s: Session, appeal: Appeal) -> object:
+            body = forwarding.addressee(bodies, body_code, body_name) if decision == "forward" else None
             return triage.triage(
                 s,
                 workflow,
@@ -189,14 +204,47 @@ def build_triage_router(runtime: AppParts) -> APIRouter:
 
         try:
             act(number, viewer, work)
-        except triage.FieldRefusal as exc:
-            code = f"t_{exc.field}_{exc.reason}"
-            return _back(number, error=code if code in TRIAGE_ERRORS else "invalid", anchor="#triage")
+        except (triage.FieldRefusal, forwarding.ForwardRefused) as exc:
+            return _back(number, error=_refused(exc), anchor="#triage")
         except triage.NotASignal:
             return _back(number, error="t_not_signal", anchor="#triage")
         except (Conflict, IllegalTransition):
             return _back(number, error="t_busy", anchor="#triage")
         return _back(number, done=done)
+
+    @router.post("/appeals/{number}/forward")
+    def forward(
+        number: Number,
+        viewer: PageWriter,
+        body_code: Annotated[str, Form(max_length=200)] = "",
+        body_name: Annotated[str, Form(max_length=1000)] = "",
+        reason: Annotated[str, Form(max_length=LONG)] = "",
+    ) -> RedirectResponse:
+        """R5: forward to an outside body of config/org.toml, or another organisation (`other` with its
+        name), with the reason; a signal's forwarding is its triage (moderators only)."""
+        signal = False
+
+        def work(s: Session, appeal: Appeal) -> object:
+            nonlocal signal
+            signal = triage.is_signal(appeal)
+            if signal and viewer.role not in TRIAGE_ROLES:
+                raise Forbidden("signals are triaged by the project office's moderators")
+            to = forwarding.addressee(bodies, body_code, body_name)
+            return triage.forward(s, workflow, appeal, to, actor=viewer.actor, reason=reason, now=utcnow())
+
+        try:
+            act(number, viewer, work)
+        except (triage.FieldRefusal, forwarding.ForwardRefused) as exc:
+            return _back(number, error=_refused(exc), anchor="#forward")
+        except Forbidden:
+            return _back(number, error="t_role", anchor="#forward")
+        except IllegalTransition:
+            return _back(number, error="illegal", anchor="#forward")
+        except StatusUnchanged:
+            return _back(number, error="unchanged", anchor="#forward")
+        except Conflict:
+            return _back(number, error="t_busy", anchor="#forward")
+        return _back(number, done="t_forward" if signal else "forward")
 
     @router.post("/appeals/{number}/merge")
     def merge(

@@ -47,7 +47,9 @@ __all__ = [
 AUTO_REPLIED_PURPOSES = frozenset({"ack", "info"})
 
 _SUBJECTS = {
-    "ack": N_("Your appeal is registered"),
+    # A channel's message is a signal until a moderator registers it: its acknowledgement claims no more.
+    "ack": N_("Your message has been received"),
+    "registration": N_("Your appeal is registered"),
     "status": N_("The status of your appeal has changed"),
     "reply": N_("The answer to your appeal"),
     "answer_ready": N_("The answer to your appeal is ready"),
@@ -146,7 +148,7 @@ def compose(notice: Notice) -> EmailMessage:
 
 
 def subject(purpose: str, number: str | None, language: str) -> str:
-    """`[ADL-2026-000123] Your appeal is registered`, in the appeal's language."""
+    """`[ADL-2026-000123] Your message has been received`, in the appeal's language."""
     words = gettext(language, _SUBJECTS.get(purpose, _DEFAULT_SUBJECT))
     return f"[{number}] {words}" if number else words
 

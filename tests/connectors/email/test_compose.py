@@ -23,7 +23,7 @@ from connectors.email.compose import (
 )
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
-KAZAKH = "Сіздің өтінішіңіз тіркелді: ADL-2026-000123.\n\nҚарау мерзімі — 23.03.2026. Әңгіме «ұңғыма» туралы."
+KAZAKH = "Хабарламаңыз қабылданды, нөмірі: ADL-2026-000123.\n\nОны модератор қарайды. Әңгіме «ұңғыма» туралы."
 
 
 def _notice(**overrides: object) -> Notice:
@@ -60,7 +60,8 @@ def test_an_acknowledgement_carries_every_header() -> None:
     assert msg["Message-ID"] == f"<{expected_id}>"
     assert msg["In-Reply-To"] == "<CAF1+citizen.first@mail.ru>"
     assert msg["References"] == "<CAF1+citizen.first@mail.ru>"
-    assert msg["Subject"] == "[ADL-2026-000123] Өтінішіңіз тіркелді"
+    # A message by e-mail is a signal like any channel's: received, not registered (R13).
+    assert msg["Subject"] == "[ADL-2026-000123] Хабарламаңыз қабылданды"
     assert msg["To"] == "citizen@mail.ru"
     assert msg["From"].addresses[0].addr_spec == "appeals@ecogeo.gov.kz"
     assert "Экология министрлігі" in msg["From"].addresses[0].display_name
@@ -72,7 +73,7 @@ def test_an_acknowledgement_carries_every_header() -> None:
     assert plain.get_content_type() == "text/plain" and html.get_content_type() == "text/html"
     assert plain.get_content().replace("\r\n", "\n").rstrip("\n") == KAZAKH
     body = html.get_content().replace("\r\n", "\n")
-    assert "<p>Сіздің өтінішіңіз тіркелді: ADL-2026-000123.</p>" in body
+    assert "<p>Хабарламаңыз қабылданды, нөмірі: ADL-2026-000123.</p>" in body
     assert "«ұңғыма»" in body and '<html lang="kk">' in body
 
 

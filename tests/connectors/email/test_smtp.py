@@ -29,8 +29,8 @@ CITIZEN = "aigul.serikkyzy@mail.ru"
 NUMBER = "ADL-2026-000123"
 # An acknowledgement as config/templates/kk.toml renders it, with the letters only Kazakh has.
 ACK = (
-    f"Өтінішіңіз тіркелді. Нөмірі: {NUMBER}, тіркелген күні 02.03.2026.\n\n"
-    "Жауап мерзімі — 23.03.2026 (15 жұмыс күні). Ғ, Қ, Ң, Ө, Ұ, Ү, Һ, І — бәрі орнында."
+    f"Хабарламаңыз қабылданды, нөмірі: {NUMBER}.\n\n"
+    "Бұл әлі тіркелген өтініш емес: оны модератор қарайды. Ғ, Қ, Ң, Ө, Ұ, Ү, Һ, І — бәрі орнында."
 )
 
 
@@ -95,15 +95,16 @@ def test_an_acknowledgement_arrives_over_smtps_with_every_header(servers: MailSe
         "@ecogeo.gov.kz"
     )
     assert msg["In-Reply-To"] == msg["References"] == "<CAK7x+first.letter@mail.ru>"
-    assert msg["Subject"] == f"[{NUMBER}] Өтінішіңіз тіркелді"
+    assert msg["Subject"] == f"[{NUMBER}] Хабарламаңыз қабылданды"
     assert msg["Auto-Submitted"] == "auto-replied"
     assert msg["To"] == CITIZEN and msg["From"].addresses[0].addr_spec == FROM
     plain = msg.get_body(preferencelist=("plain",))
     html = msg.get_body(preferencelist=("html",))
     assert plain is not None and html is not None
     assert plain.get_content().replace("\r\n", "\n").rstrip("\n") == ACK
-    assert "<p>Жауап мерзімі — 23.03.2026 (15 жұмыс күні). Ғ, Қ, Ң, Ө, Ұ, Ү, Һ, І — бәрі орнында.</p>" in (
-        html.get_content()
+    assert (
+        "<p>Бұл әлі тіркелген өтініш емес: оны модератор қарайды. Ғ, Қ, Ң, Ө, Ұ, Ү, Һ, І — бәрі орнында.</p>"
+        in (html.get_content())
     )
 
 

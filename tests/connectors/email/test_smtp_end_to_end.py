@@ -21,7 +21,7 @@ from tests.connectors.email.conftest import Mailbox, email_settings
 from tests.connectors.email.fixtures import make_fixtures
 from tests.dovecot import PrivateDovecot
 from tests.smtp_server import mail_servers
-from tests.support import ServiceThread, free_port, wait_processed, wait_until
+from tests.support import ServiceThread, assert_signal_ack, free_port, wait_processed, wait_until
 
 CITIZEN = "aigerim.s@mail.ru"
 HER_FIRST_MAIL = "<1764479700.123456789@f123.i.mail.ru>"  # utf8_kazakh.eml's Message-ID
@@ -68,10 +68,17 @@ def test_a_mail_is_acknowledged_by_mail_and_the_loop_closes(
             assert ack.platform_message_ids == [msg["Message-ID"].strip("<>")]
             assert msg["Message-ID"].startswith(f"<{appeal.number}.")
             assert msg["In-Reply-To"] == msg["References"] == HER_FIRST_MAIL
-            assert msg["Subject"] == f"[{appeal.number}] Өтінішіңіз тіркелді"
+            assert msg["Subject"] == f"[{appeal.number}] Хабарламаңыз қабылданды"
             assert msg["Auto-Submitted"] == "auto-replied"
             plain = msg.get_body(preferencelist=("plain",))
-            assert plain is not None and appeal.number in plain.get_content()
+            assert plain is not None
+            # The e-mail's signal: received under its number, followed by writing the number back.
+            assert_signal_ack(
+                plain.get_content().replace("\r\n", "\n").strip(),
+                "kk",
+                number=appeal.number,
+                follow="хат жіберіңіз",
+            )
             assert msg.get_body(preferencelist=("html",)) is not None
             ours = ack.platform_message_ids[0]
 
