@@ -333,7 +333,8 @@ class Workflow:
                 now=now,
             )
             if opened is not None:  # the message was inserted into it
-                return _Accepted(contact_id, renamed, appeal_id=appeal.id, first=appeal if new_contact else None)
+                first = appeal if new_contact else None
+                return _Accepted(contact_id, renamed, appeal_id=appeal.id, first=first)
         else:
             appeal = found
             self._add_event(conn, sql, appeal.id, "message", {"message_id": message_id}, now)
