@@ -47,6 +47,10 @@ _Q_NOT_U = re.compile(r"q(?!u)")
 # Runs of letters, with inner hyphens and apostrophes (Нұр-Сұлтан, бала-шаға, don't).
 _WORD = re.compile(r"[^\W\d_]+(?:[-'’][^\W\d_]+)*")
 
+# A character of the Cyrillic block; an ASCII one or one of Latin-1 Supplement's letters to Latin Extended-B.
+# Searched in C: a generator over the characters was a tenth of the language's share of a new appeal.
+_CYRILLIC_LETTER = re.compile("[\u0400-\u04ff]")
+_LATIN_LETTER = re.compile("[\x00-\x7f\u00c0-\u024f]")
 # Letters of the Kazakh Cyrillic alphabet that Russian does not have.
 _KAZAKH_CYRILLIC = frozenset("әғқңөұүһіӘҒҚҢӨҰҮҺІ")
 # Letters of the Kazakh Latin alphabets (2021, and the 2018 acute forms) that English does not use.
@@ -154,11 +158,11 @@ def _citizens_words(text: str) -> list[str]:
 
 
 def _is_cyrillic(word: str) -> bool:
-    return any("\u0400" <= ch <= "\u04ff" for ch in word)
+    return _CYRILLIC_LETTER.search(word) is not None
 
 
 def _is_latin(word: str) -> bool:
-    return any(ch.isascii() or "\u00c0" <= ch <= "\u024f" for ch in word)
+    return _LATIN_LETTER.search(word) is not None
 
 
 def _kazakh_or_russian(words: list[str]) -> Language:

@@ -116,6 +116,17 @@ class _AppealRef(NamedTuple):
     category: str = Category.OTHER.value
 
 
+class _Accepted(NamedTuple):
+    """What `_accept` did that the search index must follow (accept_message)."""
+
+    contact_id: int
+    renamed: bool  # the sender's name changed: every appeal of theirs is indexed again
+    said: _Said | None = None  # the citizen's answer to "was it solved?"
+    appeal_id: int | None = None  # the appeal the message joined or opened, where _accept knows it
+    # Opened in this transaction by a citizen created in it: its only message and identity are known.
+    first: _AppealRef | None = None
+
+
 # The project office's notice when an appeal has been passed between units too often (config/terms.toml).
 TRANSFERS_FLAG = N_("Appeal %(number)s has been passed between units %(transfers)s times; now: %(unit)s.")
 
@@ -203,7 +214,8 @@ class Workflow:
         if msg.deleted:
             self._mark_deleted(conn, sql, msg, utcnow())
             return
-        contact_id, renamed, said = self._accept(s, conn, sql, msg, raw_event_id)
+        accepted = self._accept(s, conn, sql, msg, raw_event_id)
+        said = accepted.said
         if said is not None and self.hooks is not None:  # the citizen's yes or no after an answer
             now = utcnow()
             self.hooks.feedback_said(
@@ -211,10 +223,23 @@ class Workflow:
             )
         # The search index follows in the same transaction (storage/search_index.py): the appeal the
         # message joined or opened, and every appeal of a citizen whose name changed.
-        where = {"channel": msg.channel, "account": msg.account, "chat_id": msg.chat_id}
-        appeal_id = conn.execute(sql.message_appeal, {**where, "external_key": msg.message_key}).scalar()
-        if renamed:
-            search_index.refresh_contact(conn, contact_id, also=appeal_id)
+        if accepted.first is not None:  # the commonest case: what refresh would read back is known
+            first = accepted.first
+            search_index.write_first(
+                conn,
+                first.id,
+                number=first.number,
+                name=msg.sender_name,
+                username=msg.sender_username,
+                text=msg.text,
+            )
+            return
+        appeal_id = accepted.appeal_id
+        if appeal_id is None:
+            where = {"channel": msg.channel, "account": msg.account, "chat_id": msg.chat_id}
+            appeal_id = conn.execute(sql.message_appeal, {**where, "external_key": msg.message_key}).scalar()
+        if accepted.renamed:
+            search_index.refresh_contact(conn, accepted.contact_id, also=appeal_id)
         elif appeal_id is not None:
             search_index.refresh(conn, [appeal_id])
 
@@ -225,11 +250,10 @@ class Workflow:
         sql: InboundStatements,
         msg: InboundMessage,
         raw_event_id: int | None,
-    ) -> tuple[int, bool, _Said | None]:
-        """(the sender's contact id, whether their name changed, the citizen's answer to "was it solved?")."""
+    ) -> _Accepted:
         now = utcnow()
-        contact_id, contact_language, renamed = self._sender(conn, sql, msg, now)
-        done: tuple[int, bool, _Said | None] = (contact_id, renamed, None)
+        contact_id, contact_language, renamed, new_contact = self._sender(conn, sql, msg, now)
+        done = _Accepted(contact_id, renamed)  # where the appeal, if any, is looked up afterwards
         conversation_id, new_conversation, collecting = self._conversation(conn, sql, msg, contact_id, now)
         attachments = [asdict(a) for a in msg.attachments]
         key = {"conversation_id": conversation_id, "external_key": msg.message_key}
@@ -296,7 +320,7 @@ class Workflow:
             self._add_event(
                 conn, sql, waiting, "feedback", {"message_id": message_id, "answer": said.answer}, now
             )
-            return (contact_id, renamed, _Said(waiting, said.answer, message_id))
+            return _Accepted(contact_id, renamed, _Said(waiting, said.answer, message_id))
 
         # A conversation created in this transaction has no appeal yet.
         found, continues = (
@@ -322,15 +346,17 @@ class Workflow:
                 text=self._ack_text(appeal, msg.channel),
                 now=now,
             )
-            if opened is not None:
-                return done  # the message was inserted into it
+            if opened is not None:  # the message was inserted into it
+                first = appeal if new_contact else None
+                return _Accepted(contact_id, renamed, appeal_id=appeal.id, first=first)
         else:
             appeal = found
             self._add_event(conn, sql, appeal.id, "message", {"message_id": message_id}, now)
             conn.execute(sql.touch_appeal, {"b_id": appeal.id, "b_at": now})
             self._acknowledge_again_if_undelivered(conn, sql, appeal, target, now)
         conn.execute(sql.set_message_appeal, {"b_id": message_id, "b_appeal_id": appeal.id})
-        return done
+        first = appeal if found is None and new_contact else None  # a new appeal holds this message alone
+        return _Accepted(contact_id, renamed, appeal_id=appeal.id, first=first)
 
     @staticmethod
     def _appeal_to_join(
@@ -508,8 +534,9 @@ class Workflow:
     @staticmethod
     def _sender(
         conn: Connection, sql: InboundStatements, msg: InboundMessage, now: datetime
-    ) -> tuple[int, str | None, bool]:
-        """The citizen behind the message: (contact id, the language they chose or None, renamed)."""
+    ) -> tuple[int, str | None, bool, bool]:
+        """The citizen behind the message: (contact id, the language they chose or None, renamed, created
+        just now)."""
         where = {"channel": msg.channel, "account": msg.account, "external_id": msg.sender_id}
         known = conn.execute(sql.sender, where).first()
         if known is not None:
@@ -517,7 +544,7 @@ class Workflow:
             renamed = bool(msg.sender_name and name != msg.sender_name)
             if renamed:
                 conn.execute(sql.rename_contact, {"b_id": contact_id, "b_name": msg.sender_name})
-            return int(contact_id), language, renamed
+            return int(contact_id), language, renamed, False
         contact_id = conn.execute(
             sql.insert_contact, {"display_name": msg.sender_name, "language": None, "created_at": now}
         ).scalar_one()
@@ -533,7 +560,7 @@ class Workflow:
                 "username": msg.sender_username,
             },
         )
-        return int(contact_id), None, False
+        return int(contact_id), None, False, True
 
     @staticmethod
     def _conversation(

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -612,6 +613,12 @@ def _child_process(settings_kw: dict[str, Any], timeout: float, conn: Any, log_p
         if process is None:
             conn.send(("absent",))
             return
+        # As the service's processor does before its first round (Service._process_round), where the code
+        # has it: lingua's models are a start-up cost, not a per-appeal one.
+        with contextlib.suppress(ImportError):
+            from adaldyk_bots.language import preload_models
+
+            preload_models()
         conn.send(("ready",))
         if conn.recv() != "go":
             return

@@ -30,8 +30,9 @@ from adaldyk_bots.storage.models import (
     Message,
     MessageVersion,
 )
+from adaldyk_bots.storage.types import storable
 
-__all__ = ["document", "refresh", "refresh_contact"]
+__all__ = ["document", "refresh", "refresh_contact", "write_first"]
 
 
 def _t(model: Any) -> Table:
@@ -83,6 +84,17 @@ def refresh(conn: Connection, appeal_ids: Iterable[int]) -> None:
     rows = [{"appeal_id": appeal_id, "document": document(p)} for appeal_id, p in parts.items()]
     if rows:
         conn.execute(_upsert(conn.dialect.name), rows)
+
+
+def write_first(
+    conn: Connection, appeal_id: int, *, number: str, name: str | None, username: str | None, text: str
+) -> None:
+    """The document of an appeal that was opened in this transaction by a citizen also created in it: its
+    rows are the one message (`text`, no version yet) and the one identity just inserted, so the document
+    is what `refresh` would read back, without the two reads (a sixth of a new appeal's statements). The
+    values go through `storable` as they did on their way into those rows (storage/types.py)."""
+    parts = [storable(v) if v else v for v in (number, name, username, text)]
+    conn.execute(_upsert(conn.dialect.name), [{"appeal_id": appeal_id, "document": document(parts)}])
 
 
 def refresh_contact(conn: Connection, contact_id: int, *, also: int | None = None) -> None:
