@@ -1,7 +1,7 @@
 """appeal.forwarded_to_name: the name of the outside body an appeal was forwarded to, as the citizen read it
 
 Revision ID: 0019_forward
-Revises: 0017_phone
+Revises: 0018_tally
 Create Date: 2026-12-01 19:30:00
 """
 
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0019_forward"
-down_revision = "0017_phone"
+down_revision = "0018_tally"
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """Pruning indexes (expired sessions, old login attempts) and message.thread (e-mail References)
 
 Revision ID: 0020_ops
-Revises: 0017_phone
+Revises: 0019_forward
 Create Date: 2026-12-01 19:30:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0020_ops"
-down_revision = "0018_tally"
+down_revision = "0019_forward"
 branch_labels = None
 depends_on = None
 
