@@ -51,6 +51,7 @@ API_BODIES: dict[str, dict[str, Any] | None] = {
     "/api/v1/appeals/{number}/unit": {"unit": "cerc_astana"},
     "/api/v1/appeals/{number}/triage": {"decision": "spam", "reason": "реклама"},
     "/api/v1/appeals/{number}/merge": {"into": MISSING, "reason": "дубликат"},
+    "/api/v1/appeals/{number}/forward": {"body": {"code": "agriculture"}, "reason": "не наша компетенция"},
 }
 
 

@@ -44,6 +44,7 @@ ACTION_NAMES = {
     "appeal.consent": N_("The citizen answered on consent to data processing"),
     "appeal.triage": N_("Triaged the signal"),
     "appeal.merge": N_("Merged a duplicate"),
+    "appeal.forward": N_("Forwarded to another body"),
     "appeal.status": N_("Changed the status"),
     "appeal.reply": N_("Replied to the citizen"),
     "appeal.note": N_("Wrote an internal note"),
