@@ -8,7 +8,7 @@ values when the new row is finished and take one from the row of the old values 
 Triggers catch every write path (the ORM, the prebuilt Core statements of storage/inbound.py, a manual
 UPDATE) on both databases; appeal_query.facet_counts adds these counts to the open appeals' own.
 
-Each appeal is counted at three grains (the `grain` column), so that a count reads the smallest one
+Each appeal is counted at six grains (the `grain` column), so that a count reads the smallest one
 that has every column it filters or groups on (appeal_query picks it). At 1,000,000 appeals:
     "n"  status, channel, category, language, concerned_unit_id, assigned: a moderator's counts (no unit
          in the scope or the filter), 1,300 rows;
