@@ -244,6 +244,9 @@ class Supervisor:
             id=name,
             max_instances=1,
             coalesce=True,
+            # Late is not skipped: APScheduler drops a run more than 1 s late by default, and a busy start
+            # (connectors starting, models loading) made a 10-minute job wait its whole interval.
+            misfire_grace_time=None,
             next_run_time=utcnow(),
         )
 
