@@ -390,7 +390,7 @@ class Deadlines:
             language = user.language if user else None
             text = self._digest_text(s, units, today, now, language)
             if text and covered.get(user_id):
-                names = ", ".join(_unit_name(s, u, language) for u in covered[user_id])
+                names = ", ".join(org.unit_title(s, u, language) for u in covered[user_id])
                 text += "\n\n" + render_for(language, DIGEST_HEADLESS, {"units": names})
             if (
                 user is not None
@@ -444,10 +444,3 @@ class Deadlines:
                 for a in rows[:DIGEST_LIST]
             ]
         return "\n".join(lines)
-
-
-def _unit_name(s: Session, unit_id: int, language: str | None) -> str:
-    unit = s.get(Unit, unit_id)
-    if unit is None:
-        return str(unit_id)
-    return f"«{(unit.name_kk if language == 'kk' or language is None else unit.name_ru) or unit.code}»"

@@ -28,6 +28,7 @@ __all__ = [
     "superior",
     "sync_units",
     "unit_by_code",
+    "unit_title",
 ]
 
 log = logging.getLogger(__name__)
@@ -189,3 +190,12 @@ PROJECT_OFFICE = "project_office"  # the unit code of «Адалдық алаң�
 
 def unit_by_code(s: Session, code: str) -> Unit | None:
     return s.exec(select(Unit).where(Unit.code == code)).first()
+
+
+def unit_title(s: Session, unit_id: int, language: str | None) -> str:
+    """«The unit's name» in `language` for a staff notice (Kazakh unless "ru"/"en", which read the Russian
+    name); its code when it has no name, its id when it is gone."""
+    unit = s.get(Unit, unit_id)
+    if unit is None:
+        return str(unit_id)
+    return f"«{(unit.name_kk if language == 'kk' or language is None else unit.name_ru) or unit.code}»"

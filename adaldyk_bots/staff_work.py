@@ -17,7 +17,7 @@ from adaldyk_bots import corruption, org
 from adaldyk_bots.access import Role
 from adaldyk_bots.i18n import DEFAULT_LANGUAGE, LANGUAGES, N_, gettext
 from adaldyk_bots.storage.db import insert_ignoring_conflict
-from adaldyk_bots.storage.models import OutboxItem, StaffNotice, StaffTask, StaffUser, Unit
+from adaldyk_bots.storage.models import OutboxItem, StaffNotice, StaffTask, StaffUser
 
 __all__ = [
     "HEADLESS_NOTE",
@@ -244,8 +244,4 @@ HEADLESS_NOTE = N_(
 
 def _headless_note(s: Session, unit_id: int, language: str | None) -> str:
     lang = language if language in LANGUAGES else DEFAULT_LANGUAGE
-    unit = s.get(Unit, unit_id)
-    name = str(unit_id)
-    if unit is not None:
-        name = (unit.name_kk if lang == "kk" else unit.name_ru) or unit.code
-    return gettext(lang, HEADLESS_NOTE) % {"unit": f"«{name}»"}
+    return gettext(lang, HEADLESS_NOTE) % {"unit": org.unit_title(s, unit_id, lang)}
