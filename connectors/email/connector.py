@@ -111,7 +111,7 @@ class EmailConnector:
             idle_seconds=settings.imap_idle_seconds,
             timeout=settings.imap_timeout_seconds,
             parse=self.parse_payload,
-            on_state=self._set_health,
+            on_state=self._poller_said,
             on_events=self._note_events,
             on_resync=self._note_resync,
         )
@@ -185,13 +185,18 @@ class EmailConnector:
     async def stop(self) -> None:
         await asyncio.to_thread(self.poller.close)
 
-    def _set_health(self, state: str, detail: str) -> None:
-        """The IMAP side's state (the poller's word); published with the SMTP side's (_publish)."""
-        self._imap_state, self._imap_detail = state, detail
-        if state == "ok" and "standby" not in detail and "sending only" not in detail:
+    def _poller_said(self, state: str, detail: str) -> None:
+        """The poller's word: "ok" comes only after its login went through, "broken" only when the server
+        refused the login (imap.py), so the credentials' state follows from the state itself."""
+        if state == "ok":
             self._imap_credentials = "accepted"
-        elif "refused the login" in detail:
+        elif state == "broken":
             self._imap_credentials = "refused"
+        self._set_health(state, detail)
+
+    def _set_health(self, state: str, detail: str) -> None:
+        """The IMAP side's state; published with the SMTP side's (_publish)."""
+        self._imap_state, self._imap_detail = state, detail
         self._publish()
 
     def _publish(self) -> None:
